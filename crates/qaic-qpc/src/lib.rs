@@ -1,0 +1,1 @@
+//! QPC container (being built).
