@@ -1,0 +1,26 @@
+//! # qaic-ir
+//!
+//! The intermediate representation of qaic-rs: a [`Graph`] of typed values ([`ValueData`],
+//! [`ValueType`] with symbolic shapes) and ops ([`Node`]); a verifier ([`Graph::verify`]);
+//! topological sorting and pruning; shape inference; and a text form that prints and parses
+//! back (used by golden tests).
+//!
+//! Ops are identified by ONNX domain and op type, versioned by the graph's opset imports: the
+//! IR's op set *is* ONNX's, like tract's inference-level model. Loaders translate formats into it
+//! faithfully; later passes (precision, partitioning, codegen) work on it and lower it.
+//!
+//! Depends only on `qaic-tensor`. Must never depend on a loader, the interpreter or a device.
+
+mod graph;
+mod verify;
+
+pub use graph::{Attr, Graph, Node, NodeId, ValueData, ValueId, ValueType};
+
+/// Errors of IR construction and checking.
+#[derive(Debug, thiserror::Error)]
+pub enum IrError {
+    #[error("graph `{graph}`: {msg}")]
+    Invalid { graph: String, msg: String },
+    #[error("graph has a cycle through node `{node}`")]
+    Cycle { node: String },
+}
