@@ -46,7 +46,7 @@ impl Graph {
             }
         }
         let mut defined = vec![false; nv];
-        let mut define = |id: crate::ValueId, what: &str, defined: &mut Vec<bool>| -> Result<(), IrError> {
+        let define = |id: crate::ValueId, what: &str, defined: &mut Vec<bool>| -> Result<(), IrError> {
             if id.index() >= nv {
                 return Err(IrError::Invalid {
                     graph: self.name.clone(),
