@@ -1,0 +1,200 @@
+//! Cost of one compute instruction on one core, from its op class, operand shapes and the
+//! device model. Shared by codegen (to balance work across cores) and the simulator (to
+//! advance the clock), so both agree. Never panics on inconsistent shapes: it falls back to
+//! counting elements on the vector unit.
+
+use qaic_tensor::DType;
+
+use crate::device::{DeviceModel, Unit, VectorKind};
+use crate::isa::{AttrValue, Op, OpClass, Space, Tile, op_class};
+
+/// Predicted cost of one op on one core (excluding the per-instruction issue overhead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpCost {
+    /// Unit that executes the op.
+    pub unit: Unit,
+    /// Busy cycles of that unit.
+    pub cycles: u64,
+    /// Multiply-accumulates performed (0 for non-matrix ops) — the `HmxMacs` PMU recipe.
+    pub macs: u64,
+    /// Bytes of operands that live in DDR rather than VTCM (the simulator charges them DDR
+    /// bandwidth on top of `cycles`).
+    pub ddr_bytes: u64,
+}
+
+fn dims(t: Option<&Tile>) -> Option<&[u64]> {
+    t.map(|t| t.shape.as_slice())
+}
+
+fn prod(s: &[u64]) -> u64 {
+    s.iter().fold(1u64, |a, d| a.saturating_mul(*d))
+}
+
+/// (batch or groups, M, N, K) of a matrix-class op, when the shapes allow it.
+fn matrix_dims(op: &Op) -> Option<(u64, u64, u64, u64)> {
+    let out = dims(op.outputs.first())?;
+    match op_class(&op.op) {
+        OpClass::Conv => {
+            let w_idx = if op.op == "QLinearConv" { 3 } else { 1 };
+            let w = dims(op.inputs.get(w_idx))?;
+            if out.len() < 2 || w.len() < 2 || out.len() != w.len() {
+                return None;
+            }
+            let g = op.attr_int("group", 1).max(1) as u64;
+            let kernel = prod(&w[2..]);
+            if op.op == "ConvTranspose" {
+                // weight [Cin, Cout/g, k...]; per group [N·in_spatial × Cin/g] · [Cin/g × Cout/g·k]
+                let x = dims(op.inputs.first())?;
+                if x.len() < 2 {
+                    return None;
+                }
+                let m = x[0].saturating_mul(prod(&x[2..]));
+                Some((g, m, w[1].saturating_mul(kernel), x[1] / g))
+            } else {
+                // weight [Cout, Cin/g, k...]; per group [N·out_spatial × Cin/g·k] · [.. × Cout/g]
+                let m = out[0].saturating_mul(prod(&out[2..]));
+                Some((g, m, out[1] / g, w[1].saturating_mul(kernel)))
+            }
+        }
+        OpClass::MatMul => {
+            let a = dims(op.inputs.first())?;
+            if out.is_empty() || a.is_empty() {
+                return None;
+            }
+            let n = *out.last()?;
+            let m = if out.len() >= 2 { out[out.len() - 2] } else { 1 };
+            let k = if op.op == "Gemm" && a.len() == 2 {
+                if op.attr_int("transA", 0) != 0 { a[0] } else { a[1] }
+            } else {
+                *a.last()?
+            };
+            let batch = if out.len() > 2 { prod(&out[..out.len() - 2]) } else { 1 };
+            Some((batch, m, n, k))
+        }
+        _ => None,
+    }
+}
+
+impl DeviceModel {
+    /// Cycles of `batch` independent `[M×K]·[K×N]` products issued as one tensor-unit op:
+    /// one startup, then the tile steps of all of them (see [`DeviceModel::matrix_cycles`]).
+    pub fn matrix_cycles_batched(&self, batch: u64, m: u64, n: u64, k: u64, dtype: DType) -> u64 {
+        if batch == 0 {
+            return 0;
+        }
+        let one = self.matrix_cycles(m, n, k, dtype);
+        let body = one.saturating_sub(self.hmx_startup_cycles as u64);
+        (self.hmx_startup_cycles as u64).saturating_add(body.saturating_mul(batch))
+    }
+
+    /// Predicted cost of a compute instruction on one core.
+    ///
+    /// * Conv/MatMul class: MACs from the output and weight/operand shapes; the cheaper of the
+    ///   tensor unit ([`DeviceModel::matrix_cycles_batched`], groups as batch) and the vector
+    ///   unit's MAC lanes (depthwise convolutions, GEMV in fp32) is taken.
+    /// * Vector / Transcendental class: `vector_cycles` over the largest operand's elements
+    ///   (pooling: output elements × kernel size).
+    /// * Move class: bytes of the largest operand ÷ one HVX vector (128 B) per cycle.
+    pub fn op_cost(&self, op: &Op) -> OpCost {
+        let ddr_bytes = op
+            .inputs
+            .iter()
+            .chain(&op.outputs)
+            .filter(|t| matches!(t.space, Space::Ddr(_)))
+            .map(|t| t.bytes().unwrap_or(u64::MAX))
+            .fold(0u64, u64::saturating_add);
+        let largest = op.inputs.iter().chain(&op.outputs).map(Tile::elements).max().unwrap_or(0);
+        let class = op_class(&op.op);
+        if let (OpClass::Conv | OpClass::MatMul, Some((batch, m, n, k))) = (class, matrix_dims(op)) {
+            let in_dtype = op.inputs.first().map_or(op.dtype, |t| t.dtype);
+            let dt = if in_dtype.is_int() && in_dtype.bits() <= 8 { in_dtype } else { op.dtype };
+            let macs = batch.saturating_mul(m).saturating_mul(n).saturating_mul(k);
+            let hmx = self.matrix_cycles_batched(batch, m, n, k, dt);
+            let lanes = match dt.bits() {
+                0..=8 => self.hvx_int8_macs_per_cycle,
+                9..=16 => self.hvx_fp16_macs_per_cycle,
+                _ => self.hvx_fp32_macs_per_cycle,
+            }
+            .max(1) as u64;
+            let hvx = (self.hvx_startup_cycles as u64).saturating_add(macs.div_ceil(lanes));
+            let (unit, cycles) = if macs == 0 { (Unit::Matrix, 0) } else if hmx <= hvx { (Unit::Matrix, hmx) } else { (Unit::Vector, hvx) };
+            return OpCost { unit, cycles, macs, ddr_bytes };
+        }
+        let cycles = match class {
+            OpClass::Move => {
+                let bytes = op.inputs.iter().chain(&op.outputs).map(|t| t.bytes().unwrap_or(u64::MAX)).max().unwrap_or(0);
+                if bytes == 0 { 0 } else { (self.hvx_startup_cycles as u64).saturating_add(bytes.div_ceil(self.hvx_vector_bytes.max(1) as u64)) }
+            }
+            OpClass::Transcendental => self.vector_cycles(VectorKind::Transcendental, largest, op.dtype),
+            _ => {
+                let mut n = largest;
+                if op.op.ends_with("Pool") && !op.op.starts_with("Global") {
+                    if let Some(AttrValue::Ints(k)) = op.attr("kernel_shape") {
+                        let window = k.iter().fold(1u64, |a, d| a.saturating_mul((*d).max(1) as u64));
+                        let out = op.outputs.first().map_or(0, Tile::elements);
+                        n = n.max(out.saturating_mul(window));
+                    }
+                }
+                self.vector_cycles(VectorKind::Simple, n, op.dtype)
+            }
+        };
+        OpCost { unit: Unit::Vector, cycles, macs: 0, ddr_bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Variant;
+
+    fn conv(cin: u64, cout: u64, k: u64, hw: u64, group: i64, dt: DType) -> Op {
+        Op::new(
+            "Conv",
+            dt,
+            vec![Tile::vtcm(0, dt, vec![1, cin, hw, hw]), Tile::vtcm(0, dt, vec![cout, cin / group as u64, k, k])],
+            vec![Tile::vtcm(0, dt, vec![1, cout, hw, hw])],
+        )
+        .with_attr("group", AttrValue::Int(group))
+    }
+
+    #[test]
+    fn conv_cost_counts_macs() {
+        let d = DeviceModel::aic100(Variant::Pro16);
+        let c = d.op_cost(&conv(64, 64, 3, 56, 1, DType::I8));
+        assert_eq!(c.macs, 56 * 56 * 64 * 64 * 9);
+        assert_eq!(c.unit, Unit::Matrix);
+        assert_eq!(c.cycles, d.matrix_cycles(56 * 56, 64, 576, DType::I8));
+        // Depthwise: the vector unit's lanes beat a 1-column tensor op.
+        let dw = d.op_cost(&conv(64, 64, 3, 56, 64, DType::I8));
+        assert_eq!(dw.macs, 56 * 56 * 64 * 9);
+        assert_eq!(dw.unit, Unit::Vector);
+    }
+
+    #[test]
+    fn matmul_and_vector_costs() {
+        let d = DeviceModel::aic100(Variant::Pro16);
+        let mm = Op::new(
+            "MatMul",
+            DType::F16,
+            vec![Tile::vtcm(0, DType::F16, vec![12, 128, 64]), Tile::vtcm(0, DType::F16, vec![12, 64, 128])],
+            vec![Tile::vtcm(0, DType::F16, vec![12, 128, 128])],
+        );
+        let c = d.op_cost(&mm);
+        assert_eq!(c.macs, 12 * 128 * 128 * 64);
+        assert_eq!(c.cycles, d.matrix_cycles_batched(12, 128, 128, 64, DType::F16));
+        let add = Op::new("Add", DType::F16, vec![Tile::vtcm(0, DType::F16, vec![1, 1024]), Tile::vtcm(0, DType::F16, vec![1024])], vec![Tile::vtcm(0, DType::F16, vec![1, 1024])]);
+        assert_eq!(d.op_cost(&add).cycles, d.vector_cycles(VectorKind::Simple, 1024, DType::F16));
+        let sm = Op::new("Softmax", DType::F16, vec![Tile::vtcm(0, DType::F16, vec![1, 1024])], vec![Tile::vtcm(0, DType::F16, vec![1, 1024])]);
+        assert!(d.op_cost(&sm).cycles > d.op_cost(&add).cycles);
+        let pool = Op::new("MaxPool", DType::I8, vec![Tile::vtcm(0, DType::I8, vec![1, 64, 112, 112])], vec![Tile::vtcm(0, DType::I8, vec![1, 64, 56, 56])])
+            .with_attr("kernel_shape", AttrValue::Ints(vec![3, 3]));
+        assert_eq!(d.op_cost(&pool).cycles, d.vector_cycles(VectorKind::Simple, 64 * 56 * 56 * 9, DType::I8));
+        let tr = Op::new("Transpose", DType::F32, vec![Tile { space: Space::Ddr(0), offset: 0, dtype: DType::F32, shape: vec![64, 64] }], vec![Tile::vtcm(0, DType::F32, vec![64, 64])]);
+        let c = d.op_cost(&tr);
+        assert_eq!(c.ddr_bytes, 64 * 64 * 4);
+        assert_eq!(c.cycles, 16 + 128);
+        // Malformed shapes fall back to a vector estimate instead of panicking.
+        let bad = Op::new("Conv", DType::F16, vec![], vec![Tile::vtcm(0, DType::F16, vec![u64::MAX, 3])]);
+        assert_eq!(d.op_cost(&bad).unit, Unit::Vector);
+    }
+}
