@@ -176,3 +176,148 @@ pub fn unary_map<A: Element, O: Element>(a: &Tensor, f: impl Fn(A) -> O) -> Resu
     let av = a.view::<A>()?;
     Ok(Tensor::from_vec(a.shape().to_vec(), av.iter().map(|&x| f(x)).collect())?)
 }
+
+/// Byte size of one element for byte-addressable types (error for packed sub-byte types).
+pub fn elem_bytes(dtype: DType) -> Result<usize, OpError> {
+    dtype.size_of().ok_or_else(|| OpError::Unsupported(format!("element type {dtype} in this op")))
+}
+
+/// Permutes the axes of any tensor (`out.shape[i] = t.shape[perm[i]]`), by element bytes.
+pub fn permute(t: &Tensor, perm: &[usize]) -> Result<Tensor, OpError> {
+    let rank = t.rank();
+    if perm.len() != rank || (0..rank).any(|i| !perm.contains(&i)) {
+        return Err(OpError::Msg(format!("{perm:?} is not a permutation of {rank} axes")));
+    }
+    let out_shape: Vec<usize> = perm.iter().map(|&p| t.shape()[p]).collect();
+    if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        return Ok(t.clone());
+    }
+    let src_strides = strides(t.shape());
+    let eff: Vec<usize> = perm.iter().map(|&p| src_strides[p]).collect();
+    let n = t.len();
+    if t.dtype() == DType::String {
+        let s = t.strings()?;
+        let mut out = Vec::with_capacity(n);
+        crate::ops::util::for_each_strided(&out_shape, &eff, |off| out.push(s[off].clone()));
+        return Ok(Tensor::from_strings(out_shape, out)?);
+    }
+    let es = elem_bytes(t.dtype())?;
+    let src = t.raw_bytes()?;
+    let mut out = Vec::with_capacity(n * es);
+    for_each_strided(&out_shape, &eff, |off| out.extend_from_slice(&src[off * es..off * es + es]));
+    Ok(Tensor::from_bytes(t.dtype(), out_shape, bytes::Bytes::from(out))?.aligned())
+}
+
+/// Calls `f` with the source offset (in elements) of each element of `shape`, row-major,
+/// where the source is laid out with `strides`.
+pub fn for_each_strided(shape: &[usize], strides: &[usize], mut f: impl FnMut(usize)) {
+    let n: usize = shape.iter().product();
+    if n == 0 {
+        return;
+    }
+    let rank = shape.len();
+    let mut idx = vec![0usize; rank];
+    let mut off = 0usize;
+    for _ in 0..n {
+        f(off);
+        for ax in (0..rank).rev() {
+            idx[ax] += 1;
+            off += strides[ax];
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            off -= strides[ax] * idx[ax];
+            idx[ax] = 0;
+        }
+    }
+}
+
+/// Concatenates tensors of equal type along `axis` (all other dims equal).
+pub fn concat(parts: &[&Tensor], axis: usize) -> Result<Tensor, OpError> {
+    let first = parts.first().ok_or("nothing to concatenate")?;
+    let dtype = first.dtype();
+    let rank = first.rank();
+    let mut shape = first.shape().to_vec();
+    if axis >= rank.max(1) {
+        return Err(OpError::Msg(format!("axis {axis} out of range for rank {rank}")));
+    }
+    shape[axis] = 0;
+    for p in parts {
+        if p.dtype() != dtype || p.rank() != rank {
+            return Err(OpError::Msg(format!("cannot concatenate {}{:?} with {}{:?}", dtype, first.shape(), p.dtype(), p.shape())));
+        }
+        for d in 0..rank {
+            if d != axis && p.shape()[d] != first.shape()[d] {
+                return Err(OpError::Msg(format!("cannot concatenate {:?} with {:?} on axis {axis}", first.shape(), p.shape())));
+            }
+        }
+        shape[axis] += p.shape()[axis];
+    }
+    let outer: usize = shape[..axis].iter().product();
+    if dtype == DType::String {
+        let mut out = Vec::new();
+        for o in 0..outer {
+            for p in parts {
+                let inner: usize = p.shape()[axis..].iter().product();
+                out.extend_from_slice(&p.strings()?[o * inner..(o + 1) * inner]);
+            }
+        }
+        return Ok(Tensor::from_strings(shape, out)?);
+    }
+    let es = elem_bytes(dtype)?;
+    let mut out = Vec::with_capacity(shape.iter().product::<usize>() * es);
+    for o in 0..outer {
+        for p in parts {
+            let inner: usize = p.shape()[axis..].iter().product::<usize>() * es;
+            out.extend_from_slice(&p.raw_bytes()?[o * inner..(o + 1) * inner]);
+        }
+    }
+    Ok(Tensor::from_bytes(dtype, shape, bytes::Bytes::from(out))?.aligned())
+}
+
+/// Stacks equally shaped tensors along a new `axis`.
+pub fn stack(parts: &[&Tensor], axis: usize) -> Result<Tensor, OpError> {
+    let first = parts.first().ok_or("nothing to stack")?;
+    let mut expanded = Vec::with_capacity(parts.len());
+    for p in parts {
+        let mut s = p.shape().to_vec();
+        if axis > s.len() {
+            return Err(OpError::Msg(format!("axis {axis} out of range for rank {}", s.len() + 1)));
+        }
+        s.insert(axis, 1);
+        if p.shape() != first.shape() {
+            return Err(OpError::Msg(format!("cannot stack {:?} with {:?}", first.shape(), p.shape())));
+        }
+        expanded.push(p.reshaped(s)?);
+    }
+    concat(&expanded.iter().collect::<Vec<_>>(), axis)
+}
+
+/// Slice `[start, start+len)` of axis `axis` (copy).
+pub fn narrow(t: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor, OpError> {
+    let mut shape = t.shape().to_vec();
+    let dim = shape[axis];
+    if start + len > dim {
+        return Err(OpError::Msg(format!("slice {start}..{} out of range {dim}", start + len)));
+    }
+    shape[axis] = len;
+    let outer: usize = t.shape()[..axis].iter().product();
+    let inner: usize = t.shape()[axis + 1..].iter().product();
+    if t.dtype() == DType::String {
+        let s = t.strings()?;
+        let mut out = Vec::with_capacity(outer * len * inner);
+        for o in 0..outer {
+            let base = (o * dim + start) * inner;
+            out.extend_from_slice(&s[base..base + len * inner]);
+        }
+        return Ok(Tensor::from_strings(shape, out)?);
+    }
+    let es = elem_bytes(t.dtype())?;
+    let src = t.raw_bytes()?;
+    let mut out = Vec::with_capacity(outer * len * inner * es);
+    for o in 0..outer {
+        let base = (o * dim + start) * inner * es;
+        out.extend_from_slice(&src[base..base + len * inner * es]);
+    }
+    Ok(Tensor::from_bytes(t.dtype(), shape, bytes::Bytes::from(out))?.aligned())
+}

@@ -1,0 +1,292 @@
+//! Linear quantization ops: QuantizeLinear, DequantizeLinear (per-tensor, per-axis, blocked),
+//! DynamicQuantizeLinear, MatMulInteger, QLinearMatMul.
+
+use qaic_tensor::{DType, Tensor, Value};
+
+use super::util::{floats_of, input, ints_of, norm_axis, opt_input, out1};
+use crate::registry::{BuildCtx, Kernel, Registry, RunCtx};
+use crate::OpError;
+
+pub fn register(r: &mut Registry) {
+    r.add("QuantizeLinear", 10, quantize_linear);
+    r.add("DequantizeLinear", 10, dequantize_linear);
+    r.add("DynamicQuantizeLinear", 11, |_| Ok(Box::new(dynamic_quantize_linear)));
+    r.add("MatMulInteger", 10, |_| Ok(Box::new(matmul_integer)));
+    r.add("QLinearMatMul", 10, |_| Ok(Box::new(qlinear_matmul)));
+}
+
+type Outs = Result<Vec<Option<Value>>, OpError>;
+
+/// Integer range of a quantized type.
+pub(crate) fn qrange(d: DType) -> Result<(f64, f64), OpError> {
+    Ok(match d {
+        DType::U8 => (0.0, 255.0),
+        DType::I8 => (-128.0, 127.0),
+        DType::U16 => (0.0, 65535.0),
+        DType::I16 => (-32768.0, 32767.0),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        DType::U4 => (0.0, 15.0),
+        DType::I4 => (-8.0, 7.0),
+        DType::U2 => (0.0, 3.0),
+        DType::I2 => (-2.0, 1.0),
+        d => return Err(OpError::Unsupported(format!("quantized type {d}"))),
+    })
+}
+
+/// Integer values of any integer tensor (packed sub-byte types unpacked) as i64.
+pub(crate) fn int_values(t: &Tensor) -> Result<Vec<i64>, OpError> {
+    match t.dtype() {
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            let bits = t.dtype().bits();
+            let per = 8 / bits;
+            let mask = (1u8 << bits) - 1;
+            let signed = t.dtype().is_signed_int();
+            let raw = t.raw_bytes()?;
+            Ok((0..t.len())
+                .map(|i| {
+                    let v = (raw[i / per] >> ((i % per) * bits)) & mask;
+                    if signed && v & (1 << (bits - 1)) != 0 { v as i64 - (1 << bits) } else { v as i64 }
+                })
+                .collect())
+        }
+        _ => ints_of(t),
+    }
+}
+
+/// Builds an integer tensor of type `d` from values already in range.
+pub(crate) fn int_tensor(d: DType, shape: Vec<usize>, v: &[i64]) -> Result<Tensor, OpError> {
+    Ok(match d {
+        DType::U8 => Tensor::from_vec(shape, v.iter().map(|&x| x as u8).collect())?,
+        DType::I8 => Tensor::from_vec(shape, v.iter().map(|&x| x as i8).collect())?,
+        DType::U16 => Tensor::from_vec(shape, v.iter().map(|&x| x as u16).collect())?,
+        DType::I16 => Tensor::from_vec(shape, v.iter().map(|&x| x as i16).collect())?,
+        DType::I32 => Tensor::from_vec(shape, v.iter().map(|&x| x as i32).collect())?,
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+            let bits = d.bits();
+            let per = 8 / bits;
+            let mask = (1u8 << bits) - 1;
+            let mut raw = vec![0u8; d.storage_bytes(v.len())];
+            for (i, &x) in v.iter().enumerate() {
+                raw[i / per] |= ((x as u8) & mask) << ((i % per) * bits);
+            }
+            Tensor::from_bytes(d, shape, bytes::Bytes::from(raw))?
+        }
+        d => return Err(OpError::Unsupported(format!("quantized type {d}"))),
+    })
+}
+
+/// Index into a per-tensor / per-axis / blocked parameter for each element of `shape`.
+fn param_index(shape: &[usize], pshape: &[usize], axis: i64, block: i64) -> Result<Vec<usize>, OpError> {
+    let n: usize = shape.iter().product();
+    let pn: usize = pshape.iter().product();
+    if pn == 1 {
+        return Ok(vec![0; n]);
+    }
+    let rank = shape.len();
+    let a = norm_axis(axis, rank)?;
+    if pshape.len() == 1 && block == 0 {
+        if pshape[0] != shape[a] {
+            return Err(OpError::Msg(format!("{} per-axis parameters for axis {a} of size {}", pshape[0], shape[a])));
+        }
+        let inner: usize = shape[a + 1..].iter().product();
+        return Ok((0..n).map(|i| (i / inner) % shape[a]).collect());
+    }
+    // Blocked: parameter shape equals input shape except along `axis`, divided by block size.
+    if pshape.len() != rank || block <= 0 {
+        return Err(OpError::Msg(format!("parameter shape {pshape:?} does not fit input {shape:?}")));
+    }
+    let b = block as usize;
+    let pstr = qaic_tensor::strides(pshape);
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; rank];
+    for _ in 0..n {
+        let mut off = 0;
+        for d in 0..rank {
+            let pi = if d == a { idx[d] / b } else { idx[d] };
+            if pi >= pshape[d] {
+                return Err(OpError::Msg(format!("parameter shape {pshape:?} too small for input {shape:?} with block {b}")));
+            }
+            off += pi * pstr[d];
+        }
+        out.push(off);
+        for d in (0..rank).rev() {
+            idx[d] += 1;
+            if idx[d] < shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    Ok(out)
+}
+
+fn round_half_even(v: f64) -> f64 {
+    let r = v.round();
+    if (v - v.trunc()).abs() == 0.5 { 2.0 * (v / 2.0).round() } else { r }
+}
+
+fn quantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
+    let axis = ctx.attr_i("axis", 1)?;
+    let block = ctx.attr_i("block_size", 0)?;
+    let out_dtype = ctx.attr_i("output_dtype", 0)?;
+    let saturate = ctx.attr_i("saturate", 1)?;
+    let _ = saturate;
+    Ok(Box::new(move |_: &RunCtx<'_>, inputs: &[Option<&Value>]| {
+        let x = input(inputs, 0)?;
+        let scale = input(inputs, 1)?;
+        let zp = opt_input(inputs, 2)?;
+        let target = match (zp, out_dtype) {
+            (Some(z), _) => z.dtype(),
+            (None, 0) => DType::U8,
+            (None, d) => DType::from_onnx(d as i32).ok_or_else(|| OpError::Msg(format!("unknown output_dtype {d}")))?,
+        };
+        let (lo, hi) = qrange(target)?;
+        let xv: Vec<f64> = match x.dtype() {
+            DType::I32 => ints_of(x)?.into_iter().map(|v| v as f64).collect(),
+            _ => floats_of(x)?.into_iter().map(|v| v as f64).collect(),
+        };
+        // Division happens in the scale's precision (f32 for f32 scales), as the reference does.
+        let sv = floats_of(scale)?;
+        let zv = match zp {
+            Some(z) => int_values(z)?,
+            None => vec![0],
+        };
+        let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
+        let zidx = match zp {
+            Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
+            None => vec![0; xv.len()],
+        };
+        let q: Vec<i64> = xv
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let s = sv[sidx[i]];
+                let r = if x.dtype() == DType::F32 { round_half_even((v as f32 / s) as f64) } else { round_half_even(v / s as f64) };
+                (r + zv[zidx[i]] as f64).clamp(lo, hi) as i64
+            })
+            .collect();
+        out1(int_tensor(target, x.shape().to_vec(), &q)?)
+    }))
+}
+
+fn dequantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
+    let axis = ctx.attr_i("axis", 1)?;
+    let block = ctx.attr_i("block_size", 0)?;
+    Ok(Box::new(move |_: &RunCtx<'_>, inputs: &[Option<&Value>]| {
+        let x = input(inputs, 0)?;
+        let scale = input(inputs, 1)?;
+        let zp = opt_input(inputs, 2)?;
+        if !x.dtype().is_int() {
+            return Err(OpError::Unsupported(format!("DequantizeLinear of {}", x.dtype())));
+        }
+        let xv = int_values(x)?;
+        let sv = floats_of(scale)?;
+        let zv = match zp {
+            Some(z) => int_values(z)?,
+            None => vec![0],
+        };
+        let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
+        let zidx = match zp {
+            Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
+            None => vec![0; xv.len()],
+        };
+        let y: Vec<f32> = xv.iter().enumerate().map(|(i, &q)| ((q - zv[zidx[i]]) as f32) * sv[sidx[i]]).collect();
+        out1(super::linalg::from_f32(scale.dtype(), x.shape().to_vec(), &y)?)
+    }))
+}
+
+fn dynamic_quantize_linear(_: &RunCtx<'_>, inputs: &[Option<&Value>]) -> Outs {
+    let x = input(inputs, 0)?;
+    let xv = floats_of(x)?;
+    let (q, scale, zp) = dynamic_quantize_u8(&xv);
+    Ok(vec![
+        Some(Value::Tensor(Tensor::from_vec(x.shape().to_vec(), q)?)),
+        Some(Value::Tensor(Tensor::scalar(scale))),
+        Some(Value::Tensor(Tensor::scalar(zp))),
+    ])
+}
+
+/// ONNX DynamicQuantizeLinear: uint8 with a range that always includes 0.
+pub(crate) fn dynamic_quantize_u8(x: &[f32]) -> (Vec<u8>, f32, u8) {
+    let mut lo = 0f32;
+    let mut hi = 0f32;
+    for &v in x {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let scale = (hi - lo) / 255.0;
+    let zp = if scale == 0.0 { 0.0 } else { round_half_even(((0.0 - lo) / scale) as f64).clamp(0.0, 255.0) };
+    let q = x
+        .iter()
+        .map(|&v| {
+            let r = if scale == 0.0 { 0.0 } else { round_half_even((v / scale) as f64) };
+            (r + zp).clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    (q, scale, zp as u8)
+}
+
+/// Integer matmul with zero points: i32 result of (A - a_zp) x (B - b_zp), batched NumPy-style.
+/// `a_zp` is per-tensor or per-row of A; `b_zp` per-tensor or per-column of B.
+pub(crate) fn int_matmul(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Option<&Tensor>) -> Result<(Vec<usize>, Vec<i32>), OpError> {
+    let shape = qaic_kernels::gemm::matmul_shape(a.shape(), b.shape()).map_err(|e| OpError::Msg(e.to_string()))?;
+    let av = int_values(a)?;
+    let bv = int_values(b)?;
+    let a2: Vec<usize> = if a.rank() == 1 { vec![1, a.shape()[0]] } else { a.shape().to_vec() };
+    let b2: Vec<usize> = if b.rank() == 1 { vec![b.shape()[0], 1] } else { b.shape().to_vec() };
+    let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+    let n = b2[b2.len() - 1];
+    let azv = a_zp.map(int_values).transpose()?.unwrap_or_else(|| vec![0]);
+    let bzv = b_zp.map(int_values).transpose()?.unwrap_or_else(|| vec![0]);
+    let ab = &a2[..a2.len() - 2];
+    let bb = &b2[..b2.len() - 2];
+    let batch = qaic_tensor::broadcast(ab, bb).ok_or("batch dimensions do not broadcast")?;
+    let ia = super::util::broadcast_index(ab, &batch);
+    let ib = super::util::broadcast_index(bb, &batch);
+    let mut out = vec![0i32; shape.iter().product()];
+    for (bi, (&xa, &xb)) in ia.iter().zip(&ib).enumerate() {
+        let (ao, bo, oo) = (xa as usize * m * k, xb as usize * k * n, bi * m * n);
+        for i in 0..m {
+            let az = if azv.len() == 1 { azv[0] } else { azv[i % azv.len()] };
+            for j in 0..n {
+                let bz = if bzv.len() == 1 { bzv[0] } else { bzv[j % bzv.len()] };
+                let mut acc: i64 = 0;
+                for p in 0..k {
+                    acc += (av[ao + i * k + p] - az) * (bv[bo + p * n + j] - bz);
+                }
+                out[oo + i * n + j] = acc as i32;
+            }
+        }
+    }
+    Ok((shape, out))
+}
+
+fn matmul_integer(_: &RunCtx<'_>, inputs: &[Option<&Value>]) -> Outs {
+    let (shape, out) = int_matmul(input(inputs, 0)?, input(inputs, 1)?, opt_input(inputs, 2)?, opt_input(inputs, 3)?)?;
+    out1(Tensor::from_vec(shape, out)?)
+}
+
+fn qlinear_matmul(_: &RunCtx<'_>, inputs: &[Option<&Value>]) -> Outs {
+    let a = input(inputs, 0)?;
+    let a_scale = floats_of(input(inputs, 1)?)?;
+    let a_zp = input(inputs, 2)?;
+    let b = input(inputs, 3)?;
+    let b_scale = floats_of(input(inputs, 4)?)?;
+    let b_zp = input(inputs, 5)?;
+    let y_scale = floats_of(input(inputs, 6)?)?;
+    let y_zp = input(inputs, 7)?;
+    let (shape, acc) = int_matmul(a, b, Some(a_zp), Some(b_zp))?;
+    let n = *shape.last().unwrap_or(&1);
+    let (lo, hi) = qrange(y_zp.dtype())?;
+    let yz = int_values(y_zp)?[0] as f64;
+    let q: Vec<i64> = acc
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let bs = if b_scale.len() == 1 { b_scale[0] } else { b_scale[i % n] };
+            let s = (a_scale[0] as f64 * bs as f64) / y_scale[0] as f64;
+            (round_half_even(v as f64 * s) + yz).clamp(lo, hi) as i64
+        })
+        .collect();
+    out1(int_tensor(y_zp.dtype(), shape, &q)?)
+}

@@ -1,0 +1,111 @@
+//! Shared helpers of the end-to-end tests: locating data, comparing tensors.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use qaic_tensor::{DType, Tensor, Value};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// A data folder named by `var`. When the variable is set the folder must exist (CI sets it);
+/// when unset, `fallback` is used if present, else `None` (a developer's plain `cargo test`).
+pub fn data_dir(var: &str, fallback: PathBuf) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            assert!(p.is_dir(), "{var}={} is not a folder: run `cargo xtask test` to prepare the data", p.display());
+            Some(p)
+        }
+        None if fallback.is_dir() => Some(fallback),
+        None => {
+            eprintln!("{var} is not set and {} does not exist: skipping (run `cargo xtask test`)", fallback.display());
+            None
+        }
+    }
+}
+
+/// The shared folder (`QAIC_SHARED`, else `<repo>/../shared`).
+pub fn shared_dir() -> Option<PathBuf> {
+    data_dir("QAIC_SHARED", repo_root().join("../shared"))
+}
+
+/// Compares `got` with `want`: shapes and types equal; floats within `atol + rtol*|want|`
+/// (NaN matches NaN, infinities must match exactly); everything else exact.
+pub fn compare_tensor(got: &Tensor, want: &Tensor, rtol: f64, atol: f64) -> Result<(), String> {
+    if got.dtype() != want.dtype() {
+        return Err(format!("type {} (expected {})", got.dtype(), want.dtype()));
+    }
+    if got.shape() != want.shape() {
+        return Err(format!("shape {:?} (expected {:?})", got.shape(), want.shape()));
+    }
+    let floats = |t: &Tensor| -> Option<Vec<f64>> {
+        Some(match t.dtype() {
+            DType::F32 => t.view::<f32>().ok()?.iter().map(|&v| v as f64).collect(),
+            DType::F64 => t.view::<f64>().ok()?.to_vec(),
+            DType::F16 => t.view::<half::f16>().ok()?.iter().map(|v| v.to_f64()).collect(),
+            DType::BF16 => t.view::<half::bf16>().ok()?.iter().map(|v| v.to_f64()).collect(),
+            _ => return None,
+        })
+    };
+    if let (Some(g), Some(w)) = (floats(got), floats(want)) {
+        let mut worst: Option<(usize, f64, f64)> = None;
+        let mut bad = 0usize;
+        for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
+            let ok = if a.is_nan() || b.is_nan() {
+                a.is_nan() && b.is_nan()
+            } else if a.is_infinite() || b.is_infinite() {
+                a == b
+            } else {
+                (a - b).abs() <= atol + rtol * b.abs()
+            };
+            if !ok {
+                bad += 1;
+                if worst.is_none_or(|(_, wa, wb)| (a - b).abs() > (wa - wb).abs() || wa.is_nan()) {
+                    worst = Some((i, a, b));
+                }
+            }
+        }
+        return match worst {
+            None => Ok(()),
+            Some((i, a, b)) => Err(format!("{bad} of {} values differ; worst at {i}: {a} vs {b}", g.len())),
+        };
+    }
+    if got.dtype() == DType::String {
+        return if got.strings().ok() == want.strings().ok() { Ok(()) } else { Err("strings differ".into()) };
+    }
+    if got.raw_bytes().ok() == want.raw_bytes().ok() {
+        Ok(())
+    } else {
+        let (g, w) = (got.raw_bytes().unwrap_or(&[]), want.raw_bytes().unwrap_or(&[]));
+        let first = g.iter().zip(w).position(|(a, b)| a != b).unwrap_or(0);
+        Err(format!("values differ (first differing byte {first})"))
+    }
+}
+
+/// Compares run-time values (tensors, sequences, optionals).
+pub fn compare_value(got: &Value, want: &Value, rtol: f64, atol: f64) -> Result<(), String> {
+    match (got, want) {
+        (Value::Tensor(g), Value::Tensor(w)) => compare_tensor(g, w, rtol, atol),
+        (Value::Sequence { items: g, .. }, Value::Sequence { items: w, .. }) => {
+            if g.len() != w.len() {
+                return Err(format!("sequence of {} (expected {})", g.len(), w.len()));
+            }
+            for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                compare_tensor(a, b, rtol, atol).map_err(|e| format!("item {i}: {e}"))?;
+            }
+            Ok(())
+        }
+        (Value::Optional(g), Value::Optional(w)) => match (g, w) {
+            (None, None) => Ok(()),
+            (Some(a), Some(b)) => compare_value(a, b, rtol, atol),
+            _ => Err(format!("optional presence differs (got {}, expected {})", g.is_some(), w.is_some())),
+        },
+        // An optional holding a value compares equal to the bare value (the test data stores either).
+        (Value::Optional(Some(a)), b) => compare_value(a, b, rtol, atol),
+        (a, Value::Optional(Some(b))) => compare_value(a, b, rtol, atol),
+        _ => Err("kind of value differs (tensor / sequence / optional)".into()),
+    }
+}
