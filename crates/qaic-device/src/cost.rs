@@ -128,12 +128,13 @@ impl DeviceModel {
             OpClass::Transcendental => self.vector_cycles(VectorKind::Transcendental, largest, op.dtype),
             _ => {
                 let mut n = largest;
-                if op.op.ends_with("Pool") && !op.op.starts_with("Global") {
-                    if let Some(AttrValue::Ints(k)) = op.attr("kernel_shape") {
-                        let window = k.iter().fold(1u64, |a, d| a.saturating_mul((*d).max(1) as u64));
-                        let out = op.outputs.first().map_or(0, Tile::elements);
-                        n = n.max(out.saturating_mul(window));
-                    }
+                if let Some(AttrValue::Ints(k)) = op.attr("kernel_shape")
+                    && op.op.ends_with("Pool")
+                    && !op.op.starts_with("Global")
+                {
+                    let window = k.iter().fold(1u64, |a, d| a.saturating_mul((*d).max(1) as u64));
+                    let out = op.outputs.first().map_or(0, Tile::elements);
+                    n = n.max(out.saturating_mul(window));
                 }
                 self.vector_cycles(VectorKind::Simple, n, op.dtype)
             }

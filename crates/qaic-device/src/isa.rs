@@ -445,18 +445,12 @@ impl Program {
                         for t in op.inputs.iter().chain(&op.outputs) {
                             self.check_tile(t).map_err(|m| err(i, format!("{}: {m}", op.op)))?;
                         }
-                        for t in &op.outputs {
-                            if let Space::Ddr(b) = t.space {
-                                if self.buffers.get(b as usize).is_some_and(|b| b.kind == BufferKind::Constants) {
-                                    return Err(err(i, format!("{} writes into the read-only constants buffer", op.op)));
-                                }
-                            }
+                        if op.outputs.iter().any(|t| self.is_constants(t.space)) {
+                            return Err(err(i, format!("{} writes into the read-only constants buffer", op.op)));
                         }
                     }
-                    Instr::SemSignal { sem, .. } | Instr::SemWait { sem, .. } => {
-                        if *sem >= self.num_semaphores {
-                            return Err(err(i, format!("semaphore {sem} ≥ num_semaphores {}", self.num_semaphores)));
-                        }
+                    Instr::SemSignal { sem, .. } | Instr::SemWait { sem, .. } if *sem >= self.num_semaphores => {
+                        return Err(err(i, format!("semaphore {sem} ≥ num_semaphores {}", self.num_semaphores)));
                     }
                     Instr::Barrier { cores } => {
                         if !cores.contains(c as u32) {
@@ -536,10 +530,8 @@ impl Program {
         if d.shape.dims.len() > MAX_DMA_DIMS {
             return Err(format!("DMA has {} dims; at most {MAX_DMA_DIMS}", d.shape.dims.len()));
         }
-        if let Space::PeerVtcm(p) = d.dst {
-            if p as usize == core {
-                return Err("peer VTCM destination is the issuing core itself; use vtcm".into());
-            }
+        if d.dst == Space::PeerVtcm(core as u16) {
+            return Err("peer VTCM destination is the issuing core itself; use vtcm".into());
         }
         if let Some(m) = d.multicast {
             if d.dst != Space::Vtcm {
@@ -549,18 +541,20 @@ impl Program {
                 return Err(format!("multicast mask {:#x} is empty or names cores ≥ {}", m.0, self.cores.len()));
             }
         }
-        if let Some(s) = d.signal {
-            if s.sem >= self.num_semaphores {
-                return Err(format!("semaphore {} ≥ num_semaphores {}", s.sem, self.num_semaphores));
-            }
+        if let Some(s) = d.signal
+            && s.sem >= self.num_semaphores
+        {
+            return Err(format!("semaphore {} ≥ num_semaphores {}", s.sem, self.num_semaphores));
         }
-        if let Space::Ddr(b) = d.dst {
-            if self.buffers.get(b as usize).is_some_and(|b| b.kind == BufferKind::Constants) {
-                return Err("DMA writes into the read-only constants buffer".into());
-            }
+        if self.is_constants(d.dst) {
+            return Err("DMA writes into the read-only constants buffer".into());
         }
         self.check_range(d.src, d.src_offset, d.shape.src_extent(), "source")?;
         self.check_range(d.dst, d.dst_offset, d.shape.dst_extent(), "destination")
+    }
+
+    fn is_constants(&self, s: Space) -> bool {
+        matches!(s, Space::Ddr(b) if self.buffers.get(b as usize).is_some_and(|b| b.kind == BufferKind::Constants))
     }
 
     fn check_tile(&self, t: &Tile) -> Result<(), String> {
@@ -755,9 +749,9 @@ pub(crate) mod tests_support {
                 Buffer { name: "constants".into(), kind: BufferKind::Constants, size: 1 << 40, binding: None },
             ];
             let all = CoreMask::first(n as u32);
-            for c in 0..n {
+            for (c, raw) in raws.iter().enumerate().take(n) {
                 let mut v = Vec::new();
-                for r in &raws[c] {
+                for r in raw {
                     v.push(match r.clone() {
                         Raw::Dma { src, dst, dbuf, so, doff, shape, mcast, tag, signal } => {
                             let mut dst = match dst {

@@ -46,6 +46,8 @@
 //! assert!(p.listing().contains("core 0: [2] op Relu f32"));
 //! ```
 
+#[cfg(test)]
+mod calibration;
 mod cost;
 mod device;
 mod elf;
