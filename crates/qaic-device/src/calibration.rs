@@ -167,6 +167,9 @@ fn resnet50_int8_offline_within_25_percent() {
         // published best Pro per-card figure 24.9k (facts §8.1); ±25 %.
         assert!((24_900.0 * 0.75..=24_900.0 * 1.25).contains(&ips), "{ips}");
     }
+    let std = DeviceModel::aic100(Variant::Standard14);
+    let (ips, _, _) = offline_inf_per_s(&std, DType::I8, 14, 1, 8);
+    println!("int8 offline, Standard 14 × 1 core, batch 8: {ips:.0} inf/s (published 19.9k per card)");
     // Sensitivity to the proposed tensor-unit efficiency (docs: calibration).
     for eff in [0.6, 0.65, 0.7, 0.75, 0.8, 1.0] {
         let mut e = d.clone();
@@ -183,10 +186,21 @@ fn resnet50_fp16_figures() {
     let (c, o, m, h) = batch1_ps(&pro, DType::F16);
     let total = (c + o + m + h) as f64 / 1e6;
     println!("fp16 batch 1, 16 cores: compute {:.1} µs, total {:.1} µs", c as f64 / 1e6, total);
+    for batch in [8u64, 16] {
+        let (ips, b, ddr) = offline_inf_per_s(&pro, DType::F16, 16, 1, batch);
+        println!("fp16 offline, Pro 16 × 1 core, batch {batch}: {ips:.0} inf/s ({:.2} ms compute+overhead, {:.2} ms DDR)", b * 1e3, ddr * 1e3);
+    }
     let std = DeviceModel::aic100(Variant::Standard14);
     // CAS-LUT (facts §7): resnet50 fp16 batch 13 on 7 cores × 2 instances = 7623 inf/s.
     let (ips, _, _) = offline_inf_per_s(&std, DType::F16, 2, 7, 13);
     println!("fp16 offline, Standard 2 × 7 cores, batch 13: {ips:.0} inf/s (CAS-LUT measured 7623)");
     assert!((7623.0 * 0.75..=7623.0 * 1.25).contains(&ips), "{ips}");
+    let mut derated = std.clone();
+    derated.fp16_rate_derate = 0.667;
+    let (ips2, _, _) = offline_inf_per_s(&derated, DType::F16, 2, 7, 13);
+    let mut pro2 = pro.clone();
+    pro2.fp16_rate_derate = 0.667;
+    let (c2, o2, m2, h2) = batch1_ps(&pro2, DType::F16);
+    println!("  with fp16_rate_derate 0.667: Standard 2 × 7 batch 13 {ips2:.0} inf/s, Pro batch 1 {:.1} µs", (c2 + o2 + m2 + h2) as f64 / 1e6);
     assert!(total > 300.0 && total < 700.0, "{total}");
 }

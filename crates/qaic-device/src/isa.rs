@@ -522,7 +522,10 @@ impl Program {
         let end = extent.and_then(|e| offset.checked_add(e));
         match end {
             Some(end) if end <= size => Ok(()),
-            _ => Err(format!("{what} {} +{offset:#x} extent {:?} exceeds its size {size}", space_name(self, s), extent)),
+            _ => {
+                let ext = extent.map_or("overflowing".to_string(), |e| format!("of {e} B"));
+                Err(format!("{what} range {}+{offset:#x} {ext} exceeds its size {size} B", space_name(self, s)))
+            }
         }
     }
 
@@ -809,7 +812,7 @@ mod tests {
             d.shape = DmaShape::rows(16, 300, 16, 16);
         }
         let e = p.validate().unwrap_err().to_string();
-        assert!(e.contains("core 0") && e.contains("[2]") && e.contains("input:x"), "{e}");
+        assert_eq!(e, "invalid program: core 0 [2]: source range input:x+0x0 of 4800 B exceeds its size 4096 B");
 
         let mut p = sample();
         p.cores[1].instrs.pop();

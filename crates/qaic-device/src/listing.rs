@@ -120,6 +120,7 @@ mod tests {
     #[test]
     fn listing_shows_every_core_and_instruction() {
         let l = sample().listing();
+        println!("{l}");
         let expected = [
             "program \"tiny\" for hardware 2.0: 2 cores, vtcm 1048576 B/core, 2 semaphores",
             "  #2 constants \"constants\" 8192 B",
