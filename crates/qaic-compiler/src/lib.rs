@@ -1,0 +1,27 @@
+//! # qaic-compiler
+//!
+//! The driver layer of qaic-rs: everything `qaic-exec` / `qaic-compile` does, as a library.
+//!
+//! - [`cli_options`]: a generic table-driven parser for the vendor tools' single-dash option
+//!   syntax (`-aic-num-cores=16`, `-num-iter 100`), with `-h`/`-u` help, "did you mean"
+//!   suggestions and "not supported yet" refusals. `qaic-runner` reuses it with its own table.
+//! - [`exec_options`]: the qaic-exec option table and the typed [`ExecConfig`] it produces.
+//! - [`inputs`]: `-input-list-file`, `-json-input-file`, `.npy` and raw input files, random
+//!   inputs, input size checks and `-dump-input-buffers`.
+//! - [`npy`]: NumPy `.npy` reading.
+//! - [`outputs`]: `-write-output-dir` file naming and atomic writing.
+//! - [`info`]: `-version`, `-version-extended`, `-operators-supported`.
+//!
+//! Depends on `qaic-tensor` (and, for running models, the loader and interpreter crates).
+//! Must never print to stdout or exit the process (binaries do that), and never take options
+//! as string maps: libraries below get the typed config.
+
+pub mod cli_options;
+pub mod exec_options;
+pub mod fsutil;
+pub mod info;
+pub mod inputs;
+pub mod npy;
+pub mod outputs;
+
+pub use exec_options::{parse_exec_command, ExecCommand, ExecConfig, Tool};
