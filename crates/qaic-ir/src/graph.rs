@@ -61,13 +61,8 @@ impl ValueType {
 
 impl fmt::Display for ValueType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ValueType::Tensor { dtype, shape: Some(s) } => write!(f, "{dtype}{s}"),
-            ValueType::Tensor { dtype, shape: None } => write!(f, "{dtype}[*]"),
-            ValueType::Sequence(t) => write!(f, "seq<{t}>"),
-            ValueType::Optional(t) => write!(f, "opt<{t}>"),
-            ValueType::Map(k, v) => write!(f, "map<{k},{v}>"),
-        }
+        // The text form's spelling (symbols that are not identifiers are quoted).
+        f.write_str(&crate::text::fmt_type(self))
     }
 }
 

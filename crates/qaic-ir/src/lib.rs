@@ -11,10 +11,15 @@
 //!
 //! Depends only on `qaic-tensor`. Must never depend on a loader, the interpreter or a device.
 
+mod compare;
 mod graph;
+mod parse;
+mod text;
 mod verify;
 
 pub use graph::{Attr, Graph, Node, NodeId, ValueData, ValueId, ValueType};
+pub use parse::{parse, ParseError};
+pub use text::PrintOptions;
 
 /// Errors of IR construction and checking.
 #[derive(Debug, thiserror::Error)]
