@@ -5,8 +5,28 @@
 
 use qaic_tensor::DType;
 
-use crate::device::{DeviceModel, Unit, VectorKind};
-use crate::isa::{AttrValue, Op, OpClass, Space, Tile, op_class};
+use crate::device::{DeviceModel, DmaPath, Unit, VectorKind};
+use crate::isa::{AttrValue, Dma, Op, OpClass, Space, Tile, op_class};
+
+/// Uncontended cost and traffic of one DMA instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DmaCost {
+    /// Path the transfer takes (multicasts from DDR are `DdrToVtcm`).
+    pub path: DmaPath,
+    /// Payload bytes delivered to each destination.
+    pub bytes: u64,
+    /// DDR bytes read, each contiguous run rounded up to whole bursts (once for a multicast).
+    pub ddr_read_bytes: u64,
+    /// DDR bytes written, burst-rounded.
+    pub ddr_write_bytes: u64,
+    /// Bytes crossing the compute NoC (VTCM → peer VTCM, and multicasts: once, not per receiver).
+    pub noc_bytes: u64,
+    /// Number of destination cores (1 unless multicast).
+    pub receivers: u32,
+    /// Uncontended time from issue to completion, ps ([`DeviceModel::dma_ps`] or
+    /// [`DeviceModel::multicast_ps`] on the burst-rounded byte count).
+    pub ps: u64,
+}
 
 /// Predicted cost of one op on one core (excluding the per-instruction issue overhead).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +107,33 @@ impl DeviceModel {
         (self.hmx_startup_cycles as u64).saturating_add(body.saturating_mul(batch))
     }
 
+    /// Uncontended cost and traffic of a DMA instruction; the simulator adds contention for the
+    /// shared DDR and NoC bandwidth using the same parameters.
+    pub fn dma_cost(&self, d: &Dma) -> DmaCost {
+        let src_ddr = matches!(d.src, Space::Ddr(_));
+        let dst_ddr = matches!(d.dst, Space::Ddr(_));
+        let path = match (src_ddr, dst_ddr) {
+            (true, true) => DmaPath::DdrToDdr,
+            (true, false) => DmaPath::DdrToVtcm,
+            (false, true) => DmaPath::VtcmToDdr,
+            (false, false) => DmaPath::VtcmToVtcm,
+        };
+        let bytes = d.shape.total_bytes();
+        let rounded = self.ddr_bytes(d.shape.run_bytes, d.shape.runs());
+        let ddr_read_bytes = if src_ddr { rounded } else { 0 };
+        let ddr_write_bytes = if dst_ddr { rounded } else { 0 };
+        let receivers = d.multicast.map_or(1, |m| m.count());
+        let moved = if src_ddr || dst_ddr { rounded } else { bytes };
+        let (noc_bytes, ps) = if d.multicast.is_some() {
+            (bytes, self.multicast_ps(moved, receivers))
+        } else if matches!(d.dst, Space::PeerVtcm(_)) || matches!(d.src, Space::PeerVtcm(_)) {
+            (bytes, self.dma_ps(moved, path))
+        } else {
+            (0, self.dma_ps(moved, path))
+        };
+        DmaCost { path, bytes, ddr_read_bytes, ddr_write_bytes, noc_bytes, receivers, ps }
+    }
+
     /// Predicted cost of a compute instruction on one core.
     ///
     /// * Conv/MatMul class: MACs from the output and weight/operand shapes; the cheaper of the
@@ -156,6 +203,37 @@ mod tests {
             vec![Tile::vtcm(0, dt, vec![1, cout, hw, hw])],
         )
         .with_attr("group", AttrValue::Int(group))
+    }
+
+    #[test]
+    fn dma_costs() {
+        use crate::isa::{CoreMask, DmaShape};
+        let d = DeviceModel::aic100(Variant::Pro16);
+        let mut dma = Dma {
+            src: Space::Ddr(0),
+            src_offset: 0,
+            dst: Space::Vtcm,
+            dst_offset: 0,
+            shape: DmaShape::rows(100, 10, 1000, 100),
+            multicast: None,
+            tag: 0,
+            signal: None,
+        };
+        let c = d.dma_cost(&dma);
+        assert_eq!((c.path, c.bytes, c.ddr_read_bytes, c.ddr_write_bytes, c.noc_bytes, c.receivers), (DmaPath::DdrToVtcm, 1000, 1280, 0, 0, 1));
+        assert_eq!(c.ps, d.dma_ps(1280, DmaPath::DdrToVtcm));
+        dma.multicast = Some(CoreMask(0xffff));
+        let m = d.dma_cost(&dma);
+        assert_eq!((m.receivers, m.noc_bytes, m.ddr_read_bytes), (16, 1000, 1280));
+        assert_eq!(m.ps, d.multicast_ps(1280, 16));
+        dma.multicast = None;
+        dma.src = Space::Vtcm;
+        dma.dst = Space::PeerVtcm(3);
+        let p = d.dma_cost(&dma);
+        assert_eq!((p.path, p.noc_bytes, p.ddr_read_bytes), (DmaPath::VtcmToVtcm, 1000, 0));
+        dma.dst = Space::Ddr(1);
+        let w = d.dma_cost(&dma);
+        assert_eq!((w.path, w.ddr_write_bytes), (DmaPath::VtcmToDdr, 1280));
     }
 
     #[test]

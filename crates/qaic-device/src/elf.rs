@@ -348,6 +348,24 @@ mod tests {
         }
 
         #[test]
+        fn multiple_mutations_of_arbitrary_programs_never_panic(
+            p in crate::isa::tests_support::arb_program(),
+            muts in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
+        ) {
+            let mut bytes = p.to_elf();
+            // Mutate only past the ELF file header so most cases reach the section decoders.
+            for (i, v) in muts {
+                let k = 64 + i.index(bytes.len() - 64);
+                bytes[k] = v;
+            }
+            if let Ok(q) = Program::from_elf(&bytes) {
+                // Whatever decodes is a valid program that re-encodes and decodes to itself.
+                let again = Program::from_elf(&q.to_elf());
+                prop_assert_eq!(again.as_ref(), Ok(&q));
+            }
+        }
+
+        #[test]
         fn arbitrary_programs_round_trip(p in crate::isa::tests_support::arb_program()) {
             let bytes = p.to_elf();
             let q = Program::from_elf(&bytes);

@@ -191,7 +191,8 @@ pub struct Dma {
     /// Multicast receivers: the destination must be [`Space::Vtcm`] and the data lands at
     /// `dst_offset` in the VTCM of every core of the mask (the issuing core only if its bit is set).
     pub multicast: Option<CoreMask>,
-    /// Completion group on the issuing core, waited on by [`Instr::DmaWait`].
+    /// Completion group on the issuing core, waited on by [`Instr::DmaWait`]. A DMA is complete
+    /// when its data has landed at every destination.
     pub tag: u8,
     /// Semaphore to increment once the data has landed (everywhere, for a multicast).
     pub signal: Option<SemSignal>,

@@ -7,7 +7,8 @@
 //!   MACs/cycle, VTCM, DDR/NoC/DMA bandwidths, latencies), each documented with its public
 //!   source or derivation, and the cost functions ([`DeviceModel::matrix_cycles`],
 //!   [`DeviceModel::vector_cycles`], [`DeviceModel::dma_ps`], [`DeviceModel::multicast_ps`],
-//!   [`DeviceModel::op_cost`], ...) that codegen and the simulator share.
+//!   [`DeviceModel::op_cost`], [`DeviceModel::dma_cost`], ...) that codegen and the simulator
+//!   share.
 //! * **Program format** — [`Program`]: per core, a stream of tile-level [`Instr`]uctions (DMA
 //!   with strided descriptors and multicast, ONNX-style compute ops on dense VTCM tiles,
 //!   semaphores, barriers), its ELF serialisation ([`Program::to_elf`] /
@@ -55,7 +56,7 @@ mod encode;
 mod isa;
 mod listing;
 
-pub use cost::OpCost;
+pub use cost::{DmaCost, OpCost};
 pub use device::{DeviceError, DeviceModel, DmaPath, MatrixPrecision, PS_PER_S, Unit, Variant, VectorKind};
 pub use elf::{EM_QDSP6, NOTE_OWNER, NT_QAIC_PROGRAM, QAIC_OSABI};
 pub use isa::{
