@@ -284,6 +284,10 @@ mod tests {
             .map(|s| String::from_utf8_lossy(sections.section_name(LittleEndian, s).unwrap()).into_owned())
             .collect();
         assert_eq!(names, ["", ".note.qaic", ".qaic.header", ".qaic.strtab", ".qaic.core.0", ".qaic.core.1", ".shstrtab"]);
+        // Fixed header prefix: major, minor, core count, semaphores, VTCM bytes.
+        let header = sections.section_by_name(LittleEndian, b".qaic.header").unwrap().1.data(LittleEndian, &*bytes).unwrap();
+        assert_eq!(&header[..8], &[1, 0, 0, 0, 2, 0, 2, 0]);
+        assert_eq!(u64::from_le_bytes(header[8..16].try_into().unwrap()), 1 << 20);
     }
 
     /// A minimal 32-bit Hexagon ELF header such as a vendor `network.elf` starts with.

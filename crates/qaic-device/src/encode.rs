@@ -183,13 +183,15 @@ impl Enc<'_> {
     }
 
     pub fn header(&mut self, p: &Program) {
+        // Fixed 16-byte prefix: tools that do not link this crate (QPC validation) can read
+        // the core count at a fixed offset.
         self.out.extend_from_slice(&FORMAT_MAJOR.to_le_bytes());
         self.out.extend_from_slice(&FORMAT_MINOR.to_le_bytes());
+        self.out.extend_from_slice(&(p.cores.len().min(u16::MAX as usize) as u16).to_le_bytes());
+        self.out.extend_from_slice(&p.num_semaphores.to_le_bytes());
+        self.out.extend_from_slice(&p.vtcm_bytes.to_le_bytes());
         self.str(&p.device_version);
         self.str(&p.name);
-        self.var(p.vtcm_bytes);
-        self.var(p.num_semaphores as u64);
-        self.var(p.cores.len() as u64);
         self.var(p.buffers.len() as u64);
         for b in &p.buffers {
             self.str(&b.name);
@@ -468,11 +470,15 @@ impl Dec<'_> {
         if major != FORMAT_MAJOR {
             return Err(ProgramError::UnsupportedVersion { major, minor });
         }
+        let num_cores = self.u16_fixed()?;
+        let num_semaphores = self.u16_fixed()?;
+        let mut vtcm = [0u8; 8];
+        for b in &mut vtcm {
+            *b = self.u8()?;
+        }
+        let vtcm_bytes = u64::from_le_bytes(vtcm);
         let device_version = self.str()?;
         let name = self.str()?;
-        let vtcm_bytes = self.var()?;
-        let num_semaphores = self.var_u16("semaphore count")?;
-        let num_cores = self.var()?;
         if num_cores == 0 || num_cores > 64 {
             return self.err(format!("core count {num_cores} outside 1..=64"));
         }
