@@ -6,7 +6,35 @@
 use qaic_tensor::DType;
 
 use crate::device::{DeviceModel, DmaPath, Unit, VectorKind};
-use crate::isa::{AttrValue, Dma, Op, OpClass, Space, Tile, op_class};
+use crate::isa::{AttrValue, Dma, Instr, Op, OpClass, Program, Space, Tile, op_class};
+
+/// Static (uncontended, no-overlap) totals of one core's program: what codegen balances and
+/// what `-dump-program` prints next to the listing. The simulator gives the real timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CoreCost {
+    /// Instructions, including `End`.
+    pub instructions: u64,
+    /// `Layer` markers.
+    pub layers: u64,
+    /// Tensor-unit busy cycles.
+    pub matrix_cycles: u64,
+    /// Vector-unit busy cycles.
+    pub vector_cycles: u64,
+    /// MACs performed.
+    pub macs: u64,
+    /// Sum of uncontended DMA times, ps.
+    pub dma_ps: u64,
+    /// DDR bytes read / written by DMAs and DDR-resident operands.
+    pub ddr_read_bytes: u64,
+    pub ddr_write_bytes: u64,
+    /// Compute-NoC bytes (peer copies, multicasts).
+    pub noc_bytes: u64,
+    /// Highest VTCM byte offset (exclusive) any instruction of this core touches, including
+    /// data other cores' DMAs deliver here.
+    pub vtcm_high_water: u64,
+    /// Serial estimate, ps: issue + matrix + vector + DMA + layer overheads, no overlap.
+    pub serial_ps: u64,
+}
 
 /// Uncontended cost and traffic of one DMA instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +162,82 @@ impl DeviceModel {
         DmaCost { path, bytes, ddr_read_bytes, ddr_write_bytes, noc_bytes, receivers, ps }
     }
 
+    /// Static per-core totals of a program (see [`CoreCost`]). Never panics, whatever the program.
+    pub fn core_costs(&self, p: &Program) -> Vec<CoreCost> {
+        let mut out = vec![CoreCost::default(); p.cores.len()];
+        let mut vtcm = vec![0u64; p.cores.len()];
+        let mut touch = |core: usize, off: u64, ext: Option<u64>| {
+            if let Some(v) = vtcm.get_mut(core) {
+                *v = (*v).max(off.saturating_add(ext.unwrap_or(u64::MAX)));
+            }
+        };
+        for (c, core) in p.cores.iter().enumerate() {
+            let cc = &mut out[c];
+            for ins in &core.instrs {
+                cc.instructions += 1;
+                cc.serial_ps = cc.serial_ps.saturating_add(self.issue_ps());
+                match ins {
+                    Instr::Dma(d) => {
+                        let k = self.dma_cost(d);
+                        cc.dma_ps = cc.dma_ps.saturating_add(k.ps);
+                        cc.serial_ps = cc.serial_ps.saturating_add(k.ps);
+                        cc.ddr_read_bytes = cc.ddr_read_bytes.saturating_add(k.ddr_read_bytes);
+                        cc.ddr_write_bytes = cc.ddr_write_bytes.saturating_add(k.ddr_write_bytes);
+                        cc.noc_bytes = cc.noc_bytes.saturating_add(k.noc_bytes);
+                        if d.src == Space::Vtcm {
+                            touch(c, d.src_offset, d.shape.src_extent());
+                        }
+                        match (d.dst, d.multicast) {
+                            (Space::Vtcm, Some(m)) => {
+                                for r in m.iter() {
+                                    touch(r as usize, d.dst_offset, d.shape.dst_extent());
+                                }
+                            }
+                            (Space::Vtcm, None) => touch(c, d.dst_offset, d.shape.dst_extent()),
+                            (Space::PeerVtcm(r), _) => touch(r as usize, d.dst_offset, d.shape.dst_extent()),
+                            _ => {}
+                        }
+                    }
+                    Instr::Op(op) => {
+                        let k = self.op_cost(op);
+                        match k.unit {
+                            Unit::Matrix => cc.matrix_cycles = cc.matrix_cycles.saturating_add(k.cycles),
+                            _ => cc.vector_cycles = cc.vector_cycles.saturating_add(k.cycles),
+                        }
+                        cc.macs = cc.macs.saturating_add(k.macs);
+                        cc.serial_ps = cc.serial_ps.saturating_add(self.cycles_to_ps(k.cycles));
+                        for t in &op.inputs {
+                            if matches!(t.space, Space::Ddr(_)) {
+                                cc.ddr_read_bytes = cc.ddr_read_bytes.saturating_add(t.bytes().unwrap_or(u64::MAX));
+                            } else {
+                                touch(c, t.offset, t.bytes());
+                            }
+                        }
+                        for t in &op.outputs {
+                            if matches!(t.space, Space::Ddr(_)) {
+                                cc.ddr_write_bytes = cc.ddr_write_bytes.saturating_add(t.bytes().unwrap_or(u64::MAX));
+                            } else {
+                                touch(c, t.offset, t.bytes());
+                            }
+                        }
+                    }
+                    Instr::Layer { .. } => {
+                        cc.layers += 1;
+                        cc.serial_ps = cc.serial_ps.saturating_add(self.layer_overhead_ps);
+                    }
+                    Instr::SemWait { .. } | Instr::Barrier { .. } => {
+                        cc.serial_ps = cc.serial_ps.saturating_add(self.sync_latency_ps);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for (cc, v) in out.iter_mut().zip(vtcm) {
+            cc.vtcm_high_water = v;
+        }
+        out
+    }
+
     /// Predicted cost of a compute instruction on one core.
     ///
     /// * Conv/MatMul class: MACs from the output and weight/operand shapes; the cheaper of the
@@ -203,6 +307,51 @@ mod tests {
             vec![Tile::vtcm(0, dt, vec![1, cout, hw, hw])],
         )
         .with_attr("group", AttrValue::Int(group))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn op_cost_never_panics(
+            which in 0usize..12,
+            shapes in proptest::collection::vec(proptest::collection::vec(proptest::num::u64::ANY, 0..5), 0..5),
+            group in proptest::num::i64::ANY,
+            trans in proptest::num::i64::ANY,
+            kernel in proptest::collection::vec(proptest::num::i64::ANY, 0..3),
+        ) {
+            let names = ["Conv", "ConvTranspose", "QLinearConv", "ConvInteger", "MatMul", "Gemm", "QLinearMatMul", "MaxPool", "Softmax", "Transpose", "Add", "X"];
+            let tiles: Vec<Tile> = shapes.into_iter().map(|s| Tile::vtcm(0, DType::I8, s)).collect();
+            let (ins, outs) = tiles.split_at(tiles.len() / 2);
+            let op = Op::new(names[which], DType::I8, outs.to_vec(), ins.to_vec())
+                .with_attr("group", AttrValue::Int(group))
+                .with_attr("transA", AttrValue::Int(trans))
+                .with_attr("kernel_shape", AttrValue::Ints(kernel));
+            let d = DeviceModel::aic100(Variant::Pro16);
+            let _ = d.op_cost(&op);
+        }
+
+        #[test]
+        fn core_costs_never_panic(p in crate::isa::tests_support::arb_program()) {
+            let d = DeviceModel::aic100(Variant::Pro16);
+            let c = d.core_costs(&p);
+            proptest::prop_assert_eq!(c.len(), p.cores.len());
+        }
+    }
+
+    #[test]
+    fn core_costs_of_the_sample() {
+        let d = DeviceModel::aic100(Variant::Pro16);
+        let p = crate::isa::tests_support::sample();
+        let c = d.core_costs(&p);
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].instructions, c[0].layers), (10, 1));
+        assert_eq!(c[0].macs, 64 * 8 * 4 * 9);
+        assert_eq!(c[0].ddr_read_bytes, 576 + 32 * 64);
+        assert_eq!(c[0].noc_bytes, 576 + 1024);
+        // core 0 writes its conv output at 0x4000 (1 KiB); core 1 receives the multicast at 0x2000.
+        assert_eq!(c[0].vtcm_high_water, 0x4000 + 1024);
+        assert_eq!(c[1].vtcm_high_water, 0x2000 + 576);
+        assert_eq!(c[1].ddr_write_bytes, 1024);
+        assert!(c[0].serial_ps > d.layer_overhead_ps + 2 * d.sync_latency_ps);
     }
 
     #[test]

@@ -56,7 +56,7 @@ mod encode;
 mod isa;
 mod listing;
 
-pub use cost::{DmaCost, OpCost};
+pub use cost::{CoreCost, DmaCost, OpCost};
 pub use device::{DeviceError, DeviceModel, DmaPath, MatrixPrecision, PS_PER_S, Unit, Variant, VectorKind};
 pub use elf::{EM_QDSP6, NOTE_OWNER, NT_QAIC_PROGRAM, QAIC_OSABI};
 pub use isa::{
