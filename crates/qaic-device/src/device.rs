@@ -454,6 +454,71 @@ impl DeviceModel {
     }
 }
 
+/// One row of [`DeviceModel::parameters`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameter {
+    /// Field name in [`DeviceModel`].
+    pub name: &'static str,
+    /// Value with its unit.
+    pub value: String,
+    /// Source key or **PROPOSED** with the facts-sheet row (`#n`).
+    pub source: &'static str,
+}
+
+impl DeviceModel {
+    /// Every parameter with its value and source, for `-aic-hw` help, `--json` dumps and the
+    /// documentation check (a test keeps docs/virtual-aic100.md naming every field).
+    pub fn parameters(&self) -> Vec<Parameter> {
+        let p = |name, value: String, source| Parameter { name, value, source };
+        let gbs = |v: u64| format!("{:.3} GB/s", v as f64 / 1e9);
+        let us = |v: u64| format!("{} µs", v as f64 / 1e6);
+        vec![
+            p("hw_version", self.hw_version.to_string(), "SDK-COMPILE, UMD-MD"),
+            p("hw_version_code", format!("{:#x}", self.hw_version_code), "UMD-MD AIC_HW_VER_2_0"),
+            p("variant", self.variant.name().to_string(), "SDK-ARCH SKU table"),
+            p("num_cores", self.num_cores.to_string(), "#1 K-AIC, SDK-ARCH, SDK-TUNE"),
+            p("core_clock_hz", format!("{} GHz", self.core_clock_hz as f64 / 1e9), "#2 PROPOSED: 375 TOPS / (16 x 8192 x 2)"),
+            p("hmx_int8_macs_per_cycle", self.hmx_int8_macs_per_cycle.to_string(), "#3 SDK-ARCH"),
+            p("hmx_fp16_macs_per_cycle", self.hmx_fp16_macs_per_cycle.to_string(), "#4 SDK-ARCH"),
+            p("fp16_rate_derate", self.fp16_rate_derate.to_string(), "#5 architecture page; 0.667 = SKU table option"),
+            p("hmx_tile_m", self.hmx_tile_m.to_string(), "PROPOSED: HMX geometry not public"),
+            p("hmx_tile_n", self.hmx_tile_n.to_string(), "PROPOSED: HMX geometry not public"),
+            p("hmx_startup_cycles", self.hmx_startup_cycles.to_string(), "PROPOSED"),
+            p("hmx_efficiency", self.hmx_efficiency.to_string(), "PROPOSED, calibrated on ResNet-50 offline"),
+            p("hvx_int8_macs_per_cycle", self.hvx_int8_macs_per_cycle.to_string(), "#7 SDK-ARCH"),
+            p("hvx_fp16_macs_per_cycle", self.hvx_fp16_macs_per_cycle.to_string(), "#8 SDK-ARCH"),
+            p("hvx_fp32_macs_per_cycle", self.hvx_fp32_macs_per_cycle.to_string(), "PROPOSED: half the fp16 rate (#10)"),
+            p("hvx_vector_bytes", self.hvx_vector_bytes.to_string(), "#9 RUST-HVX, CC-PROG"),
+            p("hvx_transcendental_divisor", self.hvx_transcendental_divisor.to_string(), "#10 PROPOSED"),
+            p("hvx_startup_cycles", self.hvx_startup_cycles.to_string(), "PROPOSED"),
+            p("hw_threads", self.hw_threads.to_string(), "#11 SDK-ARCH"),
+            p("issue_cycles", self.issue_cycles.to_string(), "PROPOSED"),
+            p("vtcm_bytes", self.vtcm_bytes.to_string(), "#12 CC-PROG VTCM_MAX_SIZE, SDK-ARCH"),
+            p("l2tcm_bytes", self.l2tcm_bytes.to_string(), "#13 CC-PROG L2TCM_MAX_SIZE"),
+            p("ddr_capacity_bytes", self.ddr_capacity_bytes.to_string(), "#15 SDK-ARCH, MLPerf system files"),
+            p("ddr_peak_bytes_per_s", gbs(self.ddr_peak_bytes_per_s), "#16 derived: 4 x 8 B x 4266 MT/s"),
+            p("ddr_efficiency", self.ddr_efficiency.to_string(), "#17 PROPOSED"),
+            p("ddr_single_core_bytes_per_s", gbs(self.ddr_single_core_bytes_per_s), "#19 PROPOSED: half the peak"),
+            p("ddr_burst_bytes", self.ddr_burst_bytes.to_string(), "PROPOSED"),
+            p("noc_bytes_per_s", gbs(self.noc_bytes_per_s), "#20/#21 128 B x 1450 MHz; SDK-ARCH 186 GB/s"),
+            p("dma_engine_bytes_per_s", gbs(self.dma_engine_bytes_per_s), "PROPOSED: one NoC link"),
+            p("dma_setup_ps", us(self.dma_setup_ps), "#25 PROPOSED"),
+            p("sync_latency_ps", us(self.sync_latency_ps), "#26 PROPOSED"),
+            p("layer_overhead_ps", us(self.layer_overhead_ps), "#27 PROPOSED"),
+            p("multicast_mask_bits", self.multicast_mask_bits.to_string(), "#22 UMD-MD"),
+            p("multicast_align", self.multicast_align.to_string(), "#22 UMD-MD"),
+            p("multicast_ids", self.multicast_ids.to_string(), "#22 KRAI-AUD"),
+            p("num_semaphores", self.num_semaphores.to_string(), "#26 KRAI-AUD, K-UAPI"),
+            p("dma_virtual_channels", self.dma_virtual_channels.to_string(), "#24 KRAI-AUD"),
+            p("host_pcie_raw_bytes_per_s", gbs(self.host_pcie_raw_bytes_per_s), "#28 derived (K-AIC Gen4 x8)"),
+            p("host_pcie_bytes_per_s", gbs(self.host_pcie_bytes_per_s), "#28 PROPOSED"),
+            p("host_submit_ps", us(self.host_submit_ps), "#30 CAS-TUT"),
+            p("host_irq_ps", us(self.host_irq_ps), "#31 PROPOSED"),
+            p("max_concurrent_workloads", self.max_concurrent_workloads.to_string(), "#32 K-AIC"),
+        ]
+    }
+}
+
 fn div_ceil_u128(a: u128, b: u128) -> u64 {
     let q = a.div_ceil(b.max(1));
     u64::try_from(q).unwrap_or(u64::MAX)
@@ -479,6 +544,17 @@ mod tests {
         assert!(matches!(e, DeviceError::UnknownVersion { .. }));
         assert_eq!(Variant::parse("std"), Some(Variant::Standard14));
         assert_eq!(Variant::parse("x"), None);
+    }
+
+    #[test]
+    fn docs_name_every_parameter() {
+        let doc = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/virtual-aic100.md"));
+        let d = DeviceModel::aic100(Variant::Pro16);
+        let params = d.parameters();
+        assert_eq!(params.len(), 42);
+        for p in params {
+            assert!(doc.contains(&format!("`{}`", p.name)), "docs/virtual-aic100.md does not name `{}`", p.name);
+        }
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod isa;
 mod listing;
 
 pub use cost::{CoreCost, DmaCost, OpCost};
-pub use device::{DeviceError, DeviceModel, DmaPath, MatrixPrecision, PS_PER_S, Unit, Variant, VectorKind};
+pub use device::{DeviceError, DeviceModel, DmaPath, MatrixPrecision, PS_PER_S, Parameter, Unit, Variant, VectorKind};
 pub use elf::{EM_QDSP6, NOTE_OWNER, NT_QAIC_PROGRAM, QAIC_OSABI};
 pub use isa::{
     AttrValue, Buffer, BufferKind, CoreMask, CoreProgram, Dma, DmaDim, DmaShape, FORMAT_MAJOR, FORMAT_MINOR,
