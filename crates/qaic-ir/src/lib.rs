@@ -13,12 +13,16 @@
 
 mod compare;
 mod graph;
+mod infer;
 mod parse;
+mod passes;
 mod text;
 mod verify;
 
 pub use graph::{Attr, Graph, Node, NodeId, ValueData, ValueId, ValueType};
+pub use infer::{bind_symbols, infer_shapes, Bindings, InferReport};
 pub use parse::{parse, ParseError};
+pub use passes::GraphStats;
 pub use text::PrintOptions;
 
 /// Errors of IR construction and checking.
@@ -28,4 +32,14 @@ pub enum IrError {
     Invalid { graph: String, msg: String },
     #[error("graph has a cycle through node `{node}`")]
     Cycle { node: String },
+    /// Shape inference found inputs no output shape fits, or a declared type that contradicts
+    /// the inferred one.
+    #[error("node `{node}` ({op}): {msg}")]
+    Infer { node: String, op: String, msg: String },
+    /// A symbol binding that is not `name,value`.
+    #[error("bad symbol binding `{spec}`: expected `name,value` with a non-negative integer value")]
+    BadBinding { spec: String },
+    /// A rename or other edit that would break an invariant.
+    #[error("{0}")]
+    Edit(String),
 }
