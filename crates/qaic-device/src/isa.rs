@@ -857,6 +857,105 @@ mod tests {
         assert!(p.validate_for(&crate::DeviceModel::aic100(crate::Variant::Pro16)).is_err());
     }
 
+    /// The pattern codegen uses to split a 3 × 3 conv along output rows over 4 cores: weights
+    /// multicast once, halo'd input row bands by 3-D DMA, per-band pads, strided output DMA.
+    #[test]
+    fn conv_row_split_across_cores_is_expressible() {
+        let (c_in, c_out, h, w, e) = (16u64, 32u64, 32u64, 32u64, 2u64);
+        let ncores = 4u64;
+        let mut p = Program::new("conv", "2.0", ncores as usize, 1 << 20);
+        p.num_semaphores = 1;
+        p.buffers = vec![
+            Buffer { name: "x".into(), kind: BufferKind::Input, size: c_in * h * w * e, binding: Some(0) },
+            Buffer { name: "y".into(), kind: BufferKind::Output, size: c_out * h * w * e, binding: Some(1) },
+            Buffer { name: "constants".into(), kind: BufferKind::Constants, size: c_out * c_in * 9 * e + c_out * e, binding: None },
+        ];
+        let wbytes = c_out * c_in * 9 * e;
+        let rows = h / ncores;
+        let mut written = Vec::new();
+        for i in 0..ncores {
+            let mut v = Vec::new();
+            if i == 0 {
+                v.push(Instr::Dma(Dma {
+                    src: Space::Ddr(2),
+                    src_offset: 0,
+                    dst: Space::Vtcm,
+                    dst_offset: 0,
+                    shape: DmaShape::contiguous(wbytes + c_out * e),
+                    multicast: Some(CoreMask::first(ncores as u32)),
+                    tag: 0,
+                    signal: Some(SemSignal { sem: 0, add: 1 }),
+                }));
+            }
+            let (r0, r1) = (i * rows, (i + 1) * rows);
+            let (in0, in1) = (r0.saturating_sub(1), (r1 + 1).min(h));
+            let in_rows = in1 - in0;
+            let x_at = 16384;
+            v.push(Instr::Dma(Dma {
+                src: Space::Ddr(0),
+                src_offset: in0 * w * e,
+                dst: Space::Vtcm,
+                dst_offset: x_at,
+                shape: DmaShape::rows(in_rows * w * e, c_in, h * w * e, in_rows * w * e),
+                multicast: None,
+                tag: 1,
+                signal: None,
+            }));
+            v.push(Instr::DmaWait { tag: 1 });
+            v.push(Instr::SemWait { sem: 0, at_least: 1 });
+            let (top, bottom) = ((i == 0) as i64, (i == ncores - 1) as i64);
+            let y_at = 65536;
+            v.push(Instr::Op(
+                Op::new(
+                    "Conv",
+                    DType::F16,
+                    vec![
+                        Tile::vtcm(x_at, DType::F16, vec![1, c_in, in_rows, w]),
+                        Tile::vtcm(0, DType::F16, vec![c_out, c_in, 3, 3]),
+                        Tile::vtcm(wbytes, DType::F16, vec![c_out]),
+                    ],
+                    vec![Tile::vtcm(y_at, DType::F16, vec![1, c_out, rows, w])],
+                )
+                .with_attr("kernel_shape", AttrValue::Ints(vec![3, 3]))
+                .with_attr("pads", AttrValue::Ints(vec![top, 1, bottom, 1]))
+                .with_attr("strides", AttrValue::Ints(vec![1, 1])),
+            ));
+            // output rows of band i: in_rows + top + bottom − 2 must equal the band height
+            assert_eq!(in_rows as i64 + top + bottom - 2, rows as i64);
+            let out = DmaShape::rows(rows * w * e, c_out, rows * w * e, h * w * e);
+            for ch in 0..c_out {
+                let start = r0 * w * e + ch * h * w * e;
+                written.push(start..start + out.run_bytes);
+            }
+            v.push(Instr::Dma(Dma {
+                src: Space::Vtcm,
+                src_offset: y_at,
+                dst: Space::Ddr(1),
+                dst_offset: r0 * w * e,
+                shape: out,
+                multicast: None,
+                tag: 2,
+                signal: None,
+            }));
+            v.push(Instr::DmaWait { tag: 2 });
+            v.push(Instr::Barrier { cores: CoreMask::first(ncores as u32) });
+            v.push(Instr::End);
+            p.cores[i as usize].instrs = v;
+        }
+        let dev = crate::DeviceModel::aic100(crate::Variant::Pro16);
+        p.validate_for(&dev).unwrap();
+        // The output bands tile the output buffer exactly once.
+        written.sort_by_key(|r| r.start);
+        assert_eq!(written.first().map(|r| r.start), Some(0));
+        assert!(written.windows(2).all(|w| w[0].end == w[1].start));
+        assert_eq!(written.last().map(|r| r.end), Some(c_out * h * w * e));
+        // Work is split evenly and adds up to the layer's MACs.
+        let costs = dev.core_costs(&p);
+        assert_eq!(costs.iter().map(|c| c.macs).sum::<u64>(), c_out * h * w * c_in * 9);
+        assert!(costs.iter().all(|c| c.macs == costs[0].macs));
+        assert_eq!(Program::from_elf(&p.to_elf()).unwrap(), p);
+    }
+
     #[test]
     fn dma_shape_extents() {
         let s = DmaShape { run_bytes: 8, dims: vec![DmaDim { count: 3, src_stride: 100, dst_stride: 8 }, DmaDim { count: 2, src_stride: 1000, dst_stride: 24 }] };
