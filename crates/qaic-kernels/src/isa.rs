@@ -16,7 +16,7 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA (Haswell and later).
     Avx2,
-    /// x86-64 AVX-512F (+ AVX2 + FMA), 16 f32 lanes.
+    /// x86-64 AVX-512 F/BW/VL/DQ (+ AVX2 + FMA), 16 f32 lanes.
     Avx512,
 }
 
@@ -42,6 +42,9 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bw")
+                    && is_x86_feature_detected!("avx512vl")
+                    && is_x86_feature_detected!("avx512dq")
                     && is_x86_feature_detected!("avx2")
                     && is_x86_feature_detected!("fma")
             }

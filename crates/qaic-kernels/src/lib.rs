@@ -32,6 +32,8 @@
 //! | module | what |
 //! |---|---|
 //! | [`gemm`] | f32 GEMM with strides/transposes, pre-packed operands, fused bias/activation, batched NumPy `matmul` |
+//! | [`conv`] | f32 `Conv` (1-3-D, groups, dilations, pre-packed weights, pointwise/depthwise fast paths) and `ConvTranspose` |
+//! | [`elementwise`] | f32 unary math (vectorised exp/log/tanh/erf/...), f32 binary ops, generic broadcasting for any type |
 //!
 //! ```
 //! use qaic_kernels::{Kernels, gemm::{Mat, MatMut}};
@@ -44,6 +46,9 @@
 //! assert_eq!(c, a);
 //! ```
 
+pub mod conv;
+mod dispatch;
+pub mod elementwise;
 pub mod gemm;
 pub mod isa;
 pub mod threads;

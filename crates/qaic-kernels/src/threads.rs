@@ -67,8 +67,13 @@ fn in_our_pool() -> bool {
 }
 
 /// A raw pointer that may cross threads; users guarantee items write disjoint ranges.
-#[derive(Clone, Copy)]
 pub(crate) struct SendPtr<T>(pub *mut T);
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {

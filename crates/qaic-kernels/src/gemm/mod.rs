@@ -76,7 +76,7 @@ impl<'a> Mat<'a> {
     pub fn cols(&self) -> usize {
         self.cols
     }
-    #[inline]
+    #[cfg(test)]
     fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.rs + j * self.cs]
     }

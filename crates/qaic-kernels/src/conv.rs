@@ -1,0 +1,503 @@
+//! f32 convolution (ONNX `Conv`, `ConvTranspose`), NCHW layout, 1-D to 3-D.
+//!
+//! Paths, chosen per call:
+//! - pointwise (all kernel dims 1, stride 1, no padding): the input plane *is* the GEMM
+//!   operand, no copy;
+//! - depthwise 2-D (`group == C == M`): a direct kernel, vectorised along output rows;
+//! - everything else: im2col into a reused scratch buffer, then GEMM per group, with bias
+//!   and activation fused into the GEMM epilogue.
+//!
+//! Spatial ranks below 3 are run as 3-D with leading unit dimensions.
+
+use crate::dispatch::multiversion;
+use crate::gemm::{Activation, Bias, Epilogue, Lhs, Mat, MatMut, PackedA, Rhs};
+use crate::threads::{parallel_for, SendPtr};
+use crate::util::{check_len, numel};
+use crate::{KernelError, Kernels};
+
+/// Geometry of a convolution or pooling window (ONNX attribute conventions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConvParams {
+    /// Spatial kernel dimensions.
+    pub kernel: Vec<usize>,
+    /// One per spatial dimension.
+    pub strides: Vec<usize>,
+    /// One per spatial dimension.
+    pub dilations: Vec<usize>,
+    /// `[begin_0, begin_1, ..., end_0, end_1, ...]` as in ONNX `pads`.
+    pub pads: Vec<usize>,
+    /// Number of groups (1 for a plain convolution).
+    pub group: usize,
+}
+
+impl ConvParams {
+    /// Unit strides and dilations, no padding, one group.
+    pub fn new(kernel: &[usize]) -> ConvParams {
+        let r = kernel.len();
+        ConvParams { kernel: kernel.to_vec(), strides: vec![1; r], dilations: vec![1; r], pads: vec![0; 2 * r], group: 1 }
+    }
+
+    fn check(&self, op: &'static str, rank: usize) -> Result<(), KernelError> {
+        let r = self.kernel.len();
+        if r != rank || self.strides.len() != r || self.dilations.len() != r || self.pads.len() != 2 * r {
+            return Err(KernelError::invalid(
+                op,
+                format!(
+                    "{rank} spatial dimensions but kernel {:?}, strides {:?}, dilations {:?}, pads {:?}",
+                    self.kernel, self.strides, self.dilations, self.pads
+                ),
+            ));
+        }
+        if self.strides.contains(&0) || self.dilations.contains(&0) || self.kernel.contains(&0) || self.group == 0 {
+            return Err(KernelError::invalid(op, "kernel, strides, dilations and group must be >= 1".to_string()));
+        }
+        Ok(())
+    }
+
+    /// Output spatial dimensions for `input` spatial dimensions (floor mode; `ceil` for
+    /// pooling's `ceil_mode`).
+    pub fn output_spatial(&self, input: &[usize], ceil: bool) -> Result<Vec<usize>, KernelError> {
+        self.check("conv", input.len())?;
+        let r = input.len();
+        (0..r)
+            .map(|d| {
+                let ext = (self.kernel[d] - 1) * self.dilations[d] + 1;
+                let padded = input[d] + self.pads[d] + self.pads[r + d];
+                if padded < ext {
+                    return Err(KernelError::invalid(
+                        "conv",
+                        format!("dimension {d}: padded input {padded} is smaller than the window {ext}"),
+                    ));
+                }
+                let span = padded - ext;
+                let mut o = span / self.strides[d] + 1;
+                if ceil && span % self.strides[d] != 0 {
+                    o += 1;
+                    // The last window must start inside the input or its begin padding.
+                    if (o - 1) * self.strides[d] >= input[d] + self.pads[d] {
+                        o -= 1;
+                    }
+                }
+                Ok(o)
+            })
+            .collect()
+    }
+}
+
+/// Geometry promoted to 3 spatial dimensions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Geo3 {
+    pub i: [usize; 3],
+    pub o: [usize; 3],
+    pub k: [usize; 3],
+    pub s: [usize; 3],
+    pub d: [usize; 3],
+    pub pb: [usize; 3],
+}
+
+impl Geo3 {
+    pub(crate) fn new(op: &'static str, p: &ConvParams, input: &[usize], output: &[usize]) -> Result<Geo3, KernelError> {
+        let r = input.len();
+        if r > 3 || r == 0 {
+            return Err(KernelError::unsupported(op, format!("{r} spatial dimensions (1 to 3 are)")));
+        }
+        let mut g = Geo3 { i: [1; 3], o: [1; 3], k: [1; 3], s: [1; 3], d: [1; 3], pb: [0; 3] };
+        let off = 3 - r;
+        for x in 0..r {
+            g.i[off + x] = input[x];
+            g.o[off + x] = output[x];
+            g.k[off + x] = p.kernel[x];
+            g.s[off + x] = p.strides[x];
+            g.d[off + x] = p.dilations[x];
+            g.pb[off + x] = p.pads[x];
+        }
+        Ok(g)
+    }
+    fn ksize(&self) -> usize {
+        self.k.iter().product()
+    }
+    fn osize(&self) -> usize {
+        self.o.iter().product()
+    }
+    fn isize(&self) -> usize {
+        self.i.iter().product()
+    }
+    /// Range of output positions along `dim` whose input index for kernel offset `kk` is valid.
+    #[inline]
+    pub(crate) fn valid_range(&self, dim: usize, kk: usize) -> (usize, usize) {
+        let off = kk * self.d[dim];
+        let (s, pb, n, o) = (self.s[dim], self.pb[dim], self.i[dim], self.o[dim]);
+        // o*s + off - pb in [0, n)  <=>  o >= (pb - off)/s (ceil) and o*s < n + pb - off
+        let lo = if pb > off { (pb - off).div_ceil(s) } else { 0 };
+        let hi = if n + pb > off { (n + pb - off).div_ceil(s) } else { 0 };
+        (lo.min(o), hi.min(o))
+    }
+}
+
+/// Convolution weights packed once (per group GEMM operand), reusable across calls.
+#[derive(Clone, Debug)]
+pub struct PackedConvWeights {
+    shape: Vec<usize>,
+    group: usize,
+    groups: Vec<PackedA>,
+    raw: Vec<f32>,
+}
+
+impl PackedConvWeights {
+    /// The weight shape `[M, C/group, k...]`.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+}
+
+enum W<'a> {
+    Raw(&'a [f32]),
+    Packed(&'a PackedConvWeights),
+}
+
+thread_local! {
+    static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// im2col for one image and group: rows are (c, kd, kh, kw), columns output positions.
+fn im2col(g: &Geo3, x: &[f32], cg: usize, col: &mut [f32], parallel: bool) {
+    let (ks, os, is) = (g.ksize(), g.osize(), g.isize());
+    let rows = cg * ks;
+    let colp = SendPtr(col.as_mut_ptr());
+    let row = |r: usize| {
+        let c = r / ks;
+        let kk = r % ks;
+        let (kd, kh, kw) = (kk / (g.k[1] * g.k[2]), (kk / g.k[2]) % g.k[1], kk % g.k[2]);
+        // SAFETY: each row index writes its own `os` elements.
+        let dst = unsafe { std::slice::from_raw_parts_mut(colp.get().add(r * os), os) };
+        let src = &x[c * is..(c + 1) * is];
+        let (d0, d1) = g.valid_range(0, kd);
+        let (h0, h1) = g.valid_range(1, kh);
+        let (w0, w1) = g.valid_range(2, kw);
+        let hw = g.o[1] * g.o[2];
+        for od in 0..g.o[0] {
+            let plane = &mut dst[od * hw..(od + 1) * hw];
+            if od < d0 || od >= d1 {
+                plane.fill(0.0);
+                continue;
+            }
+            let id = od * g.s[0] + kd * g.d[0] - g.pb[0];
+            for oh in 0..g.o[1] {
+                let line = &mut plane[oh * g.o[2]..(oh + 1) * g.o[2]];
+                if oh < h0 || oh >= h1 || w0 >= w1 {
+                    line.fill(0.0);
+                    continue;
+                }
+                let ih = oh * g.s[1] + kh * g.d[1] - g.pb[1];
+                let sline = &src[(id * g.i[1] + ih) * g.i[2]..(id * g.i[1] + ih + 1) * g.i[2]];
+                line[..w0].fill(0.0);
+                line[w1..].fill(0.0);
+                let iw0 = w0 * g.s[2] + kw * g.d[2] - g.pb[2];
+                if g.s[2] == 1 {
+                    line[w0..w1].copy_from_slice(&sline[iw0..iw0 + (w1 - w0)]);
+                } else {
+                    for (t, v) in line[w0..w1].iter_mut().enumerate() {
+                        *v = sline[iw0 + t * g.s[2]];
+                    }
+                }
+            }
+        }
+    };
+    if parallel && rows * os > 1 << 16 {
+        let per = rows.div_ceil(crate::num_threads() * 4).max(1);
+        parallel_for(rows.div_ceil(per), |ch| (ch * per..((ch + 1) * per).min(rows)).for_each(row));
+    } else {
+        (0..rows).for_each(row);
+    }
+}
+
+#[inline(always)]
+fn depthwise_body<const FMA: bool>(g: &Geo3, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
+    let (oh_n, ow_n) = (g.o[1], g.o[2]);
+    let (kh_n, kw_n) = (g.k[1], g.k[2]);
+    let iw_n = g.i[2];
+    for oh in 0..oh_n {
+        let orow = &mut out[oh * ow_n..(oh + 1) * ow_n];
+        orow.fill(bias);
+        for kh in 0..kh_n {
+            let (h0, h1) = g.valid_range(1, kh);
+            if oh < h0 || oh >= h1 {
+                continue;
+            }
+            let ih = oh * g.s[1] + kh * g.d[1] - g.pb[1];
+            let irow = &x[ih * iw_n..(ih + 1) * iw_n];
+            for kw in 0..kw_n {
+                let wv = w[kh * kw_n + kw];
+                let (w0, w1) = g.valid_range(2, kw);
+                if w0 >= w1 {
+                    continue;
+                }
+                let iw0 = w0 * g.s[2] + kw * g.d[2] - g.pb[2];
+                let o = &mut orow[w0..w1];
+                if g.s[2] == 1 {
+                    for (ov, iv) in o.iter_mut().zip(&irow[iw0..iw0 + (w1 - w0)]) {
+                        *ov = crate::elementwise::math::mad::<FMA>(wv, *iv, *ov);
+                    }
+                } else {
+                    for (t, ov) in o.iter_mut().enumerate() {
+                        *ov = crate::elementwise::math::mad::<FMA>(wv, irow[iw0 + t * g.s[2]], *ov);
+                    }
+                }
+            }
+        }
+        if act != Activation::None {
+            for v in orow.iter_mut() {
+                *v = act.apply(*v);
+            }
+        }
+    }
+}
+multiversion!(fn depthwise(g: &Geo3, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_body);
+
+impl Kernels {
+    /// Packs convolution weights `[M, C/group, k...]` once for repeated [`Kernels::conv_packed`].
+    pub fn pack_conv_weights(&self, w: &[f32], w_shape: &[usize], group: usize) -> Result<PackedConvWeights, KernelError> {
+        check_len("conv", "weights", w.len(), w_shape)?;
+        if w_shape.len() < 3 || group == 0 || w_shape[0] % group != 0 {
+            return Err(KernelError::invalid("conv", format!("weights {w_shape:?} with group {group}")));
+        }
+        let mg = w_shape[0] / group;
+        let kdim = numel(&w_shape[1..]);
+        let groups = (0..group)
+            .map(|gi| Mat::row_major(&w[gi * mg * kdim..(gi + 1) * mg * kdim], mg, kdim).map(|m| self.pack_a(m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PackedConvWeights { shape: w_shape.to_vec(), group, groups, raw: w.to_vec() })
+    }
+
+    /// ONNX `Conv`: `x` is `[N, C, spatial...]`, `w` is `[M, C/group, k...]`, `bias` has `M`
+    /// values; `act` is fused. Returns the output shape; `out` must have its size (see
+    /// [`ConvParams::output_spatial`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv(
+        &self,
+        p: &ConvParams,
+        x: &[f32],
+        x_shape: &[usize],
+        w: &[f32],
+        w_shape: &[usize],
+        bias: Option<&[f32]>,
+        act: Activation,
+        out: &mut [f32],
+    ) -> Result<Vec<usize>, KernelError> {
+        check_len("conv", "weights", w.len(), w_shape)?;
+        self.conv_impl(p, x, x_shape, W::Raw(w), w_shape, bias, act, out)
+    }
+
+    /// [`Kernels::conv`] with weights packed by [`Kernels::pack_conv_weights`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_packed(
+        &self,
+        p: &ConvParams,
+        x: &[f32],
+        x_shape: &[usize],
+        w: &PackedConvWeights,
+        bias: Option<&[f32]>,
+        act: Activation,
+        out: &mut [f32],
+    ) -> Result<Vec<usize>, KernelError> {
+        if w.group != p.group {
+            return Err(KernelError::invalid("conv", format!("weights packed for group {}, params say {}", w.group, p.group)));
+        }
+        self.conv_impl(p, x, x_shape, W::Packed(w), &w.shape.clone(), bias, act, out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_impl(
+        &self,
+        p: &ConvParams,
+        x: &[f32],
+        x_shape: &[usize],
+        w: W,
+        w_shape: &[usize],
+        bias: Option<&[f32]>,
+        act: Activation,
+        out: &mut [f32],
+    ) -> Result<Vec<usize>, KernelError> {
+        check_len("conv", "input", x.len(), x_shape)?;
+        if x_shape.len() < 3 || w_shape.len() != x_shape.len() {
+            return Err(KernelError::invalid("conv", format!("input {x_shape:?} and weights {w_shape:?} ranks")));
+        }
+        let (n, c) = (x_shape[0], x_shape[1]);
+        let m = w_shape[0];
+        let grp = p.group;
+        if grp == 0 || c % grp != 0 || m % grp != 0 || w_shape[1] != c / grp {
+            return Err(KernelError::invalid(
+                "conv",
+                format!("input channels {c}, weights {w_shape:?} and group {grp} do not agree"),
+            ));
+        }
+        if p.kernel != w_shape[2..] {
+            return Err(KernelError::invalid("conv", format!("kernel_shape {:?} but weights {w_shape:?}", p.kernel)));
+        }
+        if let Some(b) = bias
+            && b.len() != m
+        {
+            return Err(KernelError::invalid("conv", format!("bias has {} values for {m} output channels", b.len())));
+        }
+        let ospatial = p.output_spatial(&x_shape[2..], false)?;
+        let mut oshape = vec![n, m];
+        oshape.extend_from_slice(&ospatial);
+        check_len("conv", "output", out.len(), &oshape)?;
+        let g = Geo3::new("conv", p, &x_shape[2..], &ospatial)?;
+        let (cg, mg) = (c / grp, m / grp);
+        let (is, os, ks) = (g.isize(), g.osize(), g.ksize());
+        let kdim = cg * ks;
+        if os == 0 || n == 0 || m == 0 {
+            return Ok(oshape);
+        }
+        let raw = match w {
+            W::Raw(r) => r,
+            W::Packed(pw) => &pw.raw,
+        };
+        // Depthwise: direct kernel.
+        if grp == c && mg == 1 && g.k[0] == 1 {
+            let outp = SendPtr(out.as_mut_ptr());
+            let isa = self.isa;
+            parallel_for(n * c, |nc| {
+                let ch = nc % c;
+                // SAFETY: item nc writes only output plane nc.
+                let o = unsafe { std::slice::from_raw_parts_mut(outp.get().add(nc * os), os) };
+                let b = bias.map_or(0.0, |b| b[ch]);
+                depthwise(isa, &g, &x[nc * is..(nc + 1) * is], &raw[ch * ks..(ch + 1) * ks], b, act, o);
+            });
+            return Ok(oshape);
+        }
+        let pointwise = ks == 1 && g.s == [1, 1, 1] && g.pb == [0, 0, 0] && os == is && p.pads.iter().all(|&v| v == 0);
+        let mut run = |col: &mut [f32]| -> Result<(), KernelError> {
+            for b in 0..n {
+                for gi in 0..grp {
+                    let xg = &x[(b * c + gi * cg) * is..(b * c + (gi + 1) * cg) * is];
+                    let bm = if pointwise {
+                        Mat::row_major(xg, cg, is)?
+                    } else {
+                        im2col(&g, xg, cg, col, true);
+                        Mat::row_major(col, kdim, os)?
+                    };
+                    let a = match w {
+                        W::Raw(r) => Lhs::Mat(Mat::row_major(&r[gi * mg * kdim..(gi + 1) * mg * kdim], mg, kdim)?),
+                        W::Packed(pw) => Lhs::Packed(&pw.groups[gi]),
+                    };
+                    let o0 = (b * m + gi * mg) * os;
+                    let mut cm = MatMut::row_major(&mut out[o0..o0 + mg * os], mg, os)?;
+                    let epi = Epilogue {
+                        bias: bias.map_or(Bias::None, |bv| Bias::Row(&bv[gi * mg..(gi + 1) * mg])),
+                        activation: act,
+                    };
+                    self.gemm_with(1.0, a, Rhs::Mat(bm), 0.0, &mut cm, &epi)?;
+                }
+            }
+            Ok(())
+        };
+        if pointwise {
+            run(&mut [])?;
+        } else {
+            let mut col = COL.with(|v| std::mem::take(&mut *v.borrow_mut()));
+            if col.len() < kdim * os {
+                col.resize(kdim * os, 0.0);
+            }
+            let r = run(&mut col[..kdim * os]);
+            COL.with(|v| *v.borrow_mut() = col);
+            r?;
+        }
+        Ok(oshape)
+    }
+
+    /// ONNX `ConvTranspose`: `x` is `[N, C, spatial...]`, `w` is `[C, M/group, k...]`,
+    /// `out_spatial` the output spatial size (the caller resolves `output_shape` /
+    /// `output_padding` / `auto_pad` into it and `p.pads`). Output is `[N, M, out_spatial...]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv_transpose(
+        &self,
+        p: &ConvParams,
+        x: &[f32],
+        x_shape: &[usize],
+        w: &[f32],
+        w_shape: &[usize],
+        bias: Option<&[f32]>,
+        out_spatial: &[usize],
+        out: &mut [f32],
+    ) -> Result<Vec<usize>, KernelError> {
+        check_len("conv_transpose", "input", x.len(), x_shape)?;
+        check_len("conv_transpose", "weights", w.len(), w_shape)?;
+        if x_shape.len() < 3 || w_shape.len() != x_shape.len() || out_spatial.len() != x_shape.len() - 2 {
+            return Err(KernelError::invalid(
+                "conv_transpose",
+                format!("input {x_shape:?}, weights {w_shape:?}, output spatial {out_spatial:?}: ranks differ"),
+            ));
+        }
+        p.check("conv_transpose", x_shape.len() - 2)?;
+        let (n, c) = (x_shape[0], x_shape[1]);
+        let grp = p.group;
+        if w_shape[0] != c || c % grp != 0 || p.kernel != w_shape[2..] {
+            return Err(KernelError::invalid(
+                "conv_transpose",
+                format!("input channels {c}, weights {w_shape:?}, group {grp}, kernel {:?} do not agree", p.kernel),
+            ));
+        }
+        let (cg, mg) = (c / grp, w_shape[1]);
+        let m = mg * grp;
+        if let Some(b) = bias
+            && b.len() != m
+        {
+            return Err(KernelError::invalid("conv_transpose", format!("bias has {} values for {m} channels", b.len())));
+        }
+        let mut oshape = vec![n, m];
+        oshape.extend_from_slice(out_spatial);
+        check_len("conv_transpose", "output", out.len(), &oshape)?;
+        // Roles swap: the "input" of the forward geometry is our output.
+        let g = Geo3::new("conv_transpose", p, out_spatial, &x_shape[2..])?;
+        let (xs, os, ks) = (g.osize(), g.isize(), g.ksize());
+        let rows = mg * ks;
+        let mut col = vec![0f32; rows * xs];
+        for b in 0..n {
+            for gi in 0..grp {
+                let xg = Mat::row_major(&x[(b * c + gi * cg) * xs..(b * c + (gi + 1) * cg) * xs], cg, xs)?;
+                let wg = Mat::row_major(&w[gi * cg * rows..(gi + 1) * cg * rows], cg, rows)?.t();
+                self.gemm(1.0, wg, xg, 0.0, &mut MatMut::row_major(&mut col, rows, xs)?)?;
+                let o0 = (b * m + gi * mg) * os;
+                let og = &mut out[o0..o0 + mg * os];
+                let outp = SendPtr(og.as_mut_ptr());
+                let col = &col;
+                parallel_for(mg, |mm| {
+                    // SAFETY: item mm writes only output channel mm of this group.
+                    let o = unsafe { std::slice::from_raw_parts_mut(outp.get().add(mm * os), os) };
+                    o.fill(bias.map_or(0.0, |bv| bv[gi * mg + mm]));
+                    col2im_channel(&g, &col[mm * ks * xs..(mm + 1) * ks * xs], o);
+                });
+            }
+        }
+        Ok(oshape)
+    }
+}
+
+/// Adds one channel's columns (rows (kd,kh,kw), columns input positions) into the output plane.
+fn col2im_channel(g: &Geo3, col: &[f32], o: &mut [f32]) {
+    let xs = g.osize();
+    for kk in 0..g.ksize() {
+        let (kd, kh, kw) = (kk / (g.k[1] * g.k[2]), (kk / g.k[2]) % g.k[1], kk % g.k[2]);
+        let src = &col[kk * xs..(kk + 1) * xs];
+        let (d0, d1) = g.valid_range(0, kd);
+        let (h0, h1) = g.valid_range(1, kh);
+        let (w0, w1) = g.valid_range(2, kw);
+        for xd in d0..d1 {
+            let od = xd * g.s[0] + kd * g.d[0] - g.pb[0];
+            for xh in h0..h1 {
+                let oh = xh * g.s[1] + kh * g.d[1] - g.pb[1];
+                let orow = (od * g.i[1] + oh) * g.i[2];
+                let srow = (xd * g.o[1] + xh) * g.o[2];
+                for xw in w0..w1 {
+                    let ow = xw * g.s[2] + kw * g.d[2] - g.pb[2];
+                    o[orow + ow] += src[srow + xw];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
