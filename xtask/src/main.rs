@@ -17,6 +17,8 @@ mod setup;
 mod test;
 mod zoo;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -51,10 +53,21 @@ enum Task {
     Test,
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The error chain is the message; a backtrace of xtask itself (RUST_BACKTRACE=1) would only bury it.
+    match run(cli.task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> Result<()> {
     let p = paths::Paths::new()?;
-    match cli.task {
+    match task {
         Task::Setup => setup::run(),
         Task::ConformanceData => conformance::run(&p).map(drop),
         Task::ZooModels => zoo::run(&p).map(drop),
