@@ -33,6 +33,10 @@
 //! |---|---|
 //! | [`gemm`] | f32 GEMM with strides/transposes, pre-packed operands, fused bias/activation, batched NumPy `matmul` |
 //! | [`conv`] | f32 `Conv` (1-3-D, groups, dilations, pre-packed weights, pointwise/depthwise fast paths) and `ConvTranspose` |
+//! | [`pool`] | max (with argmax indices, any numeric type), average, Lp and global pooling |
+//! | [`reduce`] | `Reduce*` over axes for every numeric type, `ArgMax`/`ArgMin` |
+//! | [`norm`] | softmax/log-softmax, layer/batch/instance normalisation |
+//! | [`layout`] | transpose/permute (cache-blocked), gather |
 //! | [`elementwise`] | f32 unary math (vectorised exp/log/tanh/erf/...), f32 binary ops, generic broadcasting for any type |
 //!
 //! ```
@@ -51,6 +55,11 @@ mod dispatch;
 pub mod elementwise;
 pub mod gemm;
 pub mod isa;
+pub mod layout;
+pub mod norm;
+pub mod num;
+pub mod pool;
+pub mod reduce;
 pub mod threads;
 pub mod util;
 

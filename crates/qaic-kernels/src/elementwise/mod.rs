@@ -158,7 +158,11 @@ fn unary_fn<const FMA: bool>(op: UnaryOp) -> impl Fn(f32) -> f32 {
 /// `log(1 + exp(x))` without overflow.
 #[inline(always)]
 fn softplus<const FMA: bool>(x: f32) -> f32 {
-    x.max(0.0) + math::ln::<FMA>(1.0 + math::exp::<FMA>(-x.abs()))
+    // log1p(t) = ln(u) * t / (u - 1) with u = 1 + t (Goldberg): accurate for tiny t.
+    let t = math::exp::<FMA>(-x.abs());
+    let u = 1.0 + t;
+    let l = if u == 1.0 { t } else { math::ln::<FMA>(u) * t / (u - 1.0) };
+    x.max(0.0) + l
 }
 
 /// One loop per op (the op is a constant inside each arm) so each loop vectorises on its own.
