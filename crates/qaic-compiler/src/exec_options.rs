@@ -10,7 +10,7 @@
 //! use qaic_compiler::exec_options::{parse_exec_command, ExecCommand, Tool};
 //! let cmd = parse_exec_command(Tool::Exec, ["-m=model.onnx", "-run-on-interpreter", "-num-iter", "3"]).unwrap();
 //! let ExecCommand::Run(cfg) = cmd else { panic!() };
-//! assert_eq!(cfg.run.num_iter, 3);
+//! assert_eq!(cfg.run.num_iter, Some(3));
 //! ```
 
 use std::path::PathBuf;
@@ -170,7 +170,7 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("unbound-random", FLAG, "Random inputs: fill every byte with 0..255 regardless of the data type.").group(G_RUN),
     o("random-seed", ANY_NONNEG, "Seed of the random inputs (qaic-rs extension; printed on every run).").default("0").group(G_RUN),
     o("dump-input-buffers", FLAG, "Write the input buffers used (see docs/qaic-exec.md for names).").group(G_RUN),
-    o("num-iter", ANY_POS, "Number of iterations to perform.").default("1").group(G_RUN),
+    o("num-iter", ANY_POS, "Number of iterations to perform (default: one per input-list line, else 1).").group(G_RUN),
     o("time", ANY_POS, "Duration in seconds for which to submit inferences.").unsupported(RUNTIME).group(G_RUN),
     o("stats-batchsize", ANY_POS, "Normalise performance statistics to per inference.").unsupported(PROFILING).group(G_RUN),
     o("device-id", ANY_NONNEG, "Device on which inference runs.").default("0").unsupported(DEVICE).group(G_RUN),
@@ -441,7 +441,8 @@ impl Default for InputSource {
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct RunConfig {
     pub inputs: InputSource,
-    pub num_iter: u64,
+    /// `-num-iter`; `None` = one pass over the inputs (one inference per input-list line).
+    pub num_iter: Option<u64>,
     pub dump_input_buffers: bool,
 }
 
@@ -688,7 +689,7 @@ impl ExecConfig {
         };
         let run = RunConfig {
             inputs,
-            num_iter: int_or_default(a, "num-iter") as u64,
+            num_iter: a.int("num-iter").map(|v| v as u64),
             dump_input_buffers: a.flag("dump-input-buffers"),
         };
         let output = OutputConfig { write_output_dir: a.str("write-output-dir").map(String::from) };
@@ -784,7 +785,7 @@ mod tests {
         assert_eq!(c.load.symbols, vec![("batch".to_string(), 2), ("seq".to_string(), 128)]);
         assert_eq!(c.load.batch_size, Some(4));
         assert_eq!(c.load.extra_outputs, vec!["a", "b"]);
-        assert_eq!(c.run.num_iter, 3);
+        assert_eq!(c.run.num_iter, Some(3));
         assert_eq!(
             c.run.inputs,
             InputSource::Random(RandomInputs { distribution: Distribution::Gaussian, unbound: false, seed: 9 })
@@ -793,7 +794,7 @@ mod tests {
         assert_eq!(c.verbosity, 2);
         assert_eq!(c.device.target, Target::Interpreter);
         let d = run_cfg(&["-m=a.onnx", "-run-on-interpreter"]);
-        assert_eq!(d.run.num_iter, 1);
+        assert_eq!(d.run.num_iter, None);
         assert_eq!(d.run.inputs, InputSource::Random(RandomInputs::default()));
     }
 

@@ -11,6 +11,8 @@
 //! - [`npy`]: NumPy `.npy` reading.
 //! - [`outputs`]: `-write-output-dir` file naming and atomic writing.
 //! - [`info`]: `-version`, `-version-extended`, `-operators-supported`.
+//! - [`run`]: the inference loop (inputs, iterations, outputs, host timing) over any
+//!   [`run::Executable`].
 //!
 //! Depends on `qaic-tensor` (and, for running models, the loader and interpreter crates).
 //! Must never print to stdout or exit the process (binaries do that), and never take options
@@ -23,5 +25,6 @@ pub mod info;
 pub mod inputs;
 pub mod npy;
 pub mod outputs;
+pub mod run;
 
 pub use exec_options::{parse_exec_command, ExecCommand, ExecConfig, Tool};

@@ -1,1 +1,75 @@
-fn main() { eprintln!("qaic-exec: being built"); std::process::exit(2) }
+//! `qaic-exec` (also installed as `qaic-compile`): parses the vendor-style options with
+//! qaic-compiler's option table, calls the library, prints. Diagnostics go to stderr and
+//! errors exit with status 1.
+
+use std::process::ExitCode;
+
+use qaic_compiler::exec_options::{Distribution, ExecCommand, Tool};
+use qaic_compiler::run::RunEvent;
+use qaic_compiler::{info, parse_exec_command, run};
+
+pub fn main() -> ExitCode {
+    let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
+    let tool = Tool::from_argv0(&argv.next().unwrap_or_default());
+    let args: Vec<String> = argv.collect();
+    init_tracing(&args);
+    match main_inner(tool, &args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; the level comes from `-v`/`-vv`/`-vvv` (scanned before parsing so that
+/// messages of the parser itself are shown), or `RUST_LOG`.
+fn init_tracing(args: &[String]) {
+    let level = args
+        .iter()
+        .map(|a| match a.trim_start_matches('-') {
+            "vvv" => 3,
+            "vv" => 2,
+            "v" => 1,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    let default = ["warn", "info", "debug", "trace"][level];
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn main_inner(tool: Tool, args: &[String]) -> anyhow::Result<()> {
+    match parse_exec_command(tool, args)? {
+        ExecCommand::Help(text) => print!("{text}"),
+        ExecCommand::Version { extended } => println!("{}", info::version_text(tool, extended)),
+        ExecCommand::OperatorsSupported(fw) => {
+            let ops = info::supported_onnx_ops()?;
+            let path = info::write_supported_operators(fw, std::path::Path::new("."), &ops)?;
+            println!("Writing file:{}", path.display());
+        }
+        ExecCommand::Run(cfg) => {
+            let mut on_event = |e: RunEvent| match e {
+                RunEvent::InputFile(p) => println!("Input file: {p}"),
+                RunEvent::WroteFile(p) => println!("Writing file:{p}"),
+                RunEvent::RandomInputs { distribution, unbound, seed } => {
+                    let kind = if unbound {
+                        "unbound".to_string()
+                    } else {
+                        match distribution {
+                            Distribution::Uniform => "bounded uniform".into(),
+                            Distribution::Gaussian => "bounded gaussian".into(),
+                        }
+                    };
+                    println!("Using {kind} random inputs (seed {seed})");
+                }
+            };
+            let report = run::run_on_interpreter(&cfg, &mut on_event)?;
+            println!("Ran {} inference(s) on the interpreter", report.inferences);
+            println!("{}", report.timing_line());
+        }
+    }
+    Ok(())
+}
