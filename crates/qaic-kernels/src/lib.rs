@@ -36,6 +36,7 @@
 //! | [`pool`] | max (with argmax indices, any numeric type), average, Lp and global pooling |
 //! | [`reduce`] | `Reduce*` over axes for every numeric type, `ArgMax`/`ArgMin` |
 //! | [`norm`] | softmax/log-softmax, layer/batch/instance normalisation |
+//! | [`cast`] | ONNX `Cast` between every pair of element types (float8/float4/E8M0, packed int4/int2, strings) |
 //! | [`layout`] | transpose/permute (cache-blocked), gather |
 //! | [`elementwise`] | f32 unary math (vectorised exp/log/tanh/erf/...), f32 binary ops, generic broadcasting for any type |
 //!
@@ -50,6 +51,7 @@
 //! assert_eq!(c, a);
 //! ```
 
+pub mod cast;
 pub mod conv;
 mod dispatch;
 pub mod elementwise;
