@@ -309,6 +309,44 @@ impl<'a> Qpc<'a> {
         Ok(())
     }
 
+    /// Writes a segment's data to the file `path` (temporary file in the same directory, renamed
+    /// on success). From a file-backed container the bytes are copied in the kernel and holes
+    /// stay holes; nothing is loaded whole. Returns the number of bytes.
+    ///
+    /// ```
+    /// # let bytes = qaic_qpc::QpcWriter::new().add_bytes("network.elf", vec![1, 2]).to_vec().unwrap();
+    /// let qpc = qaic_qpc::Qpc::from_bytes(&bytes)?;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let out = dir.path().join("network.elf");
+    /// qpc.save_segment(qpc.segment_info("network.elf").unwrap(), &out)?;
+    /// assert_eq!(std::fs::read(&out).unwrap(), [1, 2]);
+    /// # Ok::<(), qaic_qpc::QpcError>(())
+    /// ```
+    pub fn save_segment(&self, segment: &Segment, path: impl AsRef<Path>) -> Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let path = path.as_ref();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(".qpc-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| QpcError::io(dir, e))?;
+        let out = tmp.as_file();
+        let werr = |e| QpcError::io(tmp.path(), e);
+        match &self.storage {
+            Storage::Mapped { file, .. } => crate::copy::copy_range(file, segment.data_offset, segment.size, out, 0)
+                .map_err(|e| QpcError::io(self.path.clone().unwrap_or_default(), e))?,
+            _ => out.write_all_at(self.data(segment), 0).map_err(werr)?,
+        }
+        out.set_len(segment.size).map_err(werr)?;
+        crate::writer::set_mode(out).map_err(werr)?;
+        tmp.persist(path).map_err(|e| QpcError::io(path, e.error))?;
+        Ok(segment.size)
+    }
+
     /// CRC-32/ISO-HDLC of a segment's data, streamed (see [`Qpc::for_each_chunk`]).
     pub fn crc32(&self, segment: &Segment) -> u32 {
         let mut h = crc32fast::Hasher::new();

@@ -397,7 +397,7 @@ fn write_zeros(w: &mut impl Write, n: u64) -> std::io::Result<()> {
 }
 
 /// Temporary files are created 0600; a QPC is an ordinary output file.
-fn set_mode(f: &File) -> std::io::Result<()> {
+pub(crate) fn set_mode(f: &File) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     f.set_permissions(std::fs::Permissions::from_mode(0o644))
 }

@@ -92,3 +92,19 @@ fn the_example_validates() {
     let desc = q.network_descriptor().unwrap().unwrap();
     assert_eq!(desc.dma_buffers.len(), 2);
 }
+
+/// Writes the worked examples as fuzz seeds when `QPC_WRITE_SEEDS=<dir>` is set (used by the
+/// fuzz smoke run; a no-op otherwise).
+#[test]
+fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("QPC_WRITE_SEEDS") else { return };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(dir.join("reader")).unwrap();
+    std::fs::create_dir_all(dir.join("networkdesc")).unwrap();
+    let crc = add_crc32(&Qpc::from_bytes(&layout_f()).unwrap()).unwrap().to_vec().unwrap();
+    std::fs::write(dir.join("reader/layout_f"), layout_f()).unwrap();
+    std::fs::write(dir.join("reader/layout_m"), layout_m()).unwrap();
+    std::fs::write(dir.join("reader/with_crc"), crc).unwrap();
+    std::fs::write(dir.join("networkdesc/tiny"), TINY_DESC).unwrap();
+    std::fs::write(dir.join("networkdesc/constantsdesc"), [0u8; 24]).unwrap();
+}
