@@ -113,13 +113,13 @@ impl Geo3 {
         }
         Ok(g)
     }
-    fn ksize(&self) -> usize {
+    pub(crate) fn ksize(&self) -> usize {
         self.k.iter().product()
     }
-    fn osize(&self) -> usize {
+    pub(crate) fn osize(&self) -> usize {
         self.o.iter().product()
     }
-    fn isize(&self) -> usize {
+    pub(crate) fn isize(&self) -> usize {
         self.i.iter().product()
     }
     /// Range of output positions along `dim` whose input index for kernel offset `kk` is valid.
@@ -160,7 +160,7 @@ thread_local! {
 }
 
 /// im2col for one image and group: rows are (c, kd, kh, kw), columns output positions.
-fn im2col(g: &Geo3, x: &[f32], cg: usize, col: &mut [f32], parallel: bool) {
+pub(crate) fn im2col<T: Copy + Send + Sync + Default>(g: &Geo3, x: &[T], cg: usize, col: &mut [T], parallel: bool) {
     let (ks, os, is) = (g.ksize(), g.osize(), g.isize());
     let rows = cg * ks;
     let colp = SendPtr(col.as_mut_ptr());
@@ -178,20 +178,20 @@ fn im2col(g: &Geo3, x: &[f32], cg: usize, col: &mut [f32], parallel: bool) {
         for od in 0..g.o[0] {
             let plane = &mut dst[od * hw..(od + 1) * hw];
             if od < d0 || od >= d1 {
-                plane.fill(0.0);
+                plane.fill(T::default());
                 continue;
             }
             let id = od * g.s[0] + kd * g.d[0] - g.pb[0];
             for oh in 0..g.o[1] {
                 let line = &mut plane[oh * g.o[2]..(oh + 1) * g.o[2]];
                 if oh < h0 || oh >= h1 || w0 >= w1 {
-                    line.fill(0.0);
+                    line.fill(T::default());
                     continue;
                 }
                 let ih = oh * g.s[1] + kh * g.d[1] - g.pb[1];
                 let sline = &src[(id * g.i[1] + ih) * g.i[2]..(id * g.i[1] + ih + 1) * g.i[2]];
-                line[..w0].fill(0.0);
-                line[w1..].fill(0.0);
+                line[..w0].fill(T::default());
+                line[w1..].fill(T::default());
                 let iw0 = w0 * g.s[2] + kw * g.d[2] - g.pb[2];
                 if g.s[2] == 1 {
                     line[w0..w1].copy_from_slice(&sline[iw0..iw0 + (w1 - w0)]);

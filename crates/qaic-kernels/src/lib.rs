@@ -37,6 +37,7 @@
 //! | [`reduce`] | `Reduce*` over axes for every numeric type, `ArgMax`/`ArgMin` |
 //! | [`norm`] | softmax/log-softmax, layer/batch/instance normalisation |
 //! | [`cast`] | ONNX `Cast` between every pair of element types (float8/float4/E8M0, packed int4/int2, strings) |
+//! | [`quant`] | integer kernels: u8/i8 GEMM with i32 accumulation, `MatMulInteger`, `ConvInteger`, requantisation (scalar references; SIMD int8 comes later) |
 //! | [`layout`] | transpose/permute (cache-blocked), gather |
 //! | [`elementwise`] | f32 unary math (vectorised exp/log/tanh/erf/...), f32 binary ops, generic broadcasting for any type |
 //!
@@ -61,6 +62,7 @@ pub mod layout;
 pub mod norm;
 pub mod num;
 pub mod pool;
+pub mod quant;
 pub mod reduce;
 pub mod threads;
 pub mod util;
