@@ -23,9 +23,12 @@ fn round_magic(x: f32) -> f32 {
     (x + M) - M
 }
 
+/// 2^n for an integer-valued `n` in [-126, 127]. The integer is read from the bits of
+/// `n + 1.5 * 2^23` (a saturating float->int cast would not vectorise).
 #[inline(always)]
 fn pow2i(n: f32) -> f32 {
-    f32::from_bits((((n as i32) + 127) as u32) << 23)
+    let i = (n + 12_582_912.0).to_bits().wrapping_sub(0x4b40_0000);
+    f32::from_bits(i.wrapping_add(127) << 23)
 }
 
 #[inline(always)]

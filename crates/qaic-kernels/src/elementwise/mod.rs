@@ -170,7 +170,7 @@ fn softplus<const FMA: bool>(x: f32) -> f32 {
 fn unary_body<const FMA: bool>(op: UnaryOp, x: Option<&[f32]>, y: &mut [f32]) {
     macro_rules! run {
         ($v:expr) => {{
-            let f = unary_fn::<FMA>($v);
+            let f = $v;
             match x {
                 Some(x) => {
                     for (o, i) in y.iter_mut().zip(x) {
@@ -185,46 +185,34 @@ fn unary_body<const FMA: bool>(op: UnaryOp, x: Option<&[f32]>, y: &mut [f32]) {
             }
         }};
     }
+    use math::*;
     match op {
-        UnaryOp::Exp => run!(UnaryOp::Exp),
-        UnaryOp::Log => run!(UnaryOp::Log),
-        UnaryOp::Tanh => run!(UnaryOp::Tanh),
-        UnaryOp::Sigmoid => run!(UnaryOp::Sigmoid),
-        UnaryOp::Erf => run!(UnaryOp::Erf),
-        UnaryOp::Gelu => run!(UnaryOp::Gelu),
-        UnaryOp::GeluTanh => run!(UnaryOp::GeluTanh),
-        UnaryOp::Relu => run!(UnaryOp::Relu),
-        UnaryOp::HardSwish => run!(UnaryOp::HardSwish),
-        UnaryOp::Sqrt => run!(UnaryOp::Sqrt),
-        UnaryOp::Reciprocal => run!(UnaryOp::Reciprocal),
-        UnaryOp::Abs => run!(UnaryOp::Abs),
-        UnaryOp::Neg => run!(UnaryOp::Neg),
-        UnaryOp::Floor => run!(UnaryOp::Floor),
-        UnaryOp::Ceil => run!(UnaryOp::Ceil),
-        UnaryOp::Round => run!(UnaryOp::Round),
-        UnaryOp::Sign => run!(UnaryOp::Sign),
-        UnaryOp::Softplus => run!(UnaryOp::Softplus),
-        UnaryOp::Softsign => run!(UnaryOp::Softsign),
-        UnaryOp::Silu => run!(UnaryOp::Silu),
-        UnaryOp::Mish => run!(UnaryOp::Mish),
-        UnaryOp::Sin => run!(UnaryOp::Sin),
-        UnaryOp::Cos => run!(UnaryOp::Cos),
-        UnaryOp::Tan => run!(UnaryOp::Tan),
-        UnaryOp::Asin => run!(UnaryOp::Asin),
-        UnaryOp::Acos => run!(UnaryOp::Acos),
-        UnaryOp::Atan => run!(UnaryOp::Atan),
-        UnaryOp::Sinh => run!(UnaryOp::Sinh),
-        UnaryOp::Cosh => run!(UnaryOp::Cosh),
-        UnaryOp::Asinh => run!(UnaryOp::Asinh),
-        UnaryOp::Acosh => run!(UnaryOp::Acosh),
-        UnaryOp::Atanh => run!(UnaryOp::Atanh),
-        UnaryOp::LeakyRelu(a) => run!(UnaryOp::LeakyRelu(a)),
-        UnaryOp::HardSigmoid { alpha, beta } => run!(UnaryOp::HardSigmoid { alpha, beta }),
-        UnaryOp::Clip { min, max } => run!(UnaryOp::Clip { min, max }),
-        UnaryOp::Elu(a) => run!(UnaryOp::Elu(a)),
-        UnaryOp::Selu { alpha, gamma } => run!(UnaryOp::Selu { alpha, gamma }),
-        UnaryOp::Celu(a) => run!(UnaryOp::Celu(a)),
-        UnaryOp::ThresholdedRelu(a) => run!(UnaryOp::ThresholdedRelu(a)),
+        UnaryOp::Exp => run!(|x: f32| exp::<FMA>(x)),
+        UnaryOp::Log => run!(|x: f32| ln::<FMA>(x)),
+        UnaryOp::Tanh => run!(|x: f32| tanh::<FMA>(x)),
+        UnaryOp::Sigmoid => run!(|x: f32| sigmoid::<FMA>(x)),
+        UnaryOp::Erf => run!(|x: f32| erf::<FMA>(x)),
+        UnaryOp::Gelu => run!(|x: f32| gelu::<FMA>(x)),
+        UnaryOp::Relu => run!(|x: f32| x.max(0.0)),
+        UnaryOp::HardSwish => run!(|x: f32| x * mad::<FMA>(x, 1.0 / 6.0, 0.5).clamp(0.0, 1.0)),
+        UnaryOp::Sqrt => run!(|x: f32| x.sqrt()),
+        UnaryOp::Reciprocal => run!(|x: f32| 1.0 / x),
+        UnaryOp::Abs => run!(|x: f32| x.abs()),
+        UnaryOp::Neg => run!(|x: f32| -x),
+        UnaryOp::Floor => run!(|x: f32| x.floor()),
+        UnaryOp::Ceil => run!(|x: f32| x.ceil()),
+        UnaryOp::Round => run!(|x: f32| x.round_ties_even()),
+        UnaryOp::Softplus => run!(|x: f32| softplus::<FMA>(x)),
+        UnaryOp::Softsign => run!(|x: f32| x / (1.0 + x.abs())),
+        UnaryOp::Silu => run!(|x: f32| x * sigmoid::<FMA>(x)),
+        UnaryOp::GeluTanh => run!(|x: f32| x * sigmoid::<FMA>(2.0 * 0.797_884_6 * mad::<FMA>(0.044715 * x * x, x, x))),
+        UnaryOp::LeakyRelu(a) => run!(|x: f32| if x < 0.0 { a * x } else { x }),
+        UnaryOp::HardSigmoid { alpha, beta } => run!(|x: f32| mad::<FMA>(alpha, x, beta).clamp(0.0, 1.0)),
+        UnaryOp::Clip { min, max } => run!(|x: f32| x.max(min).min(max)),
+        UnaryOp::Elu(a) => run!(|x: f32| if x < 0.0 { a * (exp::<FMA>(x) - 1.0) } else { x }),
+        UnaryOp::Selu { alpha, gamma } => run!(|x: f32| if x <= 0.0 { gamma * (alpha * exp::<FMA>(x) - alpha) } else { gamma * x }),
+        // Rare ops: the shared scalar definition.
+        op => run!(unary_fn::<FMA>(op)),
     }
 }
 multiversion!(fn unary_chunk(op: UnaryOp, x: Option<&[f32]>, y: &mut [f32]) => unary_body);
