@@ -66,11 +66,10 @@ fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 pub fn run_case(case: &Path) -> Outcome {
     let model_path = case.join("model.onnx");
-    let model = match qaic_onnx::load_model(&model_path, &qaic_onnx::LoadOptions::default()) {
-        Ok(m) => m,
+    let graph = match qaic_onnx::load(&model_path, &qaic_onnx::LoadOptions::default()) {
+        Ok(g) => g,
         Err(e) => return Outcome::Unsupported(format!("load: {e}")),
     };
-    let graph = model.graph;
     let input_types: Vec<Option<qaic_ir::ValueType>> =
         graph.inputs.iter().map(|i| graph.value(*i).ty.clone()).collect();
     let output_types: Vec<Option<qaic_ir::ValueType>> =
@@ -86,7 +85,7 @@ pub fn run_case(case: &Path) -> Outcome {
     for set in sets {
         let mut inputs = Vec::new();
         for (i, p) in numbered(&set, "input_").iter().enumerate() {
-            match qaic_onnx::read_value_pb(p, input_types.get(i).cloned().flatten().as_ref()) {
+            match read_pb(p, input_types.get(i).cloned().flatten().as_ref()) {
                 Ok(v) => inputs.push(v),
                 Err(e) => return Outcome::Error(format!("reading {}: {e}", p.display())),
             }
@@ -100,7 +99,7 @@ pub fn run_case(case: &Path) -> Outcome {
             return Outcome::Mismatch(format!("{} outputs, expected {}", outputs.len(), expected.len()));
         }
         for (i, (got, p)) in outputs.iter().zip(&expected).enumerate() {
-            let want: Value = match qaic_onnx::read_value_pb(p, output_types.get(i).cloned().flatten().as_ref()) {
+            let want: Value = match read_pb(p, output_types.get(i).cloned().flatten().as_ref()) {
                 Ok(v) => v,
                 Err(e) => return Outcome::Error(format!("reading {}: {e}", p.display())),
             };
@@ -110,6 +109,21 @@ pub fn run_case(case: &Path) -> Outcome {
         }
     }
     Outcome::Pass
+}
+
+/// Reads a test-data `.pb` file as the kind of value the model declares for it.
+fn read_pb(p: &Path, ty: Option<&qaic_ir::ValueType>) -> Result<Value, qaic_onnx::OnnxError> {
+    use qaic_ir::ValueType;
+    use qaic_onnx::PbKind;
+    let (kind, elem) = match ty {
+        Some(ValueType::Sequence(t)) => (PbKind::Sequence, t.tensor_dtype()),
+        Some(ValueType::Optional(t)) => match t.as_ref() {
+            ValueType::Sequence(e) => (PbKind::Optional, e.tensor_dtype()),
+            t => (PbKind::Optional, t.tensor_dtype()),
+        },
+        _ => (PbKind::Tensor, None),
+    };
+    qaic_onnx::read_value_file(p, kind, elem)
 }
 
 fn cases(root: &Path) -> Vec<PathBuf> {

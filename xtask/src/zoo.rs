@@ -22,6 +22,7 @@ pub fn run(p: &Paths) -> Result<PathBuf> {
         let have = cmd::sha256_file(&out)?;
         if have == LIGHT_RESNET50_SHA256 {
             println!("zoo-models: {} cached (sha256 ok)", out.display());
+            reference(p, &out)?;
             return Ok(out);
         }
         println!("zoo-models: {} has sha256 {have}, rebuilding", out.display());
@@ -43,5 +44,21 @@ pub fn run(p: &Paths) -> Result<PathBuf> {
     }
     fs::rename(&staging, &out).with_context(|| format!("renaming {} to {}", staging.display(), out.display()))?;
     println!("zoo-models: built {} (sha256 ok)", out.display());
+    reference(p, &out)?;
     Ok(out)
+}
+
+/// Writes the reference input and onnxruntime output the tests compare against
+/// (`<name>_in.npy`, `<name>_out.npy` beside the model), unless already there.
+fn reference(p: &Paths, model: &std::path::Path) -> Result<()> {
+    let dir = model.parent().context("model path has no folder")?;
+    let input = dir.join(format!("{LIGHT_RESNET50}_in.npy"));
+    let output = dir.join(format!("{LIGHT_RESNET50}_out.npy"));
+    if input.is_file() && output.is_file() {
+        return Ok(());
+    }
+    cmd::run(cmd::python().arg(p.tool("light_resnet50_ref.py")).arg(model).arg(&input).arg(&output))
+        .context("computing the light_resnet50_rand reference with onnxruntime (run `cargo xtask setup` first)")?;
+    println!("zoo-models: wrote {} and {}", input.display(), output.display());
+    Ok(())
 }
