@@ -10,7 +10,7 @@
 //! Spatial ranks below 3 are run as 3-D with leading unit dimensions.
 
 use crate::dispatch::multiversion;
-use crate::gemm::{Activation, Bias, Epilogue, Lhs, Mat, MatMut, PackedA, Rhs};
+use crate::gemm::{Activation, Bias, Epilogue, Lhs, Mat, MatMut, PackedA, PackedB, Rhs};
 use crate::threads::{parallel_for, SendPtr};
 use crate::util::{check_len, numel};
 use crate::{KernelError, Kernels};
@@ -156,52 +156,60 @@ enum W<'a> {
 }
 
 thread_local! {
+    /// Packed im2col panels, reused across calls on the calling thread.
     static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// im2col for one image and group: rows are (c, kd, kh, kw), columns output positions.
-pub(crate) fn im2col<T: Copy + Send + Sync + Default>(g: &Geo3, x: &[T], cg: usize, col: &mut [T], parallel: bool) {
-    let (ks, os, is) = (g.ksize(), g.osize(), g.isize());
-    let rows = cg * ks;
-    let colp = SendPtr(col.as_mut_ptr());
-    let row = |r: usize| {
-        let c = r / ks;
-        let kk = r % ks;
-        let (kd, kh, kw) = (kk / (g.k[1] * g.k[2]), (kk / g.k[2]) % g.k[1], kk % g.k[2]);
-        // SAFETY: each row index writes its own `os` elements.
-        let dst = unsafe { std::slice::from_raw_parts_mut(colp.get().add(r * os), os) };
-        let src = &x[c * is..(c + 1) * is];
-        let (d0, d1) = g.valid_range(0, kd);
-        let (h0, h1) = g.valid_range(1, kh);
-        let (w0, w1) = g.valid_range(2, kw);
-        let hw = g.o[1] * g.o[2];
-        for od in 0..g.o[0] {
-            let plane = &mut dst[od * hw..(od + 1) * hw];
-            if od < d0 || od >= d1 {
-                plane.fill(T::default());
+/// Writes row `r` (channel, kd, kh, kw) of the im2col matrix into `dst` (`osize` values).
+fn im2col_row<T: Copy + Default>(g: &Geo3, x: &[T], r: usize, dst: &mut [T]) {
+    let (ks, is) = (g.ksize(), g.isize());
+    let c = r / ks;
+    let kk = r % ks;
+    let (kd, kh, kw) = (kk / (g.k[1] * g.k[2]), (kk / g.k[2]) % g.k[1], kk % g.k[2]);
+    let src = &x[c * is..(c + 1) * is];
+    let (d0, d1) = g.valid_range(0, kd);
+    let (h0, h1) = g.valid_range(1, kh);
+    let (w0, w1) = g.valid_range(2, kw);
+    let hw = g.o[1] * g.o[2];
+    for od in 0..g.o[0] {
+        let plane = &mut dst[od * hw..(od + 1) * hw];
+        if od < d0 || od >= d1 {
+            plane.fill(T::default());
+            continue;
+        }
+        let id = od * g.s[0] + kd * g.d[0] - g.pb[0];
+        for oh in 0..g.o[1] {
+            let line = &mut plane[oh * g.o[2]..(oh + 1) * g.o[2]];
+            if oh < h0 || oh >= h1 || w0 >= w1 {
+                line.fill(T::default());
                 continue;
             }
-            let id = od * g.s[0] + kd * g.d[0] - g.pb[0];
-            for oh in 0..g.o[1] {
-                let line = &mut plane[oh * g.o[2]..(oh + 1) * g.o[2]];
-                if oh < h0 || oh >= h1 || w0 >= w1 {
-                    line.fill(T::default());
-                    continue;
-                }
-                let ih = oh * g.s[1] + kh * g.d[1] - g.pb[1];
-                let sline = &src[(id * g.i[1] + ih) * g.i[2]..(id * g.i[1] + ih + 1) * g.i[2]];
-                line[..w0].fill(T::default());
-                line[w1..].fill(T::default());
-                let iw0 = w0 * g.s[2] + kw * g.d[2] - g.pb[2];
-                if g.s[2] == 1 {
-                    line[w0..w1].copy_from_slice(&sline[iw0..iw0 + (w1 - w0)]);
-                } else {
-                    for (t, v) in line[w0..w1].iter_mut().enumerate() {
-                        *v = sline[iw0 + t * g.s[2]];
-                    }
+            let ih = oh * g.s[1] + kh * g.d[1] - g.pb[1];
+            let sline = &src[(id * g.i[1] + ih) * g.i[2]..(id * g.i[1] + ih + 1) * g.i[2]];
+            line[..w0].fill(T::default());
+            line[w1..].fill(T::default());
+            let iw0 = w0 * g.s[2] + kw * g.d[2] - g.pb[2];
+            if g.s[2] == 1 {
+                line[w0..w1].copy_from_slice(&sline[iw0..iw0 + (w1 - w0)]);
+            } else {
+                for (t, v) in line[w0..w1].iter_mut().enumerate() {
+                    *v = sline[iw0 + t * g.s[2]];
                 }
             }
         }
+    }
+}
+
+/// im2col for one image and group: rows are (c, kd, kh, kw), columns output positions.
+pub(crate) fn im2col<T: Copy + Send + Sync + Default>(g: &Geo3, x: &[T], cg: usize, col: &mut [T], parallel: bool) {
+    let os = g.osize();
+    let rows = cg * g.ksize();
+    let colp = SendPtr(col.as_mut_ptr());
+    let row = |r: usize| {
+        // SAFETY: each row index writes its own `os` elements.
+        let dst = unsafe { std::slice::from_raw_parts_mut(colp.get().add(r * os), os) };
+        im2col_row(g, x, r, dst);
     };
     if parallel && rows * os > 1 << 16 {
         let per = rows.div_ceil(crate::num_threads() * 4).max(1);
@@ -209,6 +217,38 @@ pub(crate) fn im2col<T: Copy + Send + Sync + Default>(g: &Geo3, x: &[T], cg: usi
     } else {
         (0..rows).for_each(row);
     }
+}
+
+/// im2col written straight into packed GEMM B panels (`data`, resized as needed), saving
+/// the separate packing pass over the column matrix.
+fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, mut data: Vec<f32>) -> PackedB {
+    let (os, rows) = (g.osize(), cg * g.ksize());
+    let (nr, kc) = (k.gemm.nr, k.gemm.kc);
+    let npad = os.div_ceil(nr) * nr;
+    if data.len() < rows * npad {
+        data.resize(rows * npad, 0.0);
+    }
+    let dp = SendPtr(data.as_mut_ptr());
+    let chunk = |rs: std::ops::Range<usize>| {
+        let mut line = vec![0f32; os];
+        for r in rs {
+            im2col_row(g, x, r, &mut line);
+            let pc = r / kc * kc;
+            let kc_eff = kc.min(rows - pc);
+            for (jp, seg) in line.chunks(nr).enumerate() {
+                let off = pc * npad + jp * kc_eff * nr + (r - pc) * nr;
+                // SAFETY: (row r, panel jp) owns `nr` distinct slots of the packed buffer.
+                unsafe { std::ptr::copy_nonoverlapping(seg.as_ptr(), dp.get().add(off), seg.len()) };
+            }
+        }
+    };
+    if rows * os > 1 << 15 {
+        let per = rows.div_ceil(crate::num_threads() * 4).max(1);
+        parallel_for(rows.div_ceil(per), |c| chunk(c * per..((c + 1) * per).min(rows)));
+    } else {
+        chunk(0..rows);
+    }
+    PackedB::from_parts(k.isa, rows, os, nr, kc, data)
 }
 
 #[inline(always)]
@@ -368,16 +408,11 @@ impl Kernels {
             return Ok(oshape);
         }
         let pointwise = ks == 1 && g.s == [1, 1, 1] && g.pb == [0, 0, 0] && os == is && p.pads.iter().all(|&v| v == 0);
-        let mut run = |col: &mut [f32]| -> Result<(), KernelError> {
+        let mut col = if pointwise { Vec::new() } else { COL.with(|v| std::mem::take(&mut *v.borrow_mut())) };
+        let mut run = || -> Result<(), KernelError> {
             for b in 0..n {
                 for gi in 0..grp {
                     let xg = &x[(b * c + gi * cg) * is..(b * c + (gi + 1) * cg) * is];
-                    let bm = if pointwise {
-                        Mat::row_major(xg, cg, is)?
-                    } else {
-                        im2col(&g, xg, cg, col, true);
-                        Mat::row_major(col, kdim, os)?
-                    };
                     let a = match w {
                         W::Raw(r) => Lhs::Mat(Mat::row_major(&r[gi * mg * kdim..(gi + 1) * mg * kdim], mg, kdim)?),
                         W::Packed(pw) => Lhs::Packed(&pw.groups[gi]),
@@ -388,22 +423,24 @@ impl Kernels {
                         bias: bias.map_or(Bias::None, |bv| Bias::Row(&bv[gi * mg..(gi + 1) * mg])),
                         activation: act,
                     };
-                    self.gemm_with(1.0, a, Rhs::Mat(bm), 0.0, &mut cm, &epi)?;
+                    let r = if pointwise {
+                        self.gemm_with(1.0, a, Rhs::Mat(Mat::row_major(xg, cg, is)?), 0.0, &mut cm, &epi)
+                    } else {
+                        let packed = im2col_packed(self, &g, xg, cg, std::mem::take(&mut col));
+                        let r = self.gemm_with(1.0, a, Rhs::Packed(&packed), 0.0, &mut cm, &epi);
+                        col = packed.into_buffer();
+                        r
+                    };
+                    r?;
                 }
             }
             Ok(())
         };
-        if pointwise {
-            run(&mut [])?;
-        } else {
-            let mut col = COL.with(|v| std::mem::take(&mut *v.borrow_mut()));
-            if col.len() < kdim * os {
-                col.resize(kdim * os, 0.0);
-            }
-            let r = run(&mut col[..kdim * os]);
+        let r = run();
+        if !pointwise {
             COL.with(|v| *v.borrow_mut() = col);
-            r?;
         }
+        r?;
         Ok(oshape)
     }
 

@@ -2,6 +2,9 @@
 //!
 //! `cargo run --release -p qaic-kernels --bin qaic-kernels-bench [-- --iters N]`
 //!
+//! With `QAIC_KERNELS` set, only that ISA is measured (an unknown or unsupported ISA is an
+//! error); otherwise every ISA this CPU supports.
+//!
 //! Besides wall-clock time it prints rates per CPU-second of the process (from
 //! `/proc/self/task/*/schedstat`), which stay meaningful when other jobs share the machine.
 
@@ -46,7 +49,7 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let iters = args.iter().position(|a| a == "--iters").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(10);
+    let iters: usize = args.iter().position(|a| a == "--iters").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(10);
     let s = 512;
     let (a, b) = (data(s * s, 1), data(s * s, 2));
     let mut c = vec![0f32; s * s];
@@ -58,8 +61,18 @@ fn main() {
     let gemm_flops = 2.0 * (s * s * s) as f64;
     let u = data(1 << 20, 5);
     let mut v = vec![0f32; u.len()];
+    let isas = match std::env::var(qaic_kernels::isa::ENV_VAR) {
+        Ok(v) if !v.trim().is_empty() => match Kernels::from_env() {
+            Ok(k) => vec![k.isa()],
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::exit(2);
+            }
+        },
+        _ => Isa::available(),
+    };
     println!("{:<8} {:>3} {:<34} {:>10} {:>14}", "isa", "thr", "kernel", "wall", "per CPU-second");
-    for isa in Isa::available() {
+    for isa in isas {
         let Ok(k) = Kernels::for_isa(isa) else { continue };
         let pw = match k.pack_conv_weights(&w, &ws, 1) {
             Ok(pw) => pw,

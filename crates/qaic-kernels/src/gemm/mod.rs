@@ -210,6 +210,14 @@ impl PackedA {
     }
 }
 impl PackedB {
+    /// Wraps data already in packed layout (see [`GemmKernel`]); `data` may be longer.
+    pub(crate) fn from_parts(isa: Isa, k: usize, n: usize, nr: usize, kc: usize, data: Vec<f32>) -> PackedB {
+        PackedB { isa, k, n, nr, kc, data }
+    }
+    /// Gives the buffer back for reuse.
+    pub(crate) fn into_buffer(self) -> Vec<f32> {
+        self.data
+    }
     pub fn rows(&self) -> usize {
         self.k
     }
