@@ -71,7 +71,7 @@ impl ConvParams {
                 }
                 let span = padded - ext;
                 let mut o = span / self.strides[d] + 1;
-                if ceil && span % self.strides[d] != 0 {
+                if ceil && !span.is_multiple_of(self.strides[d]) {
                     o += 1;
                     // The last window must start inside the input or its begin padding.
                     if (o - 1) * self.strides[d] >= input[d] + self.pads[d] {
@@ -298,7 +298,7 @@ impl Kernels {
     /// Packs convolution weights `[M, C/group, k...]` once for repeated [`Kernels::conv_packed`].
     pub fn pack_conv_weights(&self, w: &[f32], w_shape: &[usize], group: usize) -> Result<PackedConvWeights, KernelError> {
         check_len("conv", "weights", w.len(), w_shape)?;
-        if w_shape.len() < 3 || group == 0 || w_shape[0] % group != 0 {
+        if w_shape.len() < 3 || group == 0 || !w_shape[0].is_multiple_of(group) {
             return Err(KernelError::invalid("conv", format!("weights {w_shape:?} with group {group}")));
         }
         let mg = w_shape[0] / group;
@@ -365,7 +365,7 @@ impl Kernels {
         let (n, c) = (x_shape[0], x_shape[1]);
         let m = w_shape[0];
         let grp = p.group;
-        if grp == 0 || c % grp != 0 || m % grp != 0 || w_shape[1] != c / grp {
+        if grp == 0 || !c.is_multiple_of(grp) || !m.is_multiple_of(grp) || w_shape[1] != c / grp {
             return Err(KernelError::invalid(
                 "conv",
                 format!("input channels {c}, weights {w_shape:?} and group {grp} do not agree"),

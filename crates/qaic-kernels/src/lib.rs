@@ -52,6 +52,8 @@
 //! assert_eq!(c, a);
 //! ```
 
+#![allow(clippy::too_many_arguments)]
+
 pub mod cast;
 pub mod conv;
 mod dispatch;

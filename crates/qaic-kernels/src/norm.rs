@@ -113,8 +113,8 @@ impl Kernels {
         bias: Option<&[f32]>,
         eps: f32,
         out: &mut [f32],
-        mut mean_out: Option<&mut [f32]>,
-        mut inv_std_out: Option<&mut [f32]>,
+        mean_out: Option<&mut [f32]>,
+        inv_std_out: Option<&mut [f32]>,
     ) -> Result<(), KernelError> {
         check("layer_norm", "input", x.len(), outer * n)?;
         check("layer_norm", "output", out.len(), outer * n)?;
@@ -156,10 +156,10 @@ impl Kernels {
                 *stats.get().add(2 * o + 1) = inv;
             }
         });
-        if let Some(m) = mean_out.as_deref_mut() {
+        if let Some(m) = mean_out {
             m.iter_mut().enumerate().for_each(|(i, v)| *v = st[2 * i]);
         }
-        if let Some(m) = inv_std_out.as_deref_mut() {
+        if let Some(m) = inv_std_out {
             m.iter_mut().enumerate().for_each(|(i, v)| *v = st[2 * i + 1]);
         }
         Ok(())

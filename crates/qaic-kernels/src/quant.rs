@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn conv_integer_matches_float_conv() {
         let x: Vec<u8> = (0..2 * 3 * 5 * 5).map(|v| (v * 37 % 251) as u8).collect();
-        let w: Vec<i8> = (0..4 * 3 * 3 * 3).map(|v| ((v * 13 % 255) as i32 - 127) as i8).collect();
+        let w: Vec<i8> = (0..4 * 3 * 3 * 3).map(|v| ((v * 13 % 255) - 127) as i8).collect();
         let p = ConvParams { pads: vec![1, 1, 1, 1], strides: vec![2, 1], ..ConvParams::new(&[3, 3]) };
         let wz = [1i8, -2, 0, 3];
         let mut out = vec![0i32; 2 * 4 * 3 * 5];

@@ -296,7 +296,7 @@ mod tests {
         reduce(ReduceOp::Sum, &xi, &[2, 3, 4], &[0, 1], &mut o).unwrap();
         assert_eq!(o, [60, 66, 72, 78]);
         assert!(normalize_axes(&[-1, 5], 3).is_err());
-        let mut am = vec![0i64; 4];
+        let mut am = [0i64; 4];
         arg_reduce(&[1.0f32, 3.0, 3.0, 0.0, 5.0, 1.0, 2.0, 9.0], &[2, 4], 1, true, true, &mut am[..2]).unwrap();
         assert_eq!(&am[..2], &[2, 3]);
     }

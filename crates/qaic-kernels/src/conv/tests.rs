@@ -48,7 +48,8 @@ fn naive_conv(p: &ConvParams, x: &[f32], xs: &[usize], w: &[f32], ws: &[usize], 
 fn conv_matches_naive_on_all_isas() {
     let mut rng = Rng::new(7);
     // (spatial, kernel, stride, dilation, pads, n, c, m, group)
-    let cases: Vec<(Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, usize, usize, usize, usize)> = vec![
+    type Case = (Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>, usize, usize, usize, usize);
+    let cases: Vec<Case> = vec![
         (vec![9, 11], vec![3, 3], vec![1, 1], vec![1, 1], vec![1, 1, 1, 1], 2, 5, 7, 1),
         (vec![10, 9], vec![1, 1], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 2, 6, 4, 1),
         (vec![10, 9], vec![1, 1], vec![2, 2], vec![1, 1], vec![0, 0, 0, 0], 1, 6, 4, 1),

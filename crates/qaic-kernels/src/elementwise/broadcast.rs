@@ -106,6 +106,7 @@ impl<const T: usize> Plan<T> {
     }
 
     /// Calls `f` for runs `[start, end)` in output order.
+    #[allow(clippy::needless_range_loop)]
     pub fn for_each_run(&self, start: usize, end: usize, mut f: impl FnMut(Run<T>)) {
         let r = self.dims.len() - 1;
         let len = self.run_len();

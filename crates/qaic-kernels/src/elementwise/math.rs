@@ -45,7 +45,7 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
     y = mad::<FMA>(y, r, 8.333_452e-3);
     y = mad::<FMA>(y, r, 4.166_579_6e-2);
     y = mad::<FMA>(y, r, 1.666_666_5e-1);
-    y = mad::<FMA>(y, r, 5.000_000_1e-1);
+    y = mad::<FMA>(y, r, 5e-1);
     y = mad::<FMA>(y, z, r) + 1.0;
     // Two scalings keep 2^n representable down to the subnormal range.
     let n1 = round_magic(fx * 0.5 - 0.25);
@@ -91,10 +91,10 @@ pub fn tanh<const FMA: bool>(x: f32) -> f32 {
     let ax = x.abs();
     let z = x * x;
     let mut p = -5.704_988_7e-3f32;
-    p = mad::<FMA>(p, z, 2.063_908_9e-2);
+    p = mad::<FMA>(p, z, 2.063_909e-2);
     p = mad::<FMA>(p, z, -5.373_971_6e-2);
     p = mad::<FMA>(p, z, 1.333_144_2e-1);
-    p = mad::<FMA>(p, z, -3.333_328_2e-1);
+    p = mad::<FMA>(p, z, -3.333_328e-1);
     let small = mad::<FMA>(p * z, x, x);
     let e = exp::<FMA>(2.0 * ax.min(10.0));
     let large = (1.0 - 2.0 / (e + 1.0)).copysign(x);
@@ -117,7 +117,7 @@ fn erf_small<const FMA: bool>(x: f32) -> f32 {
     t = mad::<FMA>(t, z, -2.685_381_2e-2);
     t = mad::<FMA>(t, z, 1.128_358_5e-1);
     t = mad::<FMA>(t, z, -3.761_262_5e-1);
-    t = mad::<FMA>(t, z, 1.128_379_1);
+    t = mad::<FMA>(t, z, std::f32::consts::FRAC_2_SQRT_PI);
     x * t
 }
 

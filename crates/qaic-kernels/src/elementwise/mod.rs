@@ -258,6 +258,7 @@ fn binary_fn(op: BinaryOp) -> impl Fn(f32, f32) -> f32 {
 }
 
 #[inline(always)]
+#[allow(clippy::redundant_guards)]
 fn binary_body<const FMA: bool>(op: BinaryOp, a: Src, b: Src, out: &mut [f32]) {
     macro_rules! go {
         ($f:expr) => {{
