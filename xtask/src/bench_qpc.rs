@@ -4,7 +4,8 @@
 //!
 //! Two inputs: a sparse 2 GiB constants.bin (a few MiB of data, the rest a hole; `cp` and
 //! qaic-qpc both keep holes) and a dense one (2 GiB of pseudo-random bytes; everything is copied).
-//! Each figure is the best of 3 runs, alternating tool and baseline.
+//! Each figure is the best of 3 runs, alternating tool and baseline; wall and CPU (user + system)
+//! time are both reported, since wall time on a shared machine mostly measures the queue.
 //! Environment: `QAIC_QPC` = path of the qaic-qpc binary (default: `<target>/release/qaic-qpc`,
 //! built if missing); `QPC_BENCH_DIR` = scratch directory on a real disk (default
 //! `<target>/qpc-bench`); `QPC_BENCH_GIB` = constants size in GiB (default 2).
@@ -54,7 +55,10 @@ pub fn run(out: &mut String) -> Result<()> {
 }
 
 struct Sample {
+    /// Wall-clock seconds.
     secs: f64,
+    /// User + system CPU seconds (robust against a loaded machine, unlike wall time).
+    cpu: f64,
     rss_mib: f64,
 }
 
@@ -79,21 +83,31 @@ fn measure(argv: &[&str]) -> Result<Sample> {
         .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
         .and_then(|v| v.trim().parse().ok())
         .context("no 'Maximum resident set size' in GNU time output")?;
-    Ok(Sample { secs, rss_mib: kib / 1024.0 })
+    let field = |name: &str| -> Result<f64> {
+        err.lines()
+            .find_map(|l| l.trim().strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no '{name}' in GNU time output"))
+    };
+    let cpu = field("User time (seconds):")? + field("System time (seconds):")?;
+    Ok(Sample { secs, cpu, rss_mib: kib / 1024.0 })
 }
 
-/// Best of `RUNS` of the tool and of the baseline, alternating; `prep` runs before each.
-fn compare(tool: &[&str], base: &[&str], prep: &dyn Fn() -> Result<()>) -> Result<(Sample, Sample)> {
-    let (mut t, mut b) = (Sample { secs: f64::MAX, rss_mib: 0.0 }, Sample { secs: f64::MAX, rss_mib: 0.0 });
+/// Best of `RUNS` of the tool and of the baseline, alternating; `prep` runs before each (it gets
+/// `true` before the tool, `false` before the baseline).
+fn compare(tool: &[&str], base: &[&str], prep: &dyn Fn(bool) -> Result<()>) -> Result<(Sample, Sample)> {
+    let worst = || Sample { secs: f64::MAX, cpu: f64::MAX, rss_mib: 0.0 };
+    let (mut t, mut b) = (worst(), worst());
+    let keep = |acc: &mut Sample, s: Sample| {
+        acc.rss_mib = acc.rss_mib.max(s.rss_mib);
+        acc.secs = acc.secs.min(s.secs);
+        acc.cpu = acc.cpu.min(s.cpu);
+    };
     for _ in 0..RUNS {
-        prep()?;
-        let s = measure(tool)?;
-        t.rss_mib = t.rss_mib.max(s.rss_mib);
-        t.secs = t.secs.min(s.secs);
-        prep()?;
-        let s = measure(base)?;
-        b.rss_mib = b.rss_mib.max(s.rss_mib);
-        b.secs = b.secs.min(s.secs);
+        prep(true)?;
+        keep(&mut t, measure(tool)?);
+        prep(false)?;
+        keep(&mut b, measure(base)?);
     }
     Ok((t, b))
 }
@@ -121,19 +135,19 @@ fn bench_one(bin: &Path, dir: &Path, len: u64, dense: bool, out: &mut String) ->
     };
     let pack = [b.as_str(), "create", "-n", &s(&d.join("network.elf")), "-d", &s(&d.join("networkdesc.bin")), "-c", &s(&consts),
         "-e", &s(&d.join("constantsdesc.bin")), "-o", &qpc];
-    let (tp, bp) = compare(&pack, &["cp", &s(&consts), &copy], &|| {
-        rm(&qpc)?;
-        rm(&copy)
+    let (tp, bp) = compare(&pack, &["cp", &s(&consts), &copy], &|tool| if tool { rm(&qpc) } else { rm(&copy) })?;
+    let (ta, ba) = compare(&[&b, "addCRC32", "-i", &qpc, "-o", &s(&crcdir)], &["cp", &qpc, &copy], &|tool| {
+        if tool { rm(&crcqpc) } else { rm(&copy) }
     })?;
-    let (ta, ba) = compare(&[&b, "addCRC32", "-i", &qpc, "-o", &s(&crcdir)], &["cp", &qpc, &copy], &|| {
-        rm(&crcqpc)?;
-        rm(&copy)
-    })?;
-    let (tv, bv) = compare(&[&b, "validate", "-i", &crcqpc], &["cat", &crcqpc], &|| Ok(()))?;
+    let (tv, bv) = compare(&[&b, "validate", "-i", &crcqpc], &["cat", &crcqpc], &|_| Ok(()))?;
     let xs = s(&xdir);
-    let (tx, bx) = compare(&[&b, "extract", "-i", &crcqpc, "-o", &xs], &["cp", &crcqpc, &copy], &|| {
-        let _ = std::fs::remove_dir_all(&xdir);
-        rm(&copy)
+    let (tx, bx) = compare(&[&b, "extract", "-i", &crcqpc, "-o", &xs], &["cp", &crcqpc, &copy], &|tool| {
+        if tool {
+            let _ = std::fs::remove_dir_all(&xdir);
+            Ok(())
+        } else {
+            rm(&copy)
+        }
     })?;
     let extracted = std::fs::metadata(xdir.join("constants.bin"))?.len();
     if extracted != len {
@@ -141,8 +155,11 @@ fn bench_one(bin: &Path, dir: &Path, len: u64, dense: bool, out: &mut String) ->
     }
     let gib = len as f64 / (1u64 << 30) as f64;
     writeln!(out, "\n### QPC: constants.bin {gib:.0} GiB, {kind} (best of {RUNS})\n")?;
-    writeln!(out, "| operation | qaic-qpc s | baseline | baseline s | ratio | qaic-qpc peak RSS MiB | baseline peak RSS MiB |")?;
-    writeln!(out, "| --- | ---: | --- | ---: | ---: | ---: | ---: |")?;
+    writeln!(
+        out,
+        "| operation | qaic-qpc wall s | qaic-qpc CPU s | baseline | baseline wall s | baseline CPU s | wall ratio | CPU ratio | qaic-qpc peak RSS MiB | baseline peak RSS MiB |"
+    )?;
+    writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")?;
     for (op, t, base, bs) in [
         ("create (pack)", &tp, "cp constants.bin", &bp),
         ("addCRC32", &ta, "cp programqpc.bin", &ba),
@@ -151,10 +168,13 @@ fn bench_one(bin: &Path, dir: &Path, len: u64, dense: bool, out: &mut String) ->
     ] {
         writeln!(
             out,
-            "| {op} | {:.3} | {base} | {:.3} | {:.2} | {:.1} | {:.1} |",
+            "| {op} | {:.3} | {:.2} | {base} | {:.3} | {:.2} | {:.2} | {} | {:.1} | {:.1} |",
             t.secs,
+            t.cpu,
             bs.secs,
+            bs.cpu,
             t.secs / bs.secs,
+            if bs.cpu >= 0.05 { format!("{:.2}", t.cpu / bs.cpu) } else { "n/a (< 0.05 s)".into() },
             t.rss_mib,
             bs.rss_mib
         )?;

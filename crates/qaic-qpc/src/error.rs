@@ -17,12 +17,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum QpcError {
     /// An operating-system error on a file.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file concerned.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (shown in the message, so not repeated as a `source`).
+        error: std::io::Error,
     },
     /// The buffer is shorter than the 40-byte header.
     #[error("container is {len} bytes long; a QPC needs at least {needed} bytes (header)")]
@@ -168,7 +168,7 @@ pub enum QpcError {
     ConstantsDescriptor(String),
     /// `networkdesc.bin` does not parse.
     #[error("networkdesc.bin: protobuf decode error: {0}")]
-    NetworkDescriptor(#[from] prost::DecodeError),
+    NetworkDescriptor(prost::DecodeError),
     /// The writer was asked for something it cannot produce.
     #[error("cannot write QPC: {0}")]
     Write(String),
@@ -188,7 +188,14 @@ pub enum QpcError {
 impl QpcError {
     /// Wraps an I/O error with the path it concerns.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        QpcError::Io { path: path.into(), source }
+        QpcError::Io { path: path.into(), error: source }
+    }
+}
+
+// Not `#[from]`: that would also make it the `source`, and error chains would print it twice.
+impl From<prost::DecodeError> for QpcError {
+    fn from(e: prost::DecodeError) -> Self {
+        QpcError::NetworkDescriptor(e)
     }
 }
 

@@ -147,7 +147,11 @@ fn main() -> ExitCode {
 }
 
 fn open(path: &Path) -> Result<Qpc<'static>> {
-    Qpc::open(path).with_context(|| format!("{}: not a valid QPC", path.display()))
+    match Qpc::open(path) {
+        Ok(q) => Ok(q),
+        Err(e @ QpcError::Io { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("{}: not a valid QPC", path.display()))),
+    }
 }
 
 fn create(a: CreateArgs) -> Result<u8> {
@@ -285,7 +289,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 fn validate(a: ValidateArgs) -> Result<u8> {
     let qpc = match Qpc::open(&a.input) {
         Ok(q) => q,
-        Err(QpcError::Io { path, source }) => bail!("{}: {source}", path.display()),
+        Err(e @ QpcError::Io { .. }) => return Err(e.into()),
         Err(e) => {
             if a.json {
                 println!("{}", serde_json::json!({ "file": a.input, "valid": false, "structure_error": e.to_string() }));
