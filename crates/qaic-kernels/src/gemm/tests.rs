@@ -20,8 +20,15 @@ fn naive(m: usize, n: usize, k: usize, alpha: f32, a: &Mat, b: &Mat, beta: f32, 
 #[test]
 fn gemm_matches_naive_on_all_isas() {
     let mut rng = Rng::new(1);
-    for case in 0..60 {
-        let (m, n, k) = (1 + rng.below(70), 1 + rng.below(90), rng.below(300));
+    for case in 0..64 {
+        let (m, n, k) = match case {
+            // Several MC row blocks, several NC column blocks.
+            60 => (300, 40, 20),
+            61 => (3, 4200, 7),
+            62 => (130, 4100, 9),
+            63 => (1, 1, 600),
+            _ => (1 + rng.below(70), 1 + rng.below(90), rng.below(300)),
+        };
         let ta = case % 2 == 1;
         let tb = case % 3 == 1;
         let tc = case % 5 == 4;
