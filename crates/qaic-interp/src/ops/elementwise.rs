@@ -8,30 +8,13 @@
 use qaic_tensor::{DType, Element, Tensor, Value, bf16, f16};
 
 use super::util::{input, opt_input, out1};
+use super::linalg::kernels;
 use crate::registry::{BuildCtx, Kernel, Registry, RunCtx};
+use qaic_kernels::Kernels;
+use qaic_kernels::elementwise::{BinaryOp, UnaryOp as U, unary_reference};
 use crate::{OpError, op_err};
 
 pub(crate) mod cast;
-
-/// Builds a float unary kernel from one expression, instantiated for f32 and f64 (`F` names the
-/// float type inside the expression).
-macro_rules! float_unary {
-    (|$x:ident| $body:expr) => {
-        float_kernel(
-            move |$x: f32| -> f32 {
-                #[allow(dead_code)]
-                type F = f32;
-                $body
-            },
-            move |$x: f64| -> f64 {
-                #[allow(dead_code)]
-                type F = f64;
-                $body
-            },
-        )
-    };
-}
-
 
 pub(crate) type KResult = Result<Box<dyn Kernel>, OpError>;
 pub(crate) type Outs = Result<Vec<Option<Value>>, OpError>;
@@ -42,44 +25,48 @@ pub(crate) fn kernel(f: impl Fn(&[Option<&Value>]) -> Outs + Send + Sync + 'stat
 }
 
 pub fn register(r: &mut Registry) {
-    // Unary float math.
-    r.add("Exp", 1, |_| float_unary!(|x| x.exp()));
-    r.add("Log", 1, |_| float_unary!(|x| x.ln()));
-    r.add("Sqrt", 1, |_| float_unary!(|x| x.sqrt()));
-    r.add("Reciprocal", 1, |_| float_unary!(|x| 1.0 / x));
-    r.add("Floor", 1, |_| float_unary!(|x| x.floor()));
-    r.add("Ceil", 1, |_| float_unary!(|x| x.ceil()));
-    r.add("Round", 11, |_| float_unary!(|x| x.round_ties_even()));
-    r.add("Sin", 7, |_| float_unary!(|x| x.sin()));
-    r.add("Cos", 7, |_| float_unary!(|x| x.cos()));
-    r.add("Tan", 7, |_| float_unary!(|x| x.tan()));
-    r.add("Asin", 7, |_| float_unary!(|x| x.asin()));
-    r.add("Acos", 7, |_| float_unary!(|x| x.acos()));
-    r.add("Atan", 7, |_| float_unary!(|x| x.atan()));
-    r.add("Sinh", 9, |_| float_unary!(|x| x.sinh()));
-    r.add("Cosh", 9, |_| float_unary!(|x| x.cosh()));
-    r.add("Asinh", 9, |_| float_unary!(|x| x.asinh()));
-    r.add("Acosh", 9, |_| float_unary!(|x| x.acosh()));
-    r.add("Atanh", 9, |_| float_unary!(|x| x.atanh()));
-    r.add("Tanh", 1, |_| float_unary!(|x| x.tanh()));
-    r.add("Erf", 9, |_| float_unary!(|x| erf(x as f64) as F));
-    r.add("Sigmoid", 1, |_| float_unary!(|x| 1.0 / (1.0 + (-x).exp())));
-    r.add("Softsign", 1, |_| float_unary!(|x| x / (1.0 + x.abs())));
-    r.add("Softplus", 1, |_| float_unary!(|x| softplus(x as f64) as F));
-    r.add("Mish", 18, |_| float_unary!(|x| x * softplus(x as f64).tanh() as F));
-    r.add("HardSwish", 14, |_| float_unary!(|x| x * (x / 6.0 + 0.5).clamp(0.0, 1.0)));
-    r.add("HardSigmoid", 1, hard_sigmoid);
-    r.add("LeakyRelu", 1, leaky_relu);
-    r.add("Elu", 1, elu);
-    r.add("Selu", 1, selu);
-    r.add("Celu", 12, celu);
-    r.add("ThresholdedRelu", 10, thresholded_relu);
+    // Unary float math (f32 through the vectorised kernels, f64 through their scalar reference).
+    r.add("Exp", 1, |_| float_op(U::Exp));
+    r.add("Log", 1, |_| float_op(U::Log));
+    r.add("Sqrt", 1, |_| float_op(U::Sqrt));
+    r.add("Reciprocal", 1, |_| float_op(U::Reciprocal));
+    r.add("Floor", 1, |_| float_op(U::Floor));
+    r.add("Ceil", 1, |_| float_op(U::Ceil));
+    r.add("Round", 11, |_| float_op(U::Round));
+    r.add("Sin", 7, |_| float_op(U::Sin));
+    r.add("Cos", 7, |_| float_op(U::Cos));
+    r.add("Tan", 7, |_| float_op(U::Tan));
+    r.add("Asin", 7, |_| float_op(U::Asin));
+    r.add("Acos", 7, |_| float_op(U::Acos));
+    r.add("Atan", 7, |_| float_op(U::Atan));
+    r.add("Sinh", 9, |_| float_op(U::Sinh));
+    r.add("Cosh", 9, |_| float_op(U::Cosh));
+    r.add("Asinh", 9, |_| float_op(U::Asinh));
+    r.add("Acosh", 9, |_| float_op(U::Acosh));
+    r.add("Atanh", 9, |_| float_op(U::Atanh));
+    r.add("Tanh", 1, |_| float_op(U::Tanh));
+    r.add("Erf", 9, |_| float_op(U::Erf));
+    r.add("Sigmoid", 1, |_| float_op(U::Sigmoid));
+    r.add("Softsign", 1, |_| float_op(U::Softsign));
+    r.add("Softplus", 1, |_| float_op(U::Softplus));
+    r.add("Mish", 18, |_| float_op(U::Mish));
+    r.add("HardSwish", 14, |_| float_op(U::HardSwish));
+    r.add("HardSigmoid", 1, |c| {
+        float_op(U::HardSigmoid { alpha: c.attr_f("alpha", 0.2)?, beta: c.attr_f("beta", 0.5)? })
+    });
+    r.add("LeakyRelu", 1, |c| float_op(U::LeakyRelu(c.attr_f("alpha", 0.01)?)));
+    r.add("Elu", 1, |c| float_op(U::Elu(c.attr_f("alpha", 1.0)?)));
+    r.add("Selu", 1, |c| {
+        float_op(U::Selu { alpha: c.attr_f("alpha", 1.673_263_2)?, gamma: c.attr_f("gamma", 1.050_701)? })
+    });
+    r.add("Celu", 12, |c| float_op(U::Celu(c.attr_f("alpha", 1.0)?)));
+    r.add("ThresholdedRelu", 10, |c| float_op(U::ThresholdedRelu(c.attr_f("alpha", 1.0)?)));
     r.add("Gelu", 20, gelu);
     // Unary ops that also take integers.
-    r.add("Abs", 1, |_| num_unary(IntUn::Abs, |x: f32| x.abs(), |x: f64| x.abs()));
-    r.add("Neg", 1, |_| num_unary(IntUn::Neg, |x: f32| -x, |x: f64| -x));
-    r.add("Sign", 9, |_| num_unary(IntUn::Sign, fsign, fsign));
-    r.add("Relu", 1, |_| num_unary(IntUn::Relu, |x: f32| x.max(0.0), |x: f64| x.max(0.0)));
+    r.add("Abs", 1, |_| num_unary(IntUn::Abs, U::Abs));
+    r.add("Neg", 1, |_| num_unary(IntUn::Neg, U::Neg));
+    r.add("Sign", 9, |_| num_unary(IntUn::Sign, U::Sign));
+    r.add("Relu", 1, |_| num_unary(IntUn::Relu, U::Relu));
     r.add("IsNaN", 9, is_nan);
     r.add("IsInf", 10, is_inf);
     r.add("Not", 1, not);
@@ -438,110 +425,36 @@ fn unary_t<A: Element, O: Element>(a: &Tensor, f: impl Fn(A) -> O) -> Result<Ten
 // Unary
 
 
-pub(crate) fn map_float(
-    t: &Tensor,
-    f: &impl Fn(f32) -> f32,
-    g: &impl Fn(f64) -> f64,
-) -> Result<Tensor, OpError> {
+/// Applies a float unary op to an f32/f64/f16/bf16 tensor.
+pub(crate) fn map_float(k: &'static Kernels, t: &Tensor, op: U) -> Result<Tensor, OpError> {
+    let f32_out = |x: Vec<f32>| -> Result<Vec<f32>, OpError> {
+        let mut x = x;
+        k.unary_inplace(op, &mut x);
+        Ok(x)
+    };
     match t.dtype() {
-        DType::F32 => unary_t(t, |x: f32| f(x)),
-        DType::F64 => unary_t(t, |x: f64| g(x)),
-        DType::F16 => unary_t(t, |x: f16| f16::from_f32(f(x.to_f32()))),
-        DType::BF16 => unary_t(t, |x: bf16| bf16::from_f32(f(x.to_f32()))),
+        DType::F32 => {
+            let x = t.view::<f32>()?;
+            let mut y = vec![0f32; x.len()];
+            k.unary(op, &x, &mut y).map_err(|e| OpError::Msg(e.to_string()))?;
+            Ok(Tensor::from_vec(t.shape().to_vec(), y)?)
+        }
+        DType::F64 => unary_t(t, |x: f64| unary_reference(op, x)),
+        DType::F16 => {
+            let y = f32_out(t.view::<f16>()?.iter().map(|v| v.to_f32()).collect())?;
+            Ok(Tensor::from_vec(t.shape().to_vec(), y.into_iter().map(f16::from_f32).collect())?)
+        }
+        DType::BF16 => {
+            let y = f32_out(t.view::<bf16>()?.iter().map(|v| v.to_f32()).collect())?;
+            Ok(Tensor::from_vec(t.shape().to_vec(), y.into_iter().map(bf16::from_f32).collect())?)
+        }
         d => Err(op_err!("expected a float tensor, got {d}")),
     }
 }
 
-fn float_kernel<A, B>(f: A, g: B) -> KResult
-where
-    A: Fn(f32) -> f32 + Send + Sync + 'static,
-    B: Fn(f64) -> f64 + Send + Sync + 'static,
-{
-    kernel(move |ins| out1(map_float(input(ins, 0)?, &f, &g)?))
-}
-
-/// Error function (W. J. Cody's rational approximations; ~1e-15 relative error).
-pub(crate) fn erf(x: f64) -> f64 {
-    if x.is_nan() {
-        return x;
-    }
-    let ax = x.abs();
-    let r = if ax < 0.5 {
-        const A: [f64; 5] =
-            [3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03, 1.85777706184603153e-1];
-        const B: [f64; 4] = [2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03];
-        let z = x * x;
-        let mut num = A[4] * z;
-        let mut den = z;
-        for i in 0..3 {
-            num = (num + A[i]) * z;
-            den = (den + B[i]) * z;
-        }
-        return x * (num + A[3]) / (den + B[3]);
-    } else if ax < 4.0 {
-        const C: [f64; 9] = [
-            5.64188496988670089e-1,
-            8.88314979438837594e00,
-            6.61191906371416295e01,
-            2.98635138197400131e02,
-            8.81952221241769090e02,
-            1.71204761263407058e03,
-            2.05107837782607147e03,
-            1.23033935479799725e03,
-            2.15311535474403846e-8,
-        ];
-        const D: [f64; 8] = [
-            1.57449261107098347e01,
-            1.17693950891312499e02,
-            5.37181101862009858e02,
-            1.62138957456669019e03,
-            3.29079923573345963e03,
-            4.36261909014324716e03,
-            3.43936767414372164e03,
-            1.23033935480374942e03,
-        ];
-        let mut num = C[8] * ax;
-        let mut den = ax;
-        for i in 0..7 {
-            num = (num + C[i]) * ax;
-            den = (den + D[i]) * ax;
-        }
-        let erfc = (num + C[7]) / (den + D[7]);
-        let z = (ax * 16.0).trunc() / 16.0;
-        let del = (ax - z) * (ax + z);
-        1.0 - (-z * z).exp() * (-del).exp() * erfc
-    } else if ax < 6.0 {
-        const P: [f64; 6] = [
-            3.05326634961232344e-1,
-            3.60344899949804439e-1,
-            1.25781726111229246e-1,
-            1.60837851487422766e-2,
-            6.58749161529837803e-4,
-            1.63153871373020978e-2,
-        ];
-        const Q: [f64; 5] =
-            [2.56852019228982242e00, 1.87295284992346725e00, 5.27905102951428412e-1, 6.05183413124413191e-2, 2.33520497626869185e-3];
-        let z = 1.0 / (ax * ax);
-        let mut num = P[5] * z;
-        let mut den = z;
-        for i in 0..4 {
-            num = (num + P[i]) * z;
-            den = (den + Q[i]) * z;
-        }
-        let mut erfc = z * (num + P[4]) / (den + Q[4]);
-        erfc = (0.564189583547756287 - erfc) / ax;
-        let z = (ax * 16.0).trunc() / 16.0;
-        let del = (ax - z) * (ax + z);
-        1.0 - (-z * z).exp() * (-del).exp() * erfc
-    } else {
-        1.0
-    };
-    if x < 0.0 { -r } else { r }
-}
-
-fn softplus(x: f64) -> f64 {
-    // ln(1 + e^x) without overflow.
-    if x > 30.0 { x } else { x.exp().ln_1p() }
+fn float_op(op: U) -> KResult {
+    let k = kernels()?;
+    kernel(move |ins| out1(map_float(k, input(ins, 0)?, op)?))
 }
 
 fn fsign<T: Num>(x: T) -> T {
@@ -554,45 +467,10 @@ fn fsign<T: Num>(x: T) -> T {
     }
 }
 
-fn hard_sigmoid(c: &BuildCtx<'_>) -> KResult {
-    let alpha = c.attr_f("alpha", 0.2)? as f64;
-    let beta = c.attr_f("beta", 0.5)? as f64;
-    float_unary!(|x| (alpha as F * x + beta as F).clamp(0.0, 1.0))
-}
-
-fn leaky_relu(c: &BuildCtx<'_>) -> KResult {
-    let alpha = c.attr_f("alpha", 0.01)? as f64;
-    float_unary!(|x| if x < 0.0 { alpha as F * x } else { x })
-}
-
-fn elu(c: &BuildCtx<'_>) -> KResult {
-    let alpha = c.attr_f("alpha", 1.0)? as f64;
-    float_unary!(|x| if x < 0.0 { alpha as F * (x.exp() - 1.0) } else { x })
-}
-
-fn selu(c: &BuildCtx<'_>) -> KResult {
-    let alpha = c.attr_f("alpha", 1.673_263_2)? as f64;
-    let gamma = c.attr_f("gamma", 1.050_701)? as f64;
-    float_unary!(|x| if x > 0.0 { gamma as F * x } else { gamma as F * (alpha as F * x.exp() - alpha as F) })
-}
-
-fn celu(c: &BuildCtx<'_>) -> KResult {
-    let alpha = c.attr_f("alpha", 1.0)? as f64;
-    float_unary!(|x| x.max(0.0) + (alpha as F * ((x / alpha as F).exp() - 1.0)).min(0.0))
-}
-
-fn thresholded_relu(c: &BuildCtx<'_>) -> KResult {
-    let alpha = c.attr_f("alpha", 1.0)? as f64;
-    float_unary!(|x| if x > alpha as F { x } else { 0.0 })
-}
-
 fn gelu(c: &BuildCtx<'_>) -> KResult {
     match c.attr_s("approximate", "none")?.as_str() {
-        "none" => float_unary!(|x| (0.5 * x as f64 * (1.0 + erf(x as f64 / std::f64::consts::SQRT_2))) as F),
-        "tanh" => float_unary!(|x| {
-            let v = x as f64;
-            (0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())) as F
-        }),
+        "none" => float_op(U::Gelu),
+        "tanh" => float_op(U::GeluTanh),
         a => Err(OpError::Unsupported(format!("approximate=`{a}`"))),
     }
 }
@@ -620,15 +498,12 @@ fn int_un<T: Num>(op: IntUn, x: T) -> T {
     }
 }
 
-fn num_unary<A, B>(op: IntUn, f: A, g: B) -> KResult
-where
-    A: Fn(f32) -> f32 + Send + Sync + 'static,
-    B: Fn(f64) -> f64 + Send + Sync + 'static,
-{
+fn num_unary(op: IntUn, fop: U) -> KResult {
+    let k = kernels()?;
     kernel(move |ins| {
         let t = input(ins, 0)?;
         if is_std_float(t.dtype()) {
-            return out1(map_float(t, &f, &g)?);
+            return out1(map_float(k, t, fop)?);
         }
         with_int!(t.dtype(), T => out1(unary_t(t, |x: T| int_un(op, x))?), _ => Err(bad_type("unary op", t.dtype())))
     })
@@ -687,14 +562,29 @@ pub(crate) fn arith_t<T: Num>(a: &Tensor, b: &Tensor, op: u8) -> Result<Tensor, 
 fn arith(c: &BuildCtx<'_>, op: Arith) -> KResult {
     check_input_type(c, 0, is_num)?;
     let code = op as u8;
+    let k = kernels()?;
     kernel(move |ins| {
         let a = input(ins, 0)?;
         let b = input(ins, 1)?;
         if a.dtype() != b.dtype() {
             return Err(op_err!("input types differ: {} and {}", a.dtype(), b.dtype()));
         }
+        if a.dtype() == DType::F32 {
+            let bop = [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div][code as usize];
+            return out1(f32_binary(k, bop, a, b)?);
+        }
         with_num!(a.dtype(), T => out1(arith_t::<T>(a, b, code)?), _ => Err(bad_type("arithmetic", a.dtype())))
     })
+}
+
+/// f32 binary op through the threaded, vectorised kernels.
+fn f32_binary(k: &'static Kernels, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
+    let shape = qaic_tensor::broadcast(a.shape(), b.shape())
+        .ok_or_else(|| op_err!("shapes {:?} and {:?} cannot be broadcast together", a.shape(), b.shape()))?;
+    let mut out = vec![0f32; shape.iter().product()];
+    k.binary(op, &a.view::<f32>()?, a.shape(), &b.view::<f32>()?, b.shape(), &mut out)
+        .map_err(|e| OpError::Msg(e.to_string()))?;
+    Ok(Tensor::from_vec(shape, out)?)
 }
 
 fn pow(c: &BuildCtx<'_>) -> KResult {
@@ -934,9 +824,9 @@ fn where_(_: &BuildCtx<'_>) -> KResult {
 fn clip(c: &BuildCtx<'_>) -> KResult {
     check_input_type(c, 0, is_num)?;
     if c.opset < 11 {
-        let lo = c.attr_f("min", f32::NEG_INFINITY)? as f64;
-        let hi = c.attr_f("max", f32::INFINITY)? as f64;
-        return float_unary!(|x| if x < lo as F { lo as F } else if x > hi as F { hi as F } else { x });
+        let min = c.attr_f("min", f32::NEG_INFINITY)?;
+        let max = c.attr_f("max", f32::INFINITY)?;
+        return float_op(U::Clip { min, max });
     }
     kernel(|ins| {
         let t = input(ins, 0)?;
@@ -1050,8 +940,6 @@ pub(crate) mod tests {
         assert!((g[0].as_slice::<f32>().unwrap()[2] - 1.954_5).abs() < 1e-3);
         let h = run1("Neg", vec![t(&[2], vec![3i8, -4])]);
         assert_eq!(h.as_slice::<i8>().unwrap(), &[-3, 4]);
-        assert!((erf(0.3) - 0.328_626_759_459_127_4).abs() < 1e-14);
-        assert!((erf(2.5) - 0.999_593_047_982_555).abs() < 1e-14);
     }
 
     #[test]

@@ -8,6 +8,8 @@ use crate::registry::Registry;
 mod attention;
 mod basic;
 mod elementwise;
+mod reduce;
+mod shape;
 mod control;
 mod conv;
 mod detection;
@@ -29,6 +31,8 @@ pub fn register_all(r: &mut Registry) {
     attention::register(r);
     basic::register(r);
     elementwise::register(r);
+    reduce::register(r);
+    shape::register(r);
     control::register(r);
     conv::register(r);
     detection::register(r);
