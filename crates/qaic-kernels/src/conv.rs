@@ -219,34 +219,119 @@ pub(crate) fn im2col<T: Copy + Send + Sync + Default>(g: &Geo3, x: &[T], cg: usi
     }
 }
 
+/// Fills one packed B panel (rows `r0..r0 + dst.len() / nr` of the im2col matrix, columns
+/// `j0..j0 + nv`) in panel order, so writes are sequential and reads stay within a few input
+/// rows.
+/// Per-row constants of the im2col matrix (computed once per call: divisions are costly).
+#[derive(Clone, Copy)]
+struct RowInfo {
+    /// Offset of the input plane.
+    plane: usize,
+    /// Input offsets contributed by the kernel position (before subtracting padding).
+    kd: usize,
+    kh: usize,
+    kw: usize,
+    /// Valid output ranges per dimension.
+    d: (usize, usize),
+    h: (usize, usize),
+    w: (usize, usize),
+}
+
+fn row_infos(g: &Geo3, rows: usize) -> Vec<RowInfo> {
+    let (ks, is) = (g.ksize(), g.isize());
+    (0..rows)
+        .map(|r| {
+            let (c, kk) = (r / ks, r % ks);
+            let (kd, kh, kw) = (kk / (g.k[1] * g.k[2]), (kk / g.k[2]) % g.k[1], kk % g.k[2]);
+            RowInfo {
+                plane: c * is,
+                kd: kd * g.d[0],
+                kh: kh * g.d[1],
+                kw: kw * g.d[2],
+                d: g.valid_range(0, kd),
+                h: g.valid_range(1, kh),
+                w: g.valid_range(2, kw),
+            }
+        })
+        .collect()
+}
+
+fn im2col_panel(g: &Geo3, x: &[f32], rows: &[RowInfo], j0: usize, nv: usize, nr: usize, dst: &mut [f32]) {
+    let is = g.isize();
+    let (ow_n, hw) = (g.o[2], g.o[1] * g.o[2]);
+    // The panel's columns split into runs along output rows: (od, oh, ow, len, offset).
+    let mut segs = [(0usize, 0usize, 0usize, 0usize, 0usize); 64];
+    let mut ns = 0;
+    let (mut t, mut j) = (0, j0);
+    while t < nv && ns < segs.len() {
+        let (od, rem) = (j / hw, j % hw);
+        let (oh, ow) = (rem / ow_n, rem % ow_n);
+        let len = (nv - t).min(ow_n - ow);
+        segs[ns] = (od, oh, ow, len, t);
+        ns += 1;
+        t += len;
+        j += len;
+    }
+    for (ri, d) in rows.iter().zip(dst.chunks_exact_mut(nr)) {
+        let src = &x[ri.plane..ri.plane + is];
+        let ((d0, d1), (h0, h1), (w0, w1)) = (ri.d, ri.h, ri.w);
+        for &(od, oh, ow, len, t) in &segs[..ns] {
+            let seg = &mut d[t..t + len];
+            if od < d0 || od >= d1 || oh < h0 || oh >= h1 {
+                seg.fill(0.0);
+                continue;
+            }
+            let id = od * g.s[0] + ri.kd - g.pb[0];
+            let ih = oh * g.s[1] + ri.kh - g.pb[1];
+            let line = &src[(id * g.i[1] + ih) * g.i[2]..(id * g.i[1] + ih + 1) * g.i[2]];
+            // Valid output columns of this segment: [lo, hi) within [ow, ow + len).
+            let lo = w0.clamp(ow, ow + len);
+            let hi = w1.clamp(lo, ow + len);
+            seg[..lo - ow].fill(0.0);
+            seg[hi - ow..].fill(0.0);
+            if hi > lo {
+                let iw0 = lo * g.s[2] + ri.kw - g.pb[2];
+                let out = &mut seg[lo - ow..hi - ow];
+                if g.s[2] == 1 {
+                    out.copy_from_slice(&line[iw0..iw0 + (hi - lo)]);
+                } else {
+                    for (q, v) in out.iter_mut().enumerate() {
+                        *v = line[iw0 + q * g.s[2]];
+                    }
+                }
+            }
+        }
+        d[nv..].fill(0.0);
+    }
+}
+
 /// im2col written straight into packed GEMM B panels (`data`, resized as needed), saving
 /// the separate packing pass over the column matrix.
 fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, mut data: Vec<f32>) -> PackedB {
     let (os, rows) = (g.osize(), cg * g.ksize());
     let (nr, kc) = (k.gemm.nr, k.gemm.kc);
-    let npad = os.div_ceil(nr) * nr;
+    let panels = os.div_ceil(nr);
+    let npad = panels * nr;
     if data.len() < rows * npad {
         data.resize(rows * npad, 0.0);
     }
+    let blocks = rows.div_ceil(kc);
+    let infos = row_infos(g, rows);
     let dp = SendPtr(data.as_mut_ptr());
-    let chunk = |rs: std::ops::Range<usize>| {
-        let mut line = vec![0f32; os];
-        for r in rs {
-            im2col_row(g, x, r, &mut line);
-            let pc = r / kc * kc;
-            let kc_eff = kc.min(rows - pc);
-            for (jp, seg) in line.chunks(nr).enumerate() {
-                let off = pc * npad + jp * kc_eff * nr + (r - pc) * nr;
-                // SAFETY: (row r, panel jp) owns `nr` distinct slots of the packed buffer.
-                unsafe { std::ptr::copy_nonoverlapping(seg.as_ptr(), dp.get().add(off), seg.len()) };
-            }
-        }
+    let item = |it: usize| {
+        let (b, jp) = (it / panels, it % panels);
+        let pc = b * kc;
+        let kc_eff = kc.min(rows - pc);
+        let off = pc * npad + jp * kc_eff * nr;
+        // SAFETY: (block, panel) items own disjoint `kc_eff * nr` ranges of the buffer.
+        let dst = unsafe { std::slice::from_raw_parts_mut(dp.get().add(off), kc_eff * nr) };
+        let j0 = jp * nr;
+        im2col_panel(g, x, &infos[pc..pc + kc_eff], j0, nr.min(os - j0), nr, dst);
     };
     if rows * os > 1 << 15 {
-        let per = rows.div_ceil(crate::num_threads() * 4).max(1);
-        parallel_for(rows.div_ceil(per), |c| chunk(c * per..((c + 1) * per).min(rows)));
+        parallel_for(blocks * panels, item);
     } else {
-        chunk(0..rows);
+        (0..blocks * panels).for_each(item);
     }
     PackedB::from_parts(k.isa, rows, os, nr, kc, data)
 }

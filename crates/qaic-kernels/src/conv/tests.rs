@@ -158,3 +158,42 @@ fn conv_gflops() {
     }
     crate::set_num_threads(0);
 }
+
+/// Where the time of a 3x3 convolution goes: `cargo test --release -p qaic-kernels -- --ignored --nocapture conv_breakdown`.
+#[test]
+#[ignore]
+fn conv_breakdown() {
+    let mut rng = Rng::new(9);
+    let p = ConvParams { pads: vec![1, 1, 1, 1], ..ConvParams::new(&[3, 3]) };
+    let x = rng.vec(64 * 56 * 56);
+    let w = rng.vec(64 * 64 * 9);
+    let g = Geo3::new("t", &p, &[56, 56], &[56, 56]).unwrap();
+    crate::set_num_threads(1);
+    let k = Kernels::for_isa(Isa::best()).unwrap();
+    let pa = k.pack_a(Mat::row_major(&w, 64, 576).unwrap());
+    let mut out = vec![0f32; 64 * 3136];
+    let mut buf = Vec::new();
+    for _ in 0..3 {
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            let pb = im2col_packed(k, &g, &x, 64, std::mem::take(&mut buf));
+            buf = pb.into_buffer();
+        }
+        let t_im2col = t0.elapsed().as_secs_f64() / 10.0;
+        let mut col = vec![0f32; 576 * 3136];
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            im2col(&g, &x, 64, &mut col, false);
+        }
+        println!("plain im2col {:.2} ms", t0.elapsed().as_secs_f64() / 10.0 * 1e3);
+        let pb = im2col_packed(k, &g, &x, 64, std::mem::take(&mut buf));
+        let t0 = std::time::Instant::now();
+        for _ in 0..10 {
+            k.gemm(1.0, &pa, &pb, 0.0, &mut MatMut::row_major(&mut out, 64, 3136).unwrap()).unwrap();
+        }
+        let t_gemm = t0.elapsed().as_secs_f64() / 10.0;
+        buf = pb.into_buffer();
+        println!("im2col {:.2} ms, gemm {:.2} ms ({:.1} GF)", t_im2col * 1e3, t_gemm * 1e3, 2.0 * 64.0 * 576.0 * 3136.0 / t_gemm / 1e9);
+    }
+    crate::set_num_threads(0);
+}
