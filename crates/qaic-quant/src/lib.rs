@@ -28,6 +28,10 @@ mod files;
 mod ops;
 mod profile;
 mod profiler;
+mod report;
+mod transform;
+#[cfg(test)]
+mod tests;
 
 pub use config::{
     BiasPrecision, Calibration, Precision, ProfileConfig, QuantConfig, Schema, DEFAULT_HISTOGRAM_BINS,
@@ -37,6 +41,8 @@ pub use files::{ExternalEntry, ExternalQuantization, NodePrecision};
 pub use ops::{registry, DOMAIN};
 pub use profile::{format_exact_f32, graph_fingerprint, Profile, ProfileInfo, TensorProfile};
 pub use profiler::{float_values, profile_graph, InputLoader, Progress};
+pub use report::{quantization_report, QuantReport, ReportRow};
+pub use transform::{apply_precision, is_quantizable, NodeDecision, NodePrecisionKind, PrecisionResult};
 
 /// Errors of profiling and quantization.
 #[derive(Debug, thiserror::Error)]

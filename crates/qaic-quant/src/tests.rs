@@ -1,0 +1,236 @@
+//! Graph-pass tests: each option changes the quantized graph as documented, and the result runs.
+
+use qaic_interp::{Plan, PlanOptions};
+use qaic_ir::{Attr, Graph, Node, ValueType};
+use qaic_tensor::{DType, Shape, Tensor, Value};
+
+use crate::*;
+
+fn ty(s: &[usize]) -> Option<ValueType> {
+    Some(ValueType::tensor(DType::F32, Shape::known(s)))
+}
+
+fn node(op: &str, ins: &[qaic_ir::ValueId], out: qaic_ir::ValueId) -> Node {
+    Node { op_type: op.into(), inputs: ins.iter().map(|v| Some(*v)).collect(), outputs: vec![Some(out)], ..Default::default() }
+}
+
+/// x[2,4] → MatMul(w[4,3]) → Add(b[3]) → Relu → y, and x → Conv path: c[1,2,2,2] → Conv(k[3,2,1,1], kb[3]) → z.
+fn graph() -> Graph {
+    let mut g = Graph::new("t");
+    g.set_opset("", 13);
+    let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[2, 4])));
+    let c = g.add_input("c", ValueType::tensor(DType::F32, Shape::known(&[1, 2, 2, 2])));
+    let w = g.add_constant("w", Tensor::from_vec(vec![4, 3], vec![0.1f32, -0.3, 0.5, 0.2, -0.2, 0.6, 0.05, 0.4, -0.1, 0.3, 0.0, 0.25]).unwrap());
+    let b = g.add_constant("b", Tensor::from_vec(vec![3], vec![0.1f32, -0.2, 0.05]).unwrap());
+    let k = g.add_constant("k", Tensor::from_vec(vec![3, 2, 1, 1], vec![-0.5f32, 0.25, 0.02, 0.08, 0.3, -0.1]).unwrap());
+    let kb = g.add_constant("kb", Tensor::from_vec(vec![3], vec![0.3f32, -0.01, 0.0]).unwrap());
+    let m = g.add_value("m", ty(&[2, 3]));
+    let a = g.add_value("a", ty(&[2, 3]));
+    let y = g.add_value("y", ty(&[2, 3]));
+    let z = g.add_value("z", ty(&[1, 3, 2, 2]));
+    g.add_node(node("MatMul", &[x, w], m));
+    g.add_node(node("Add", &[m, b], a));
+    g.add_node(node("Relu", &[a], y));
+    g.add_node(node("Conv", &[c, k, kb], z));
+    g.outputs.push(y);
+    g.outputs.push(z);
+    g
+}
+
+fn input(i: usize) -> Vec<Value> {
+    let f = |n: usize, s: f32| (0..n).map(|j| ((j * 7 + i * 3) % 11) as f32 * s - 1.0).collect::<Vec<f32>>();
+    vec![
+        Tensor::from_vec(vec![2, 4], f(8, 0.37)).unwrap().into(),
+        Tensor::from_vec(vec![1, 2, 2, 2], f(8, 0.29)).unwrap().into(),
+    ]
+}
+
+fn profile(g: &Graph) -> Profile {
+    profile_graph(g, &ProfileConfig { num_histogram_bins: 256, threads: 2 }, 6, &|i| Ok(input(i)), &|_| {}).unwrap()
+}
+
+fn run(g: &Graph, i: usize) -> Vec<Vec<f32>> {
+    let plan = Plan::with_registry(g.clone(), &registry(), &PlanOptions::default()).unwrap();
+    plan.run(input(i)).unwrap().into_iter().map(|v| v.into_tensor().unwrap().to_vec::<f32>().unwrap()).collect()
+}
+
+fn constant<'a>(g: &'a Graph, name: &str) -> &'a Tensor {
+    g.value(g.find_value(name).unwrap_or_else(|| panic!("no `{name}`"))).constant.as_ref().unwrap()
+}
+
+fn decision<'a>(r: &'a PrecisionResult, out: &str) -> &'a NodeDecision {
+    r.decisions.iter().find(|d| d.first_output == out).unwrap()
+}
+
+#[test]
+fn default_quantization_runs_close_to_float() {
+    let g = graph();
+    let p = profile(&g);
+    let r = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
+    assert_eq!(r.counts(), (4, 0, 0), "{:#?}", r.decisions);
+    assert_eq!(constant(&r.graph, "w__q").dtype(), DType::I8);
+    // A bias added by a separate Add is a plain constant operand (int8); Conv/Gemm biases are int32.
+    assert_eq!(constant(&r.graph, "b__q").dtype(), DType::I8);
+    assert_eq!(constant(&r.graph, "kb__q").dtype(), DType::I32);
+    assert!(r.graph.nodes.iter().any(|n| n.domain == DOMAIN));
+    // Graph outputs keep their names.
+    assert_eq!(r.graph.value(r.graph.outputs[0]).name, "y");
+    for i in 0..3 {
+        let (f, q) = (run(&g, i), run(&r.graph, i));
+        for (a, b) in f.iter().zip(&q) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 0.05, "{x} vs {y}");
+            }
+        }
+    }
+    // Bias: Int32 with scale in × w (Glow §4).
+    let (ps, pw) = (r.params["c"].scale, r.params["k"].scale);
+    assert_eq!(r.params["kb"], base::QuantParams { scale: ps * pw, offset: 0 });
+    let rep = quantization_report(&g, &r, 3, &|i| Ok(input(i))).unwrap();
+    let y = rep.rows.iter().find(|r| r.tensor == "y").unwrap();
+    assert!(y.sqnr_db > 25.0 && y.sqnr_db.is_finite(), "{y:?}");
+    assert!(rep.to_csv().starts_with("tensor,producer,precision,sqnr_db"));
+}
+
+#[test]
+fn keep_original_and_fp16_op_types() {
+    let g = graph();
+    let p = profile(&g);
+    let cfg = QuantConfig {
+        keep_original_op_types: QuantConfig::parse_op_types("Add"),
+        fp16_op_types: QuantConfig::parse_op_types("Relu"),
+        ..Default::default()
+    };
+    let r = apply_precision(&g, Some(&p), &cfg).unwrap();
+    assert_eq!(decision(&r, "a").precision, NodePrecisionKind::Float32);
+    assert!(decision(&r, "a").reason.contains("-keep-original-precision-for-nodes"));
+    assert_eq!(decision(&r, "y").precision, NodePrecisionKind::Float16);
+    assert!(r.graph.find_value("a__float").is_none(), "Add's output is not quantized");
+    let relu = r.graph.nodes.iter().find(|n| n.op_type == "Relu").unwrap();
+    let rin = r.graph.value(relu.inputs[0].unwrap());
+    assert_eq!(rin.ty.as_ref().and_then(|t| t.tensor_dtype()), Some(DType::F16));
+    assert_eq!(r.graph.nodes.iter().filter(|n| n.op_type == "Cast").count(), 2);
+    run(&r.graph, 0);
+}
+
+#[test]
+fn rowwise_and_channelwise() {
+    let g = graph();
+    let p = profile(&g);
+    let cfg = QuantConfig { rowwise: true, channelwise: true, ..Default::default() };
+    let r = apply_precision(&g, Some(&p), &cfg).unwrap();
+    assert_eq!(constant(&r.graph, "w__scale").shape(), &[3]);
+    assert_eq!(constant(&r.graph, "k__scale").shape(), &[3]);
+    // Channelwise replaces asymmetric by symmetric: zero points are 0.
+    assert!(constant(&r.graph, "k__zero_point").as_slice::<i8>().unwrap().iter().all(|&z| z == 0));
+    assert_eq!(constant(&r.graph, "kb__scale").shape(), &[3]);
+    let dq = r.graph.nodes.iter().find(|n| n.op_type == "DequantizeLinear" && r.graph.value(n.inputs[0].unwrap()).name == "w__q").unwrap();
+    assert!(matches!(dq.attr("axis"), Some(Attr::Int(1))));
+    // Per-tensor without the options.
+    let r0 = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
+    assert!(constant(&r0.graph, "w__scale").shape().is_empty());
+    let f = run(&g, 1);
+    let q = run(&r.graph, 1);
+    for (x, y) in f[1].iter().zip(&q[1]) {
+        assert!((x - y).abs() < 0.05, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn int16_and_schemas() {
+    let g = graph();
+    let p = profile(&g);
+    let r = apply_precision(&g, Some(&p), &QuantConfig { precision: Precision::Int16, ..Default::default() }).unwrap();
+    assert_eq!(constant(&r.graph, "w__q").dtype(), DType::I16);
+    assert_eq!(constant(&r.graph, "x__zero_point").dtype(), DType::I16);
+    let sym = QuantConfig { schema_activations: Schema::Symmetric, schema_constants: Schema::SymmetricWithPower2Scale, ..Default::default() };
+    let r = apply_precision(&g, Some(&p), &sym).unwrap();
+    assert_eq!(r.params["x"].offset, 0);
+    let ws = r.params["w"].scale;
+    assert_eq!(ws, 2f32.powi(ws.log2().round() as i32), "power-of-2 weight scale");
+    let r = apply_precision(&g, Some(&p), &QuantConfig { calibration: Calibration::Percentile, percentile: 90.0, ..Default::default() }).unwrap();
+    let r0 = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
+    assert!(r.params["m"].scale < r0.params["m"].scale, "percentile 90 clips the range");
+}
+
+#[test]
+fn node_precision_and_convert_to_fp16() {
+    let g = graph();
+    let p = profile(&g);
+    let np = NodePrecision::parse("FP16NodeInstanceNames: [m]\nFP32NodeInstanceNames: [z]\n", "np.yaml").unwrap();
+    let r = apply_precision(&g, Some(&p), &QuantConfig { node_precision: np, ..Default::default() }).unwrap();
+    assert_eq!(decision(&r, "m").precision, NodePrecisionKind::Float16);
+    assert_eq!(decision(&r, "z").precision, NodePrecisionKind::Float32);
+    assert_eq!(decision(&r, "a").precision, NodePrecisionKind::Quantized);
+    assert_eq!(constant(&r.graph, "w__fp16").dtype(), DType::F16);
+    run(&r.graph, 0);
+    let bad = NodePrecision::parse("FP16NodeInstanceNames: [nope]\n", "np.yaml").unwrap();
+    let e = apply_precision(&g, Some(&p), &QuantConfig { node_precision: bad, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("`nope`"), "{e}");
+
+    // -convert-to-fp16 alone: everything in fp16, big constants clipped with a warning.
+    let mut g2 = graph();
+    let wid = g2.find_value("b").unwrap();
+    g2.value_mut(wid).constant = Some(Tensor::from_vec(vec![3], vec![1e5f32, 0.0, -2.0]).unwrap());
+    let r = apply_precision(&g2, None, &QuantConfig { convert_to_fp16: true, ..Default::default() }).unwrap();
+    assert_eq!(r.counts(), (0, 0, 4));
+    assert!(r.warnings.iter().any(|w| w.contains("`b`") && w.contains("65504")), "{:?}", r.warnings);
+    assert_eq!(constant(&r.graph, "b__fp16").to_vec::<half::f16>().unwrap()[0].to_f32(), 65504.0);
+    run(&r.graph, 0);
+    // No profile, no fp16: nothing changes.
+    let r = apply_precision(&g, None, &QuantConfig::default()).unwrap();
+    assert_eq!(r.counts(), (0, 4, 0));
+    assert_eq!(r.graph.nodes.len(), 4);
+}
+
+#[test]
+fn missing_profile_entries_keep_nodes_float() {
+    let g = graph();
+    let mut p = profile(&g);
+    p.entries.remove("a");
+    let r = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
+    for out in ["a", "y"] {
+        let d = decision(&r, out);
+        assert_eq!(d.precision, NodePrecisionKind::Float32);
+        assert!(d.reason.contains("`a`"), "{}", d.reason);
+    }
+    assert!(p.check_graph(&g, "p.yaml").is_err());
+}
+
+#[test]
+fn external_quantization_only() {
+    let g = graph();
+    let ext = ExternalQuantization::parse(
+        "- NodeOutputName: a\n  Scale: 0.02\n  Offset: 0\n- NodeOutputName: y\n  Scale: 0.01\n  Offset: -128\n",
+        "ext.yaml",
+    )
+    .unwrap();
+    let r = apply_precision(&g, None, &QuantConfig { external: Some(ext), ..Default::default() }).unwrap();
+    assert_eq!(decision(&r, "y").precision, NodePrecisionKind::Quantized);
+    assert_eq!(decision(&r, "a").precision, NodePrecisionKind::Float32, "Add's inputs m, b have no params");
+    assert_eq!(r.params["y"], base::QuantParams { scale: 0.01, offset: -128 });
+    run(&r.graph, 0);
+    let bad = ExternalQuantization::parse("- NodeOutputName: zz\n  Scale: 1\n  Offset: 0\n", "e").unwrap();
+    assert!(apply_precision(&g, None, &QuantConfig { external: Some(bad), ..Default::default() }).unwrap_err().to_string().contains("`zz`"));
+}
+
+#[test]
+fn quantize_op_uses_glow_rounding() {
+    // x/scale = 1.5000001 with offset -55: Glow adds the offset in float32 (-53.4999999 rounds
+    // to -53.5, then to even -54); ONNX QuantizeLinear gives round(1.5000001) - 55 = -53.
+    let p = base::QuantParams { scale: 1.0, offset: -55 };
+    let x = 1.5000001f32;
+    assert_eq!(base::quantize(x, p, base::QType::Int8), -54);
+    let mut g = Graph::new("q");
+    g.set_opset("", 13);
+    g.set_opset(DOMAIN, 1);
+    let xi = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[1])));
+    let s = g.add_constant("s", Tensor::scalar(1.0f32));
+    let z = g.add_constant("z", Tensor::scalar(-55i8));
+    let o = g.add_value("o", None);
+    g.add_node(Node { domain: DOMAIN.into(), op_type: "Quantize".into(), inputs: vec![Some(xi), Some(s), Some(z)], outputs: vec![Some(o)], ..Default::default() });
+    g.outputs.push(o);
+    let plan = Plan::with_registry(g, &registry(), &PlanOptions::default()).unwrap();
+    let out = plan.run(vec![Tensor::from_vec(vec![1], vec![x]).unwrap().into()]).unwrap();
+    assert_eq!(out[0].as_tensor().unwrap().as_slice::<i8>().unwrap(), &[-54]);
+}
