@@ -95,7 +95,8 @@ pub fn crc_segments(qpc: &Qpc<'_>) -> Result<Vec<(&'static str, u32)>> {
 
 /// A writer holding `qpc`'s segments (table order kept, `offset` fields kept, data streamed
 /// from the file when `qpc` was opened from one) with the CRC segments replaced by fresh ones,
-/// appended in [`CRC_SEGMENTS`] order. Applying it twice gives the same bytes.
+/// appended in [`CRC_SEGMENTS`] order; any other `X.crc` segment is recomputed in place when `X`
+/// exists. Applying it twice gives the same bytes.
 ///
 /// ```
 /// use qaic_qpc::{add_crc32, Qpc, QpcWriter};
@@ -108,6 +109,15 @@ pub fn crc_segments(qpc: &Qpc<'_>) -> Result<Vec<(&'static str, u32)>> {
 pub fn add_crc32(qpc: &Qpc<'_>) -> Result<QpcWriter> {
     let crcs = crc_segments(qpc)?;
     let mut w = repack(qpc, |name| !CRC_SEGMENTS.contains(&name));
+    // Other `X.crc` segments stay where they are, refreshed if `X` exists (kept as found
+    // otherwise; validation reports them).
+    for s in qpc.segments().iter().filter(|s| !CRC_SEGMENTS.contains(&s.name())) {
+        if crc_target(s.name()).is_some() {
+            if let Some(v) = compute_crc(qpc, s.name())? {
+                w.replace_bytes(s.name(), v.to_le_bytes().to_vec());
+            }
+        }
+    }
     for (name, v) in crcs {
         w.add_bytes(name, v.to_le_bytes().to_vec());
     }

@@ -140,6 +140,25 @@ impl QpcWriter {
         self
     }
 
+    /// Replaces the data of the named segment(s) with `bytes`, keeping their position; true if
+    /// one was found.
+    ///
+    /// ```
+    /// let mut w = qaic_qpc::QpcWriter::new();
+    /// w.add_bytes("a", vec![1]);
+    /// assert!(w.replace_bytes("a", vec![2]));
+    /// assert!(!w.replace_bytes("b", vec![3]));
+    /// ```
+    pub fn replace_bytes(&mut self, name: &str, bytes: impl Into<Vec<u8>>) -> bool {
+        let bytes = bytes.into();
+        let mut found = false;
+        for p in self.segments.iter_mut().filter(|p| p.name == name) {
+            p.source = Source::Bytes(bytes.clone());
+            found = true;
+        }
+        found
+    }
+
     /// Removes every segment with this name; true if one was removed.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.segments.len();

@@ -171,3 +171,26 @@ fn writer_rejects_bad_segment_sets() {
     assert!(QpcWriter::new().add_bytes("x", vec![1]).static_size("x", 1).to_vec().is_err());
     assert!(QpcWriter::new().add_file("x", "/nonexistent/file").to_vec().is_err());
 }
+
+/// Found by the fuzzer: a `*.crc` segment whose target is absent survived addCRC32 stale, and
+/// other `X.crc` segments were not refreshed.
+#[test]
+fn add_crc32_refreshes_every_crc_it_can() {
+    let bytes = qaic_qpc::QpcWriter::new()
+        .add_bytes("network.elf", ELF.to_vec())
+        .add_bytes("x", b"payload".to_vec())
+        .add_bytes("x.crc", vec![0; 4])
+        .add_bytes("orphan.crc", vec![1, 2, 3, 4])
+        .add_bytes("network.elf.crc", vec![9; 4])
+        .to_vec()
+        .unwrap();
+    let out = add_crc32(&Qpc::from_bytes(&bytes).unwrap()).unwrap().to_vec().unwrap();
+    let q = Qpc::from_bytes(&out).unwrap();
+    assert_eq!(q.segment("x.crc"), Some(&qaic_qpc::crc32(b"payload").to_le_bytes()[..]));
+    assert_eq!(q.segment("orphan.crc"), Some(&[1u8, 2, 3, 4][..]));
+    assert_eq!(q.segments().last().unwrap().name(), "network.elf.crc");
+    let r = validate(&q);
+    let errors: Vec<_> = r.findings.iter().filter(|f| f.check == "crc").map(|f| f.message.clone()).collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("orphan.crc"), "{errors:?}");
+}

@@ -20,5 +20,6 @@ fuzz_target!(|data: &[u8]| {
     for s in qpc.segments().iter().filter(|s| !s.name().ends_with(".crc")) {
         assert_eq!(again.segment(s.name()), Some(qpc.data(s)), "segment {} changed", s.name());
     }
-    assert!(validate(&again).crcs.iter().all(|c| c.stored == c.computed));
+    // Every CRC whose target exists is now correct (stale ones of absent targets are kept).
+    assert!(validate(&again).crcs.iter().all(|c| c.computed.is_none() || c.stored == c.computed));
 });
