@@ -214,12 +214,15 @@ impl Rewriter {
         let t = self.g.value(v).constant.clone().ok_or_else(|| QuantError::Graph(format!("`{name}` is not a constant")))?;
         let data = t.view::<f32>().map_err(|e| QuantError::Graph(format!("constant `{name}`: {e}")))?;
         let shape = t.shape().to_vec();
-        let (outer, n_axis, inner) = match axis {
-            Some(a) => (shape[..a].iter().product::<usize>(), shape[a], shape[a + 1..].iter().product::<usize>()),
-            None => (1, 1, data.len()),
+        let (n_axis, inner) = match axis {
+            Some(a) if a < shape.len() => (shape[a], shape[a + 1..].iter().product::<usize>().max(1)),
+            Some(a) => return Err(QuantError::Graph(format!("constant `{name}` has no axis {a}"))),
+            None => (1, 1),
         };
+        if axis.is_some() && params.len() != n_axis {
+            return Err(QuantError::Graph(format!("constant `{name}`: {} params for {n_axis} slices", params.len())));
+        }
         let pidx = |i: usize| if axis.is_some() { (i / inner) % n_axis } else { 0 };
-        let _ = outer;
         let vals: Vec<i64> = data.iter().enumerate().map(|(i, &x)| quantize(x, params[pidx(i)], q)).collect();
         let qt = match q {
             QType::Int8 => Tensor::from_vec(shape.clone(), vals.iter().map(|&x| x as i8).collect()),
@@ -482,7 +485,6 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
                                     .collect(),
                                 None => vec![per_tensor.0],
                             };
-                            let _ = per_tensor;
                             // Channelwise bias specialization may raise filter scales: quantize
                             // the weights after the bias pass below.
                             if !(n.op_type == "Conv" && cfg.channelwise) {
