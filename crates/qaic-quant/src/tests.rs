@@ -69,8 +69,9 @@ fn default_quantization_runs_close_to_float() {
     let r = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
     assert_eq!(r.counts(), (4, 0, 0), "{:#?}", r.decisions);
     assert_eq!(constant(&r.graph, "w__q").dtype(), DType::I8);
-    // A bias added by a separate Add is a plain constant operand (int8); Conv/Gemm biases are int32.
-    assert_eq!(constant(&r.graph, "b__q").dtype(), DType::I8);
+    // Conv bias and the bias of a lowered FC (MatMul + Add) are int32 accumulator biases.
+    assert_eq!(constant(&r.graph, "b__q").dtype(), DType::I32);
+    assert_eq!(r.params["b"], base::QuantParams { scale: r.params["x"].scale * r.params["w"].scale, offset: 0 });
     assert_eq!(constant(&r.graph, "kb__q").dtype(), DType::I32);
     assert!(r.graph.nodes.iter().any(|n| n.domain == DOMAIN));
     // Graph outputs keep their names.

@@ -418,7 +418,41 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
         half: HashMap::new(),
     };
     let mut const_cache: HashMap<ValueId, ValueId> = HashMap::new();
-    for (mut n, d) in old_nodes.into_iter().zip(&decisions) {
+    // Glow's FC lowered to MatMul + BatchedAdd: `Add(MatMul(x, W), b)` with constant W [K, N]
+    // and constant b [N] gets an accumulator bias (facts §4), keyed by the Add's node index.
+    let fc_bias: HashMap<usize, (usize, ValueId, ValueId)> = {
+        // (`rw.g.nodes` is empty here: the nodes are being rebuilt.)
+        let mut producers: HashMap<ValueId, usize> = HashMap::new();
+        for (i, n) in old_nodes.iter().enumerate() {
+            for o in n.outputs.iter().flatten() {
+                producers.insert(*o, i);
+            }
+        }
+        let mut m = HashMap::new();
+        for (ai, an) in old_nodes.iter().enumerate() {
+            if an.op_type != "Add" || an.inputs.len() != 2 || decisions[ai].precision != NodePrecisionKind::Quantized {
+                continue;
+            }
+            for k in 0..2 {
+                let (Some(mv), Some(bv)) = (an.inputs[k], an.inputs[1 - k]) else { continue };
+                let Some(&pi) = producers.get(&mv) else { continue };
+                let mm = &old_nodes[pi];
+                let (Some(Some(x)), Some(Some(w))) = (mm.inputs.first(), mm.inputs.get(1)) else { continue };
+                let wt = rw.g.value(*w).constant.as_ref();
+                let bt = rw.g.value(bv).constant.as_ref();
+                if mm.op_type == "MatMul"
+                    && decisions[pi].precision == NodePrecisionKind::Quantized
+                    && wt.is_some_and(|t| t.rank() == 2)
+                    && bt.is_some_and(|t| t.rank() == 1 && t.dtype() == DType::F32 && Some(t.shape()[0]) == wt.map(|w| w.shape()[1]))
+                {
+                    m.insert(ai, (1 - k, *x, *w));
+                    break;
+                }
+            }
+        }
+        m
+    };
+    for (ni, (mut n, d)) in old_nodes.into_iter().zip(&decisions).enumerate() {
         match d.precision {
             NodePrecisionKind::Quantized => {
                 // Weights first: bias params depend on the weight scale.
@@ -426,7 +460,17 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
                 let mut w_params: Vec<QuantParams> = Vec::new();
                 let inputs = n.inputs.clone();
                 // Roles are decided on the original inputs (weights get replaced below).
-                let roles: Vec<Role> = (0..inputs.len()).map(|i| role(&n, &rw.g, i)).collect();
+                let mut roles: Vec<Role> = (0..inputs.len()).map(|i| role(&n, &rw.g, i)).collect();
+                let mut in_scale_fc = None;
+                if let Some(&(bi, x, w)) = fc_bias.get(&ni) {
+                    roles[bi] = Role::Bias;
+                    let ps = params_for(x, Role::Activation, &rw.g).map(|p| p.0.scale);
+                    let pw = params_for(w, Role::Weight, &rw.g).map(|p| p.0);
+                    in_scale_fc = ps;
+                    if let Some(pw) = pw {
+                        w_params = vec![pw];
+                    }
+                }
                 for (i, v) in inputs.iter().enumerate() {
                     let Some(v) = *v else { continue };
                     if dtype_of(&rw.g, v) != Some(DType::F32) {
@@ -500,7 +544,7 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
                 }
                 // Bias (needs input and weight scales).
                 let bias_idx = n.inputs.iter().enumerate().position(|(i, v)| v.is_some() && roles[i] == Role::Bias);
-                let in_scale = in_scale.unwrap_or(1.0);
+                let in_scale = in_scale_fc.or(in_scale).unwrap_or(1.0);
                 if n.op_type == "Conv" && cfg.channelwise {
                     let wv = n.inputs[1].ok_or_else(|| QuantError::Graph("conv without weights".into()))?;
                     if let Some(bi) = bias_idx {
