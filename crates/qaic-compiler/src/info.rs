@@ -39,7 +39,7 @@ pub enum InfoError {
     #[error("not supported yet: -operators-supported={0} (only onnx models can be loaded)")]
     Framework(&'static str),
     #[error(
-        "not supported yet: -operators-supported: the interpreter's operator registry is not connected to qaic-compiler yet"
+        "not supported yet: -operators-supported: the interpreter's operator registry is empty"
     )]
     RegistryNotConnected,
     #[error("refusing to write an empty supported-operator list")]
@@ -48,12 +48,18 @@ pub enum InfoError {
     File(#[from] FileError),
 }
 
-/// The ONNX operators qaic-rs can load and run.
-///
-/// This is the hook to the interpreter's operator registry; until it is connected it fails
+/// The ONNX operators qaic-rs can load and run: the interpreter's standard registry. Fails
 /// rather than report an empty list.
 pub fn supported_onnx_ops() -> Result<Vec<SupportedOp>, InfoError> {
-    Err(InfoError::RegistryNotConnected)
+    let ops: Vec<SupportedOp> = qaic_interp::Registry::standard()
+        .supported()
+        .into_iter()
+        .map(|(domain, op, _since)| SupportedOp { domain: domain.to_string(), op_type: op.to_string() })
+        .collect();
+    if ops.is_empty() {
+        return Err(InfoError::RegistryNotConnected);
+    }
+    Ok(ops)
 }
 
 /// The file content: one operator per line, sorted, `OpType` for the default domain and

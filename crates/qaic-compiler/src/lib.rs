@@ -14,7 +14,8 @@
 //! - [`run`]: the inference loop (inputs, iterations, outputs, host timing) over any
 //!   [`run::Executable`].
 //!
-//! Depends on `qaic-tensor` (and, for running models, the loader and interpreter crates).
+//! Depends on `qaic-tensor`, `qaic-ir`, `qaic-onnx` (loading) and `qaic-interp` (running on the
+//! reference interpreter).
 //! Must never print to stdout or exit the process (binaries do that), and never take options
 //! as string maps: libraries below get the typed config.
 

@@ -147,13 +147,150 @@ pub fn execute(cfg: &ExecConfig, model: &dyn Executable, events: &mut dyn FnMut(
     Ok(report)
 }
 
-/// `qaic-exec -m=model.onnx -run-on-interpreter ...`: loads the model and runs it on the
-/// reference interpreter.
+/// A model loaded from ONNX and planned on the reference interpreter.
+pub struct InterpreterModel {
+    plan: qaic_interp::Plan,
+    specs: Vec<InputSpec>,
+    /// For each graph input fed by the caller: `Some(constant)` when the model gives it a
+    /// default that sits before a required input (fed automatically), else `None`.
+    feed: Vec<Option<Tensor>>,
+    extra: Vec<String>,
+}
+
+impl InterpreterModel {
+    /// Loads `cfg.load.model` (binding `-onnx-define-symbol` and `-batchsize`) and plans it.
+    /// Every unsupported operator is reported at once.
+    pub fn load(cfg: &ExecConfig) -> Result<InterpreterModel, RunError> {
+        let path = cfg
+            .load
+            .model
+            .as_ref()
+            .ok_or_else(|| RunError::Model("no model given: use -m=<model file>".into()))?;
+        let opts = qaic_onnx::LoadOptions {
+            define_symbols: cfg.load.symbols.iter().map(|(n, v)| (n.clone(), *v as usize)).collect(),
+            batch_size: cfg.load.batch_size.map(|b| b as usize),
+            always_expand_functions: false,
+        };
+        let graph = qaic_onnx::load(path, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+        for name in &cfg.load.extra_outputs {
+            if !graph.values.iter().any(|v| &v.name == name) {
+                return Err(RunError::Model(format!(
+                    "-output-node-name: the model has no tensor named `{name}`"
+                )));
+            }
+        }
+        let required = graph
+            .inputs
+            .iter()
+            .rposition(|i| graph.value(*i).constant.is_none())
+            .map_or(0, |p| p + 1);
+        let mut specs = Vec::new();
+        let mut feed = Vec::new();
+        for id in &graph.inputs[..required] {
+            let v = graph.value(*id);
+            if let Some(c) = &v.constant {
+                feed.push(Some(c.clone()));
+                continue;
+            }
+            let spec = match &v.ty {
+                Some(qaic_ir::ValueType::Tensor { dtype, shape: Some(shape) }) => {
+                    InputSpec { name: v.name.clone(), dtype: *dtype, shape: shape.clone() }
+                }
+                Some(qaic_ir::ValueType::Tensor { shape: None, .. }) => {
+                    return Err(RunError::Model(format!(
+                        "input `{}`: the model does not declare its rank",
+                        v.name
+                    )));
+                }
+                other => {
+                    return Err(RunError::NotSupported(format!(
+                        "input `{}` of type {}: only tensor inputs can be fed",
+                        v.name,
+                        other.as_ref().map_or("unknown".to_string(), |t| t.to_string())
+                    )));
+                }
+            };
+            specs.push(spec);
+            feed.push(None);
+        }
+        let options = qaic_interp::PlanOptions { keep: cfg.load.extra_outputs.clone() };
+        let plan = qaic_interp::Plan::with_registry(graph, &qaic_interp::Registry::standard(), &options)
+            .map_err(|e| RunError::Model(format!("{}: {e}", path.display())))?;
+        Ok(InterpreterModel { plan, specs, feed, extra: cfg.load.extra_outputs.clone() })
+    }
+}
+
+fn into_tensor(name: &str, v: qaic_tensor::Value) -> Option<Tensor> {
+    match v {
+        qaic_tensor::Value::Tensor(t) => Some(t),
+        _ => {
+            tracing::warn!("output `{name}` is a sequence or optional; it is not written");
+            None
+        }
+    }
+}
+
+impl Executable for InterpreterModel {
+    fn inputs(&self) -> &[InputSpec] {
+        &self.specs
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<(String, Tensor)>, RunError> {
+        let mut given = inputs.into_iter();
+        let mut values = Vec::with_capacity(self.feed.len());
+        for f in &self.feed {
+            let t = match f {
+                Some(c) => c.clone(),
+                None => given.next().ok_or_else(|| RunError::Model("too few inputs".into()))?,
+            };
+            values.push(qaic_tensor::Value::Tensor(t));
+        }
+        let mut extras: Vec<(String, qaic_tensor::Value)> = Vec::new();
+        let outs = if self.extra.is_empty() {
+            self.plan.run(values)
+        } else {
+            let mut observer = |g: &qaic_ir::Graph, id: qaic_ir::ValueId, v: &qaic_tensor::Value| {
+                let name = &g.value(id).name;
+                if self.extra.iter().any(|e| e == name) {
+                    extras.push((name.clone(), v.clone()));
+                }
+            };
+            self.plan.run_observed(values, &mut observer)
+        }
+        .map_err(|e| RunError::Model(e.to_string()))?;
+        let g = self.plan.graph();
+        let mut named = Vec::new();
+        for (id, v) in g.outputs.iter().zip(outs) {
+            let name = g.value(*id).name.clone();
+            if let Some(t) = into_tensor(&name, v) {
+                named.push((name, t));
+            }
+        }
+        // Requested intermediates, in the order given on the command line.
+        for want in &self.extra {
+            if named.iter().any(|(n, _)| n == want) {
+                continue;
+            }
+            match extras.iter().rev().find(|(n, _)| n == want) {
+                Some((n, v)) => {
+                    if let Some(t) = into_tensor(n, v.clone()) {
+                        named.push((n.clone(), t));
+                    }
+                }
+                None => {
+                    return Err(RunError::Model(format!("-output-node-name: `{want}` was not computed by this run")));
+                }
+            }
+        }
+        Ok(named)
+    }
+}
+
+/// `qaic-exec -m=model.onnx -run-on-interpreter ...`: loads the model, plans it on the
+/// reference interpreter and [`execute`]s it.
 pub fn run_on_interpreter(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunReport, RunError> {
-    let _ = (cfg, events);
-    Err(RunError::NotSupported(
-        "-run-on-interpreter: the ONNX loader and the interpreter are not connected to qaic-exec yet".into(),
-    ))
+    let model = InterpreterModel::load(cfg)?;
+    execute(cfg, &model, events)
 }
 
 #[cfg(test)]

@@ -1,0 +1,150 @@
+//! qaic-exec end to end: `-m=model -run-on-interpreter` with list files, JSON inputs, random
+//! inputs, output writing, intermediate outputs and errors, on a tiny text-format ONNX model.
+
+use std::path::Path;
+use std::process::Output;
+
+/// out/r = Relu(x + y); x is [batch, 3], y is [1, 3]; `s` is the intermediate sum.
+const MODEL: &str = r#"
+ir_version: 8
+opset_import { domain: "" version: 13 }
+graph {
+  name: "tiny"
+  node { input: "x" input: "y" output: "s" op_type: "Add" name: "add0" }
+  node { input: "s" output: "out/r" op_type: "Relu" name: "relu0" }
+  input { name: "x" type { tensor_type { elem_type: 1 shape { dim { dim_param: "batch" } dim { dim_value: 3 } } } } }
+  input { name: "y" type { tensor_type { elem_type: 1 shape { dim { dim_value: 1 } dim { dim_value: 3 } } } } }
+  output { name: "out/r" type { tensor_type { elem_type: 1 } } }
+}
+"#;
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn read_f32(p: &Path) -> Vec<f32> {
+    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tiny.onnxtxt"), MODEL).unwrap();
+        std::fs::write(dir.path().join("x.bin"), f32_bytes(&[-1.0, 2.0, -3.0, 4.0, 5.0, -6.0])).unwrap();
+        std::fs::write(dir.path().join("x1.bin"), f32_bytes(&[10.0, 10.0, 10.0, 10.0, 10.0, 10.0])).unwrap();
+        std::fs::write(dir.path().join("y.bin"), f32_bytes(&[1.0, 1.0, 1.0])).unwrap();
+        Fixture { dir }
+    }
+    fn p(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+    fn exec(&self, args: &[&str]) -> Output {
+        let model = format!("-m={}", self.p("tiny.onnxtxt"));
+        std::process::Command::new(env!("CARGO_BIN_EXE_qaic-exec"))
+            .arg(model)
+            .arg("-run-on-interpreter")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    }
+}
+
+fn ok(o: &Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+fn err(o: &Output) -> String {
+    assert!(!o.status.success(), "should fail: {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn list_file_run_writes_outputs_and_intermediates() {
+    let f = Fixture::new();
+    std::fs::write(f.p("list.txt"), "# two inferences\nx.bin,y.bin\nx1.bin y.bin\n").unwrap();
+    let out = f.p("out");
+    let o = f.exec(&[
+        &format!("-input-list-file={}", f.p("list.txt")),
+        "-onnx-define-symbol=batch,2",
+        &format!("-write-output-dir={out}"),
+        "-output-node-name=s",
+        "-num-iter",
+        "4",
+    ]);
+    let stdout = ok(&o);
+    assert!(stdout.contains(&format!("Input file: {}\n", f.p("x.bin"))), "{stdout}");
+    assert!(stdout.contains(&format!("Writing file:{out}/out_r-activation-0-inf-0.bin\n")), "{stdout}");
+    assert!(stdout.contains(&format!("Writing file:{out}/s-activation-0-inf-1.bin\n")), "{stdout}");
+    assert!(stdout.contains("Ran 4 inference(s) on the interpreter\n"));
+    let timing = stdout.lines().last().unwrap();
+    let ms = timing
+        .strip_prefix("Host wall time per inference (median): ")
+        .and_then(|r| r.strip_suffix(" ms"))
+        .expect("timing line");
+    assert!(ms.parse::<f64>().unwrap() >= 0.0);
+    assert!(!stdout.contains("Inf/Sec"));
+    let dir = Path::new(&out);
+    assert_eq!(read_f32(&dir.join("out_r-activation-0-inf-0.bin")), vec![0.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
+    assert_eq!(read_f32(&dir.join("s-activation-0-inf-0.bin")), vec![0.0, 3.0, -2.0, 5.0, 6.0, -5.0]);
+    assert_eq!(read_f32(&dir.join("out_r-activation-0-inf-1.bin")), vec![11.0; 6]);
+    // 4 iterations over 2 lines: files only for the two distinct input sets
+    assert_eq!(std::fs::read_dir(dir).unwrap().count(), 4);
+}
+
+#[test]
+fn random_and_json_inputs() {
+    let f = Fixture::new();
+    let o = f.exec(&["-batchsize=1", "-use-random-input-data=gaussian", "-random-seed=7", "-dump-input-buffers"]);
+    let stdout = ok(&o);
+    assert!(stdout.starts_with("Using bounded gaussian random inputs (seed 7)\n"), "{stdout}");
+    assert!(stdout.contains("Writing file:./x-input-inf-0.bin\n"), "{stdout}");
+    assert_eq!(std::fs::read(f.p("x-input-inf-0.bin")).unwrap().len(), 12);
+    // the same seed gives the same inputs
+    let first = std::fs::read(f.p("y-input-inf-0.bin")).unwrap();
+    ok(&f.exec(&["-batchsize=1", "-use-random-input-data=gaussian", "-random-seed=7", "-dump-input-buffers"]));
+    assert_eq!(std::fs::read(f.p("y-input-inf-0.bin")).unwrap(), first);
+
+    let json = r#"{"IO-files": [[
+        {"path": "y.bin", "io-direction": "in", "map-to": "y", "data-type": "float", "dims": [1, 3]},
+        {"path": "x.bin", "io-diretion": ["in"], "map-to": "x", "elem-size": 4, "dims": [2, 3]} ]]}"#;
+    std::fs::write(f.p("io.json"), json).unwrap();
+    let out = f.p("jout");
+    ok(&f.exec(&[&format!("-json-input-file={}", f.p("io.json")), &format!("-write-output-dir={out}")]));
+    assert_eq!(read_f32(&Path::new(&out).join("out_r-activation-0-inf-0.bin")), vec![0.0, 3.0, 0.0, 5.0, 6.0, 0.0]);
+}
+
+#[test]
+fn input_errors_name_the_problem_and_write_nothing() {
+    let f = Fixture::new();
+    let out = f.p("out");
+    // x bound to batch 1 needs 12 bytes; x.bin has 24
+    std::fs::write(f.p("l1.txt"), "x.bin,y.bin\n").unwrap();
+    let e = err(&f.exec(&[&format!("-input-list-file={}", f.p("l1.txt")), "-batchsize=1", &format!("-write-output-dir={out}")]));
+    assert!(e.contains("input `x`") && e.contains("expected 12 bytes") && e.contains("got 24 bytes"), "{e}");
+    assert!(!Path::new(&out).exists());
+    // one file missing on line 3
+    std::fs::write(f.p("l2.txt"), "x.bin,y.bin\n\nx.bin\n").unwrap();
+    let e = err(&f.exec(&[&format!("-input-list-file={}", f.p("l2.txt")), "-onnx-define-symbol=batch,2", &format!("-write-output-dir={out}")]));
+    assert!(e.contains("l2.txt:3: 1 file(s) given, the model has 2 input(s) (x, y)"), "{e}");
+    assert!(!Path::new(&out).exists());
+    // random inputs need every dimension bound
+    let e = err(&f.exec(&[]));
+    assert!(e.contains("input `x`") && e.contains("-onnx-define-symbol"), "{e}");
+    // unknown intermediate name
+    let e = err(&f.exec(&["-batchsize=1", "-output-node-name=nope"]));
+    assert!(e.contains("no tensor named `nope`"), "{e}");
+    // missing model file
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_qaic-exec"))
+        .args(["-m=/nonexistent/model.onnx", "-run-on-interpreter"])
+        .output()
+        .unwrap();
+    assert!(err(&o).contains("/nonexistent/model.onnx"));
+}
