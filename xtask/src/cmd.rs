@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 /// The Python interpreter: `$QAIC_PYTHON` or `python3`.
 pub fn python() -> Command {
-    let exe = std::env::var_os("QAIC_PYTHON").filter(|p| !p.is_empty()).unwrap_or_else(|| "python3".into());
+    let exe = std::env::var_os("QAIC_PYTHON")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into());
     Command::new(exe)
 }
 
@@ -32,7 +34,10 @@ pub fn describe(cmd: &Command) -> String {
 
 fn quote(a: &OsStr) -> String {
     let a = a.to_string_lossy();
-    if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./,:+@".contains(c)) {
+    if !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=./,:+@".contains(c))
+    {
         a.into_owned()
     } else {
         format!("'{}'", a.replace('\'', "'\\''"))
@@ -42,7 +47,9 @@ fn quote(a: &OsStr) -> String {
 /// Runs `cmd` with inherited stdio; fails if it cannot start or exits non-zero.
 pub fn run(cmd: &mut Command) -> Result<()> {
     println!("$ {}", describe(cmd));
-    let status = cmd.status().with_context(|| format!("cannot start `{}`", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{}`", describe(cmd)))?;
     if !status.success() {
         bail!("`{}` failed ({status})", describe(cmd));
     }
@@ -58,7 +65,8 @@ pub fn output(cmd: &mut Command) -> Result<String> {
     if !out.status.success() {
         bail!("`{}` failed ({})", describe(cmd), out.status);
     }
-    String::from_utf8(out.stdout).with_context(|| format!("`{}` printed non-UTF-8 output", describe(cmd)))
+    String::from_utf8(out.stdout)
+        .with_context(|| format!("`{}` printed non-UTF-8 output", describe(cmd)))
 }
 
 /// Whether `cmd` starts and exits 0 (its output is discarded).
@@ -75,7 +83,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -88,12 +98,16 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = tmp_sibling(path);
     fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// `<dir>/.<name>.tmp-<pid>`: a private temporary path next to `path`.
 pub fn tmp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -105,7 +119,10 @@ mod tests {
     fn describe_quotes_only_when_needed() {
         let mut c = Command::new("python3");
         c.args(["-m", "pip", "install", "onnx==1.22.0", "a b", "it's"]);
-        assert_eq!(describe(&c), "python3 -m pip install onnx==1.22.0 'a b' 'it'\\''s'");
+        assert_eq!(
+            describe(&c),
+            "python3 -m pip install onnx==1.22.0 'a b' 'it'\\''s'"
+        );
     }
 
     #[test]
@@ -116,7 +133,10 @@ mod tests {
         write_atomic(&f, b"abc")?;
         let got = sha256_file(&f)?;
         fs::remove_dir_all(&dir)?;
-        assert_eq!(got, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            got,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         Ok(())
     }
 }

@@ -22,7 +22,10 @@ const STAMP: &str = ".complete";
 pub fn run(p: &Paths) -> Result<PathBuf> {
     let out = p.node_tests();
     if let Some(count) = cached_count(&out) {
-        println!("conformance-data: {count} cases cached in {}", out.display());
+        println!(
+            "conformance-data: {count} cases cached in {}",
+            out.display()
+        );
         return Ok(out);
     }
     let wheel = wheel(p)?;
@@ -33,20 +36,31 @@ pub fn run(p: &Paths) -> Result<PathBuf> {
     let files = extract(&wheel, &tmp)?;
     let count = count_cases(&tmp)?;
     if count != EXPECTED_CASES {
-        bail!("{} holds {count} node test cases, expected {EXPECTED_CASES} for onnx {ONNX_VERSION}", wheel.display());
+        bail!(
+            "{} holds {count} node test cases, expected {EXPECTED_CASES} for onnx {ONNX_VERSION}",
+            wheel.display()
+        );
     }
     let stamp = format!(
         "onnx {ONNX_VERSION}\nwheel {}\nwheel_sha256 {}\nfiles {files}\ncases {count}\n",
-        wheel.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        wheel
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         cmd::sha256_file(&wheel)?
     );
-    fs::write(tmp.join(STAMP), stamp).with_context(|| format!("writing the stamp in {}", tmp.display()))?;
+    fs::write(tmp.join(STAMP), stamp)
+        .with_context(|| format!("writing the stamp in {}", tmp.display()))?;
     if out.exists() {
         // An incomplete earlier extraction (no stamp): replace it.
         fs::remove_dir_all(&out).with_context(|| format!("removing stale {}", out.display()))?;
     }
-    fs::rename(&tmp, &out).with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
-    println!("conformance-data: {count} cases ({files} files) extracted into {}", out.display());
+    fs::rename(&tmp, &out)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), out.display()))?;
+    println!(
+        "conformance-data: {count} cases ({files} files) extracted into {}",
+        out.display()
+    );
     Ok(out)
 }
 
@@ -56,7 +70,11 @@ fn cached_count(out: &Path) -> Option<usize> {
     if !stamp.lines().any(|l| l == format!("onnx {ONNX_VERSION}")) {
         return None;
     }
-    let count = stamp.lines().find_map(|l| l.strip_prefix("cases "))?.parse().ok()?;
+    let count = stamp
+        .lines()
+        .find_map(|l| l.strip_prefix("cases "))?
+        .parse()
+        .ok()?;
     (count == EXPECTED_CASES).then_some(count)
 }
 
@@ -70,15 +88,31 @@ fn wheel(p: &Paths) -> Result<PathBuf> {
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     cmd::run(
         cmd::python()
-            .args(["-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps", "--only-binary=:all:", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+            ])
             .arg(&dir)
             .arg(format!("onnx=={ONNX_VERSION}")),
     )?;
-    find_wheel(&dir)?.with_context(|| format!("pip download left no onnx-{ONNX_VERSION}-*.whl in {}", dir.display()))
+    find_wheel(&dir)?.with_context(|| {
+        format!(
+            "pip download left no onnx-{ONNX_VERSION}-*.whl in {}",
+            dir.display()
+        )
+    })
 }
 
 fn find_wheel(dir: &Path) -> Result<Option<PathBuf>> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(None) };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(None);
+    };
     let mut found = Vec::new();
     for e in entries {
         let e = e.with_context(|| format!("listing {}", dir.display()))?;
@@ -94,12 +128,20 @@ fn find_wheel(dir: &Path) -> Result<Option<PathBuf>> {
 /// Extracts every file under `PREFIX` into `dest` (prefix stripped); returns the number of files.
 fn extract(wheel: &Path, dest: &Path) -> Result<usize> {
     let file = fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(io::BufReader::new(file)).with_context(|| format!("reading zip {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(io::BufReader::new(file))
+        .with_context(|| format!("reading zip {}", wheel.display()))?;
     let mut files = 0;
     for i in 0..zip.len() {
-        let mut entry = zip.by_index(i).with_context(|| format!("{}: entry {i}", wheel.display()))?;
-        let name = entry.name().with_context(|| format!("{}: entry {i} has a bad name", wheel.display()))?.into_owned();
-        let Some(rel) = name.strip_prefix(PREFIX) else { continue };
+        let mut entry = zip
+            .by_index(i)
+            .with_context(|| format!("{}: entry {i}", wheel.display()))?;
+        let name = entry
+            .name()
+            .with_context(|| format!("{}: entry {i} has a bad name", wheel.display()))?
+            .into_owned();
+        let Some(rel) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
         if entry.is_dir() || rel.is_empty() {
             continue;
         }
@@ -111,8 +153,10 @@ fn extract(wheel: &Path, dest: &Path) -> Result<usize> {
         if let Some(parent) = target.parent() {
             fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
-        let mut out = fs::File::create(&target).with_context(|| format!("creating {}", target.display()))?;
-        io::copy(&mut entry, &mut out).with_context(|| format!("extracting {name} from {}", wheel.display()))?;
+        let mut out =
+            fs::File::create(&target).with_context(|| format!("creating {}", target.display()))?;
+        io::copy(&mut entry, &mut out)
+            .with_context(|| format!("extracting {name} from {}", wheel.display()))?;
         files += 1;
     }
     Ok(files)

@@ -19,12 +19,23 @@ pub fn run(p: &Paths, model: &str) -> Result<()> {
         if !path.is_file() {
             bail!("model file {} not found", path.display());
         }
-        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into());
         (path, None, stem)
     } else {
         // Same preparation as the benchmark: builds light_resnet50_rand if needed, writes the inputs.
-        let args = BenchArgs { models: vec![model.to_string()], min_runs: 0, min_seconds: 0.0, num_iter: 1 };
-        let r = bench::ort_side(p, &args, true)?.into_iter().next().context("ort_bench.py returned no model")?;
+        let args = BenchArgs {
+            models: vec![model.to_string()],
+            min_runs: 0,
+            min_seconds: 0.0,
+            num_iter: 1,
+        };
+        let r = bench::ort_side(p, &args, true)?
+            .into_iter()
+            .next()
+            .context("ort_bench.py returned no model")?;
         (r.model_path, Some(r.inputs), model.to_string())
     };
     let exec = bench::build_qaic_exec(p)?;
@@ -34,7 +45,8 @@ pub fn run(p: &Paths, model: &str) -> Result<()> {
     }
     fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut c = Command::new(&exec);
-    c.arg(format!("-m={}", model_path.display())).arg("-run-on-interpreter");
+    c.arg(format!("-m={}", model_path.display()))
+        .arg("-run-on-interpreter");
     if let Some(inputs) = &inputs {
         let list = out_dir.with_file_name(format!("{stem}.inputs.txt"));
         bench::write_input_list(&list, inputs)?;
@@ -45,10 +57,16 @@ pub fn run(p: &Paths, model: &str) -> Result<()> {
     let mut written: Vec<(String, u64)> = Vec::new();
     for e in fs::read_dir(&out_dir).with_context(|| format!("listing {}", out_dir.display()))? {
         let e = e?;
-        written.push((e.file_name().to_string_lossy().into_owned(), e.metadata()?.len()));
+        written.push((
+            e.file_name().to_string_lossy().into_owned(),
+            e.metadata()?.len(),
+        ));
     }
     if written.is_empty() {
-        bail!("qaic-exec exited 0 but wrote nothing into {}", out_dir.display());
+        bail!(
+            "qaic-exec exited 0 but wrote nothing into {}",
+            out_dir.display()
+        );
     }
     written.sort();
     println!("demo: outputs of {} in {}:", stem, out_dir.display());

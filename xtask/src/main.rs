@@ -49,7 +49,7 @@ enum Task {
     },
     /// Print `export` lines for the test data variables (for `eval "$(cargo xtask env)"`).
     Env,
-    /// Everything CI runs: setup, conformance-data, zoo-models, then `cargo test --workspace --release`.
+    /// Everything CI runs: setup, conformance-data, zoo-models, then `cargo test --workspace --release --no-fail-fast`.
     Test,
 }
 

@@ -27,7 +27,11 @@ impl Paths {
             Some(dir) if !dir.is_empty() => std::path::absolute(PathBuf::from(dir))?,
             _ => data.clone(),
         };
-        Ok(Paths { repo, data, cargo_target })
+        Ok(Paths {
+            repo,
+            data,
+            cargo_target,
+        })
     }
 
     /// The shared reference folder: `$QAIC_SHARED`, else `<repo>/../shared`. Must hold `zoo/manifest.json`.
@@ -43,7 +47,8 @@ impl Paths {
                 dir.display()
             );
         }
-        dir.canonicalize().with_context(|| format!("resolving {}", dir.display()))
+        dir.canonicalize()
+            .with_context(|| format!("resolving {}", dir.display()))
     }
 
     /// Cached wheels and other downloads.

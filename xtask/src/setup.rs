@@ -11,8 +11,12 @@ use crate::cmd;
 /// PyPI packages, pinned. onnx 1.22.0 is the version whose backend node tests we run; onnxruntime 1.32.0
 /// produced the zoo's reference outputs. numpy 2.4.6 and protobuf 7.36.2 are pinned too: with them the
 /// light_resnet50_rand recipe gives the zoo's SHA-256 (checked; see tools/light_resnet50_rand.py).
-pub const PY_PACKAGES: &[(&str, &str)] =
-    &[("onnx", "1.22.0"), ("onnxruntime", "1.32.0"), ("numpy", "2.4.6"), ("protobuf", "7.36.2")];
+pub const PY_PACKAGES: &[(&str, &str)] = &[
+    ("onnx", "1.22.0"),
+    ("onnxruntime", "1.32.0"),
+    ("numpy", "2.4.6"),
+    ("protobuf", "7.36.2"),
+];
 
 /// Debian packages, with how to tell each is present.
 struct AptNeed {
@@ -25,7 +29,10 @@ fn gnu_time_present() -> bool {
     Command::new("/usr/bin/time")
         .arg("--version")
         .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU") || String::from_utf8_lossy(&o.stderr).contains("GNU"))
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).contains("GNU")
+                || String::from_utf8_lossy(&o.stderr).contains("GNU")
+        })
 }
 
 fn python_present() -> bool {
@@ -37,9 +44,21 @@ fn pip_present() -> bool {
 }
 
 const APT_NEEDS: &[AptNeed] = &[
-    AptNeed { package: "time", why: "GNU time (/usr/bin/time -v) for peak-memory measurements", present: gnu_time_present },
-    AptNeed { package: "python3", why: "the Python tools under tools/", present: python_present },
-    AptNeed { package: "python3-pip", why: "installing the pinned PyPI packages", present: pip_present },
+    AptNeed {
+        package: "time",
+        why: "GNU time (/usr/bin/time -v) for peak-memory measurements",
+        present: gnu_time_present,
+    },
+    AptNeed {
+        package: "python3",
+        why: "the Python tools under tools/",
+        present: python_present,
+    },
+    AptNeed {
+        package: "python3-pip",
+        why: "installing the pinned PyPI packages",
+        present: pip_present,
+    },
 ];
 
 pub fn run() -> Result<()> {
@@ -52,7 +71,14 @@ pub fn run() -> Result<()> {
 fn apt() -> Result<()> {
     let missing: Vec<&AptNeed> = APT_NEEDS.iter().filter(|n| !(n.present)()).collect();
     if missing.is_empty() {
-        println!("setup: apt packages present: {}", APT_NEEDS.iter().map(|n| n.package).collect::<Vec<_>>().join(", "));
+        println!(
+            "setup: apt packages present: {}",
+            APT_NEEDS
+                .iter()
+                .map(|n| n.package)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         return Ok(());
     }
     let names: Vec<&str> = missing.iter().map(|n| n.package).collect();
@@ -61,9 +87,17 @@ fn apt() -> Result<()> {
     }
     let uid = cmd::output(Command::new("id").arg("-u")).unwrap_or_default();
     if uid.trim() != "0" {
-        bail!("need Debian packages {}; run as root: apt-get update && apt-get install -y {}", names.join(" "), names.join(" "));
+        bail!(
+            "need Debian packages {}; run as root: apt-get update && apt-get install -y {}",
+            names.join(" "),
+            names.join(" ")
+        );
     }
-    cmd::run(Command::new("apt-get").args(["update", "-q"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+    cmd::run(
+        Command::new("apt-get")
+            .args(["update", "-q"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     cmd::run(
         Command::new("apt-get")
             .args(["install", "-y", "-q", "--no-install-recommends"])
@@ -86,7 +120,8 @@ fn installed_versions(names: &[&str]) -> Result<BTreeMap<String, Option<String>>
                   \x20   except m.PackageNotFoundError: out[n] = None\n\
                   print(json.dumps(out))\n";
     let text = cmd::output(cmd::python().arg("-c").arg(script).args(names))?;
-    serde_json::from_str(text.trim()).with_context(|| format!("parsing installed package versions from {text:?}"))
+    serde_json::from_str(text.trim())
+        .with_context(|| format!("parsing installed package versions from {text:?}"))
 }
 
 fn pip() -> Result<()> {
@@ -97,7 +132,10 @@ fn pip() -> Result<()> {
         .filter(|(n, v)| have.get(*n).and_then(|x| x.as_deref()) != Some(*v))
         .map(|(n, v)| format!("{n}=={v}"))
         .collect();
-    let pinned: Vec<String> = PY_PACKAGES.iter().map(|(n, v)| format!("{n}=={v}")).collect();
+    let pinned: Vec<String> = PY_PACKAGES
+        .iter()
+        .map(|(n, v)| format!("{n}=={v}"))
+        .collect();
     if wrong.is_empty() {
         println!("setup: python packages present: {}", pinned.join(" "));
         return Ok(());
@@ -111,7 +149,14 @@ fn pip() -> Result<()> {
     }
     // All pins in one pip call so the resolver sees them together.
     let mut c = cmd::python();
-    c.args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "--root-user-action=ignore"]);
+    c.args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "--root-user-action=ignore",
+    ]);
     if externally_managed()? {
         // Debian's own python3 refuses pip installs without this; a pyenv/venv python does not need it.
         c.arg("--break-system-packages");

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the project's full test run (what CI runs). Set-up and data first, then
-//! `cargo test --workspace --release` with the data folders exported to the tests.
+//! `cargo test --workspace --release --no-fail-fast` with the data folders exported to the tests.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,7 +22,9 @@ pub struct Counts {
 impl Counts {
     /// Adds a libtest summary line: `test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; ...`.
     pub fn add_line(&mut self, line: &str) -> bool {
-        let Some(rest) = line.trim().strip_prefix("test result: ") else { return false };
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return false;
+        };
         let mut seen = false;
         for part in rest.split(';') {
             let words: Vec<&str> = part.split_whitespace().collect();
@@ -45,7 +47,10 @@ impl Counts {
 
     /// The plain closing line: `N passed, N failed, N skipped` (ignored tests count as skipped).
     pub fn summary(&self) -> String {
-        format!("{} passed, {} failed, {} skipped", self.passed, self.failed, self.ignored)
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.ignored
+        )
     }
 }
 
@@ -64,17 +69,29 @@ pub fn run(p: &Paths) -> Result<()> {
     conformance::run(p)?;
     zoo::run(p)?;
     let env = test_env(p)?;
-    println!("test: setup + data ready in {:.1} s", t0.elapsed().as_secs_f64());
+    println!(
+        "test: setup + data ready in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
     for (k, v) in &env {
         println!("test: {k}={v}");
     }
 
     let t1 = Instant::now();
     let mut c = cmd::cargo();
-    c.args(["test", "--workspace", "--release"]).current_dir(&p.repo).envs(env.iter().map(|(k, v)| (k, v)));
+    // --no-fail-fast: one failing crate must not hide the results (and the count) of the others.
+    c.args(["test", "--workspace", "--release", "--no-fail-fast"])
+        .current_dir(&p.repo)
+        .envs(env.iter().map(|(k, v)| (k, v)));
     println!("$ {}", cmd::describe(&c));
-    let mut child = c.stdout(Stdio::piped()).spawn().with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
-    let stdout = child.stdout.take().context("cargo test stdout was not captured")?;
+    let mut child = c
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("cargo test stdout was not captured")?;
     let mut counts = Counts::default();
     for line in BufReader::new(stdout).lines() {
         let line = line.context("reading cargo test output")?;
@@ -84,7 +101,11 @@ pub fn run(p: &Paths) -> Result<()> {
     let status = child.wait().context("waiting for cargo test")?;
     let summary = counts.summary();
     write_summary(&p.data, &summary)?;
-    println!("test: cargo test took {:.1} s; total {:.1} s", t1.elapsed().as_secs_f64(), t0.elapsed().as_secs_f64());
+    println!(
+        "test: cargo test took {:.1} s; total {:.1} s",
+        t1.elapsed().as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
     println!("tests: {summary}");
     if !status.success() {
         bail!("cargo test failed ({status}): {summary}");
@@ -95,7 +116,10 @@ pub fn run(p: &Paths) -> Result<()> {
 /// `target/xtask-test-summary.txt`, read by .ci/run for its closing line.
 fn write_summary(data: &Path, summary: &str) -> Result<()> {
     std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
-    cmd::write_atomic(&data.join("xtask-test-summary.txt"), format!("{summary}\n").as_bytes())
+    cmd::write_atomic(
+        &data.join("xtask-test-summary.txt"),
+        format!("{summary}\n").as_bytes(),
+    )
 }
 
 #[cfg(test)]
@@ -109,7 +133,14 @@ mod tests {
         assert!(c.add_line("test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s"));
         assert!(!c.add_line("running 4 tests"));
         assert!(!c.add_line("test foo ... ok"));
-        assert_eq!(c, Counts { passed: 5, failed: 1, ignored: 1 });
+        assert_eq!(
+            c,
+            Counts {
+                passed: 5,
+                failed: 1,
+                ignored: 1
+            }
+        );
         assert_eq!(c.summary(), "5 passed, 1 failed, 1 skipped");
     }
 }

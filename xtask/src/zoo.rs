@@ -11,7 +11,8 @@ use crate::paths::Paths;
 
 pub const LIGHT_RESNET50: &str = "light_resnet50_rand";
 /// From the zoo README (onnx 1.23.2 / protobuf 7.36.2 / numpy 2.4.6); onnx 1.22.0 gives the same bytes.
-pub const LIGHT_RESNET50_SHA256: &str = "467d6613e55e83d21b6094ec512ebdfd3b19f1e86df9ea28947933ca61eeafd6";
+pub const LIGHT_RESNET50_SHA256: &str =
+    "467d6613e55e83d21b6094ec512ebdfd3b19f1e86df9ea28947933ca61eeafd6";
 
 /// Builds (or finds cached) light_resnet50_rand.onnx; returns its path.
 pub fn run(p: &Paths) -> Result<PathBuf> {
@@ -25,14 +26,18 @@ pub fn run(p: &Paths) -> Result<PathBuf> {
             reference(p, &out)?;
             return Ok(out);
         }
-        println!("zoo-models: {} has sha256 {have}, rebuilding", out.display());
+        println!(
+            "zoo-models: {} has sha256 {have}, rebuilding",
+            out.display()
+        );
     }
     // The script writes the staging file itself (via its own temp + rename); we rename it into place only
     // once the hash is right, so `out` is never a wrong model.
     let staging = cmd::tmp_sibling(&out);
     let script = p.tool("light_resnet50_rand.py");
-    cmd::run(cmd::python().arg(&script).arg(&staging))
-        .context("building light_resnet50_rand (run `cargo xtask setup` first for onnx and numpy)")?;
+    cmd::run(cmd::python().arg(&script).arg(&staging)).context(
+        "building light_resnet50_rand (run `cargo xtask setup` first for onnx and numpy)",
+    )?;
     let got = cmd::sha256_file(&staging)?;
     if got != LIGHT_RESNET50_SHA256 {
         let _ = fs::remove_file(&staging);
@@ -42,7 +47,8 @@ pub fn run(p: &Paths) -> Result<PathBuf> {
             script.display()
         );
     }
-    fs::rename(&staging, &out).with_context(|| format!("renaming {} to {}", staging.display(), out.display()))?;
+    fs::rename(&staging, &out)
+        .with_context(|| format!("renaming {} to {}", staging.display(), out.display()))?;
     println!("zoo-models: built {} (sha256 ok)", out.display());
     reference(p, &out)?;
     Ok(out)
@@ -59,6 +65,10 @@ fn reference(p: &Paths, model: &std::path::Path) -> Result<()> {
     }
     cmd::run(cmd::python().arg(p.tool("light_resnet50_ref.py")).arg(model).arg(&input).arg(&output))
         .context("computing the light_resnet50_rand reference with onnxruntime (run `cargo xtask setup` first)")?;
-    println!("zoo-models: wrote {} and {}", input.display(), output.display());
+    println!(
+        "zoo-models: wrote {} and {}",
+        input.display(),
+        output.display()
+    );
     Ok(())
 }
