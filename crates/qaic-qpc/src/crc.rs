@@ -112,11 +112,10 @@ pub fn add_crc32(qpc: &Qpc<'_>) -> Result<QpcWriter> {
     // Other `X.crc` segments stay where they are, refreshed if `X` exists (kept as found
     // otherwise; validation reports them).
     for s in qpc.segments().iter().filter(|s| !CRC_SEGMENTS.contains(&s.name())) {
-        if crc_target(s.name()).is_some() {
-            if let Some(v) = compute_crc(qpc, s.name())? {
+        if crc_target(s.name()).is_some()
+            && let Some(v) = compute_crc(qpc, s.name())? {
                 w.replace_bytes(s.name(), v.to_le_bytes().to_vec());
             }
-        }
     }
     for (name, v) in crcs {
         w.add_bytes(name, v.to_le_bytes().to_vec());

@@ -115,7 +115,7 @@ pub(crate) mod tests {
         v.extend_from_slice(metadata);
         let fb_off = v.len() as u64;
         v.extend_from_slice(metadata_fb);
-        while v.len() % 8 != 0 {
+        while !v.len().is_multiple_of(8) {
             v.push(0);
         }
         let shoff = v.len() as u64;

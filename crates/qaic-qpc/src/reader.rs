@@ -540,7 +540,7 @@ fn check_regions(
         }
     }
     if covered < len && !options.allow_unreferenced_bytes {
-        check_padding(bytes, covered, len, len % 8 == 0)?;
+        check_padding(bytes, covered, len, len.is_multiple_of(8))?;
     }
     Ok(())
 }

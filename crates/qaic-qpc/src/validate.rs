@@ -296,15 +296,14 @@ fn check_constants(qpc: &Qpc<'_>, r: &mut Report) {
             ),
         );
     }
-    if let Some(s) = constants {
-        if s.static_size() != d.static_size {
+    if let Some(s) = constants
+        && s.static_size() != d.static_size {
             r.push(
                 Severity::Error,
                 "constantsdesc",
                 format!("constants.bin entry offset (static part) = {} but staticConstantsSize = {}", s.static_size(), d.static_size),
             );
         }
-    }
 }
 
 fn check_crcs(qpc: &Qpc<'_>, r: &mut Report) {

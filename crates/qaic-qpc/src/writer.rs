@@ -367,14 +367,13 @@ impl QpcWriter {
             };
             out.push(v);
         }
-        if let (Some(d), None) = (desc, constants) {
-            if d.static_size != 0 || d.dynamic_size != 0 {
+        if let (Some(d), None) = (desc, constants)
+            && (d.static_size != 0 || d.dynamic_size != 0) {
                 return Err(QpcError::ConstantsDescriptor(format!(
                     "describes {} static + {} dynamic bytes of constants but there is no constants.bin segment",
                     d.static_size, d.dynamic_size
                 )));
             }
-        }
         Ok(out)
     }
 }
