@@ -340,33 +340,61 @@ fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, mut data: Vec<f32>
 fn depthwise_body<const FMA: bool>(g: &Geo3, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
     let (oh_n, ow_n) = (g.o[1], g.o[2]);
     let (kh_n, kw_n) = (g.k[1], g.k[2]);
-    let iw_n = g.i[2];
+    let (iw_n, sw) = (g.i[2], g.s[2]);
+    // Strided rows are split into `sw` phases (phase p holds columns p, p+sw, ...) so every
+    // kernel column becomes a contiguous, vectorisable axpy.
+    let pw = iw_n.div_ceil(sw);
+    // The whole plane is split once: row ih, phase p lives at `(ih * sw + p) * pw`.
+    let mut phases = Vec::new();
+    if sw > 1 {
+        phases = vec![0f32; g.i[1] * sw * pw];
+        for (ih, irow) in x.chunks_exact(iw_n).take(g.i[1]).enumerate() {
+            let dst = &mut phases[ih * sw * pw..(ih + 1) * sw * pw];
+            if sw == 2 {
+                // Interleaved access: vectorises as a de-interleave.
+                let (even, odd) = dst.split_at_mut(pw);
+                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(irow.chunks_exact(2)) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+                if iw_n % 2 == 1 {
+                    even[pw - 1] = irow[iw_n - 1];
+                }
+            } else {
+                for p in 0..sw {
+                    for (d, &v) in dst[p * pw..(p + 1) * pw].iter_mut().zip(irow[p..].iter().step_by(sw)) {
+                        *d = v;
+                    }
+                }
+            }
+        }
+    }
+    // Valid ranges hoisted out of the row loop (they cost integer divisions).
+    let hr: Vec<(usize, usize)> = (0..kh_n).map(|kh| g.valid_range(1, kh)).collect();
+    let wr: Vec<(usize, usize)> = (0..kw_n).map(|kw| g.valid_range(2, kw)).collect();
     for oh in 0..oh_n {
         let orow = &mut out[oh * ow_n..(oh + 1) * ow_n];
         orow.fill(bias);
-        for kh in 0..kh_n {
-            let (h0, h1) = g.valid_range(1, kh);
+        for (kh, &(h0, h1)) in hr.iter().enumerate() {
             if oh < h0 || oh >= h1 {
                 continue;
             }
             let ih = oh * g.s[1] + kh * g.d[1] - g.pb[1];
             let irow = &x[ih * iw_n..(ih + 1) * iw_n];
-            for kw in 0..kw_n {
+            for (kw, &(w0, w1)) in wr.iter().enumerate() {
                 let wv = w[kh * kw_n + kw];
-                let (w0, w1) = g.valid_range(2, kw);
                 if w0 >= w1 {
                     continue;
                 }
-                let iw0 = w0 * g.s[2] + kw * g.d[2] - g.pb[2];
-                let o = &mut orow[w0..w1];
-                if g.s[2] == 1 {
-                    for (ov, iv) in o.iter_mut().zip(&irow[iw0..iw0 + (w1 - w0)]) {
-                        *ov = crate::elementwise::math::mad::<FMA>(wv, *iv, *ov);
-                    }
+                let iw0 = w0 * sw + kw * g.d[2] - g.pb[2];
+                let src = if sw == 1 {
+                    &irow[iw0..iw0 + (w1 - w0)]
                 } else {
-                    for (t, ov) in o.iter_mut().enumerate() {
-                        *ov = crate::elementwise::math::mad::<FMA>(wv, irow[iw0 + t * g.s[2]], *ov);
-                    }
+                    let b = (ih * sw + iw0 % sw) * pw + iw0 / sw;
+                    &phases[b..b + (w1 - w0)]
+                };
+                for (ov, iv) in orow[w0..w1].iter_mut().zip(src) {
+                    *ov = crate::elementwise::math::mad::<FMA>(wv, *iv, *ov);
                 }
             }
         }

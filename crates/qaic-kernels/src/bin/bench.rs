@@ -98,6 +98,18 @@ fn main() {
                 k.conv_packed(&p, &x, &xs, &pw, None, Activation::None, &mut out).expect("conv");
             });
             println!("{:<8} {:>3} {:<34} {:>7.1} GF {:>11.1} GF", isa.name(), t, "conv 3x3 56x56 64->64 (packed)", conv_flops / wall / 1e9, conv_flops / cpu / 1e9);
+            for (stride, c, hw) in [(1usize, 64usize, 112usize), (2, 64, 112)] {
+                let dp = ConvParams { strides: vec![stride, stride], group: c, pads: vec![1, 1, 1, 1], ..ConvParams::new(&[3, 3]) };
+                let dx = data(c * hw * hw, 6);
+                let dw = data(c * 9, 7);
+                let oh = (hw + 2 - 3) / stride + 1;
+                let mut dout = vec![0f32; c * oh * oh];
+                let (wall, cpu) = measure(iters, || {
+                    k.conv(&dp, &dx, &[1, c, hw, hw], &dw, &[c, 1, 3, 3], None, Activation::None, &mut dout).expect("dw conv");
+                });
+                let fl = 2.0 * 9.0 * (c * oh * oh) as f64;
+                println!("{:<8} {:>3} {:<34} {:>7.1} GF {:>11.1} GF", isa.name(), t, format!("depthwise 3x3 s{stride} {hw}x{hw}x{c}"), fl / wall / 1e9, fl / cpu / 1e9);
+            }
             for op in [UnaryOp::Relu, UnaryOp::Exp, UnaryOp::Tanh, UnaryOp::Erf] {
                 let (wall, cpu) = measure(iters, || k.unary(op, &u, &mut v).expect("unary"));
                 let n = u.len() as f64;
