@@ -309,7 +309,7 @@ fn im2col_panel(g: &Geo3, x: &[f32], rows: &[RowInfo], j0: usize, nv: usize, nr:
 /// the separate packing pass over the column matrix.
 fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, mut data: Vec<f32>) -> PackedB {
     let (os, rows) = (g.osize(), cg * g.ksize());
-    let (nr, kc) = (k.gemm.nr, k.gemm.kc);
+    let (nr, kc) = (k.gemm.nr, k.gemm.kc_for(rows));
     let panels = os.div_ceil(nr);
     let npad = panels * nr;
     if data.len() < rows * npad {

@@ -343,26 +343,37 @@ fn pack_b_block(b: &Mat, pc: usize, kc: usize, j0: usize, ncols: usize, nr: usiz
 }
 
 impl GemmKernel {
+    /// The K block actually used for an inner dimension `k`: at most `kc`, balanced so the
+    /// last block is not a short remainder (576 -> 3 x 192 rather than 256 + 256 + 64).
+    pub fn kc_for(&self, k: usize) -> usize {
+        if k == 0 {
+            return self.kc;
+        }
+        k.div_ceil(k.div_ceil(self.kc))
+    }
+
     pub(crate) fn pack_a(&self, isa: Isa, a: Mat) -> PackedA {
         let (m, k) = (a.rows, a.cols);
         let mpad = m.div_ceil(self.mr) * self.mr;
         let mut data = vec![0f32; mpad * k];
-        for pc in (0..k).step_by(self.kc) {
-            let kc = self.kc.min(k - pc);
+        let kcb = self.kc_for(k);
+        for pc in (0..k).step_by(kcb) {
+            let kc = kcb.min(k - pc);
             pack_a_block(&a, pc, kc, self.mr, &mut data[pc * mpad..pc * mpad + kc * mpad], true);
         }
-        PackedA { isa, m, k, mr: self.mr, kc: self.kc, data }
+        PackedA { isa, m, k, mr: self.mr, kc: kcb, data }
     }
 
     pub(crate) fn pack_b(&self, isa: Isa, b: Mat) -> PackedB {
         let (k, n) = (b.rows, b.cols);
         let npad = n.div_ceil(self.nr) * self.nr;
         let mut data = vec![0f32; npad * k];
-        for pc in (0..k).step_by(self.kc) {
-            let kc = self.kc.min(k - pc);
+        let kcb = self.kc_for(k);
+        for pc in (0..k).step_by(kcb) {
+            let kc = kcb.min(k - pc);
             pack_b_block(&b, pc, kc, 0, n, self.nr, &mut data[pc * npad..pc * npad + kc * npad], true);
         }
-        PackedB { isa, k, n, nr: self.nr, kc: self.kc, data }
+        PackedB { isa, k, n, nr: self.nr, kc: kcb, data }
     }
 }
 
@@ -444,12 +455,12 @@ pub(crate) fn gemm_impl(
         ));
     }
     if let Lhs::Packed(p) = a
-        && (p.isa != isa || p.mr != g.mr || p.kc != g.kc)
+        && (p.isa != isa || p.mr != g.mr || p.kc != g.kc_for(p.k))
     {
         return Err(KernelError::invalid("gemm", format!("A was packed for {} kernels, not {isa}", p.isa)));
     }
     if let Rhs::Packed(p) = b
-        && (p.isa != isa || p.nr != g.nr || p.kc != g.kc)
+        && (p.isa != isa || p.nr != g.nr || p.kc != g.kc_for(p.k))
     {
         return Err(KernelError::invalid("gemm", format!("B was packed for {} kernels, not {isa}", p.isa)));
     }
@@ -482,15 +493,16 @@ pub(crate) fn gemm_impl(
     let (mr, nr) = (g.mr, g.nr);
     let mpad = m.div_ceil(mr) * mr;
     let npad = n.div_ceil(nr) * nr;
-    let kc_max = g.kc.min(k);
+    let kcb = g.kc_for(k);
+    let kc_max = kcb.min(k);
     let nc_max = g.nc.min(npad);
     let need_a = if matches!(a, Lhs::Mat(_)) { mpad * kc_max } else { 0 };
     let need_b = if matches!(b, Rhs::Mat(_)) { nc_max * kc_max } else { 0 };
     let threads = if parallel { crate::num_threads() } else { 1 };
     let epi_identity = epi.is_identity();
     with_scratch(need_a, need_b, |abuf, bbuf| {
-        for pc in (0..k).step_by(g.kc) {
-            let kc = g.kc.min(k - pc);
+        for pc in (0..k).step_by(kcb) {
+            let kc = kcb.min(k - pc);
             let last = pc + kc == k;
             let beta_eff = if pc == 0 { beta } else { 1.0 };
             let ablock: &[f32] = match a {
