@@ -62,6 +62,7 @@ pub fn register(r: &mut Registry) {
     r.add("Celu", 12, |c| float_op(U::Celu(c.attr_f("alpha", 1.0)?)));
     r.add("ThresholdedRelu", 10, |c| float_op(U::ThresholdedRelu(c.attr_f("alpha", 1.0)?)));
     r.add("Gelu", 20, gelu);
+    r.add("Swish", 24, swish);
     // Unary ops that also take integers.
     r.add("Abs", 1, |_| num_unary(IntUn::Abs, U::Abs));
     r.add("Neg", 1, |_| num_unary(IntUn::Neg, U::Neg));
@@ -467,6 +468,20 @@ fn fsign<T: Num>(x: T) -> T {
     }
 }
 
+fn swish(c: &BuildCtx<'_>) -> KResult {
+    let alpha = c.attr_f("alpha", 1.0)?;
+    let k = kernels()?;
+    kernel(move |ins| {
+        let t = input(ins, 0)?;
+        if alpha == 1.0 {
+            return out1(map_float(k, t, U::Silu)?);
+        }
+        let a = alpha as f64;
+        let v: Vec<f64> = cast::decode_f64(t)?.into_iter().map(|x| x / (1.0 + (-a * x).exp())).collect();
+        out1(cast::cast_tensor(&Tensor::from_vec(t.shape().to_vec(), v)?, t.dtype())?)
+    })
+}
+
 fn gelu(c: &BuildCtx<'_>) -> KResult {
     match c.attr_s("approximate", "none")?.as_str() {
         "none" => float_op(U::Gelu),
@@ -835,7 +850,11 @@ fn clip(c: &BuildCtx<'_>) -> KResult {
         with_num!(t.dtype(), T => {
             let lo: T = match lo { Some(l) => *l.view::<T>()?.first().ok_or("min is empty")?, None => T::lowest() };
             let hi: T = match hi { Some(h) => *h.view::<T>()?.first().ok_or("max is empty")?, None => T::highest() };
-            out1(unary_t(t, |x: T| if x < lo { lo } else if x > hi { hi } else { x })?)
+            out1(unary_t(t, |x: T| {
+                // NumPy order: max with `min` first, then min with `max` (max wins if min > max).
+                let y = if x < lo { lo } else { x };
+                if y > hi { hi } else { y }
+            })?)
         }, _ => Err(bad_type("Clip", t.dtype())))
     })
 }

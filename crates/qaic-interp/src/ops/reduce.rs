@@ -70,6 +70,12 @@ fn reduce(c: &BuildCtx<'_>, kind: Kind, input_since: i64) -> KResult {
             _ if noop => {}
             _ => mask.iter_mut().for_each(|m| *m = true),
         }
+        if t.dtype() == DType::Bool {
+            // Boolean Max/Min (opset 20) are Or/And: reduce as u8 and convert back.
+            let u = super::elementwise::cast::cast_tensor(t, DType::U8)?;
+            let r = reduce_t::<u8>(&u, &mask, keepdims, kind)?;
+            return out1(super::elementwise::cast::cast_tensor(&r, DType::Bool)?);
+        }
         crate::with_num!(t.dtype(), T => out1(reduce_t::<T>(t, &mask, keepdims, kind)?),
             _ => Err(op_err!("reductions do not take {}", t.dtype())))
     })
@@ -272,6 +278,7 @@ fn soft_row(buf: &mut [f64], kind: Soft) {
 fn softmax(c: &BuildCtx<'_>, kind: Soft) -> KResult {
     let old = c.opset < 13;
     let axis = c.attr_i("axis", if old { 1 } else { -1 })?;
+    let k = super::linalg::kernels()?;
     kernel(move |ins| {
         let t = input(ins, 0)?;
         let r = t.rank();
@@ -286,11 +293,11 @@ fn softmax(c: &BuildCtx<'_>, kind: Soft) -> KResult {
             let mut out = vec![0f32; v.len()];
             for (src, dst) in v.chunks_exact(n.max(1)).zip(out.chunks_exact_mut(n.max(1))) {
                 let m = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut s = 0f32;
                 for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = (x - m).exp();
-                    s += *d;
+                    *d = x - m;
                 }
+                k.unary_inplace(qaic_kernels::elementwise::UnaryOp::Exp, dst);
+                let s: f32 = dst.iter().sum();
                 let inv = 1.0 / s;
                 dst.iter_mut().for_each(|d| *d *= inv);
             }
