@@ -1,0 +1,991 @@
+//! Lowering, grouping, tiling and instruction emission.
+
+use std::collections::BTreeMap;
+
+use qaic_device::{AttrValue, Buffer, BufferKind, CoreMask, DeviceModel, Dma, DmaDim, DmaShape, Instr, Op, Program, SemSignal, Space, Tile};
+use qaic_ir::{Attr, Graph, Node, ValueId};
+use qaic_tensor::DType;
+
+use crate::prepare::{concrete_shape, dtype_of};
+use crate::{CodegenError, CodegenOptions, Compiled, CoreMetrics, IoBinding, LayerPlacement, Report, UnsupportedOp};
+
+/// ONNX op types the code generator lowers (compute ops plus reshape-like aliases).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Conv", "MatMul", "Gemm", "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal",
+    "Floor", "Ceil", "Softplus", "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Add", "Sub",
+    "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
+    "ReduceMin", "Transpose", "Concat", "Resize", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+];
+
+const ALIASES: &[&str] = &["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"];
+const UNARY: &[&str] = &[
+    "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Softplus",
+    "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip",
+];
+const BINARY: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"];
+const MOVES: &[&str] = &["Transpose", "Concat"];
+
+/// Tags: 0/1 input halves, 2/3 output halves, 4 resident operands.
+const TAG_RESIDENT: u8 = 4;
+/// Semaphore counting multicasts that have landed.
+const SEM_MCAST: u16 = 0;
+const SLOT_ALIGN: u64 = 128;
+
+#[derive(Clone, Debug)]
+struct LNode {
+    name: String,
+    op: String,
+    inputs: Vec<ValueId>,
+    output: ValueId,
+    attrs: Vec<(String, AttrValue)>,
+}
+
+/// How an op input follows a split of the output along one axis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Slice {
+    Whole,
+    Same(usize),
+}
+
+struct Ctx<'a> {
+    g: &'a Graph,
+    shapes: BTreeMap<ValueId, Vec<usize>>,
+    dtypes: BTreeMap<ValueId, DType>,
+    /// Reshape-like values → the value whose bytes they share.
+    root: BTreeMap<ValueId, ValueId>,
+}
+
+impl Ctx<'_> {
+    fn r(&self, v: ValueId) -> ValueId {
+        let mut v = v;
+        while let Some(&p) = self.root.get(&v) {
+            v = p;
+        }
+        v
+    }
+    fn shape(&self, v: ValueId) -> &[usize] {
+        self.shapes.get(&v).map_or(&[], |s| s.as_slice())
+    }
+    fn dtype(&self, v: ValueId) -> DType {
+        self.dtypes.get(&v).copied().unwrap_or(DType::F32)
+    }
+    fn bytes(&self, v: ValueId) -> u64 {
+        elems(self.shape(v)) * es(self.dtype(v))
+    }
+    fn is_const(&self, v: ValueId) -> bool {
+        self.g.value(self.r(v)).constant.is_some()
+    }
+}
+
+fn elems(s: &[usize]) -> u64 {
+    s.iter().map(|&d| d as u64).product()
+}
+
+fn es(d: DType) -> u64 {
+    (d.bits() as u64).div_ceil(8).max(1)
+}
+
+fn align(x: u64, a: u64) -> u64 {
+    x.div_ceil(a) * a
+}
+
+fn conv_attr(a: &Attr) -> Option<AttrValue> {
+    Some(match a {
+        Attr::Int(v) => AttrValue::Int(*v),
+        Attr::Float(v) => AttrValue::Float(*v as f64),
+        Attr::Ints(v) => AttrValue::Ints(v.clone()),
+        Attr::Floats(v) => AttrValue::Floats(v.iter().map(|&x| x as f64).collect()),
+        Attr::String(s) => AttrValue::Str(String::from_utf8_lossy(s).into_owned()),
+        _ => return None,
+    })
+}
+
+fn const_f32(g: &Graph, v: Option<ValueId>) -> Option<Option<f32>> {
+    match v {
+        None => Some(None),
+        Some(v) => {
+            let t = g.value(v).constant.as_ref()?;
+            let x = match t.dtype() {
+                DType::F32 => t.to_vec::<f32>().ok()?.first().copied()?,
+                DType::F16 => t.to_vec::<half::f16>().ok()?.first()?.to_f32(),
+                _ => return None,
+            };
+            Some(Some(x))
+        }
+    }
+}
+
+fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
+    let t = g.value(v?).constant.as_ref()?;
+    match t.dtype() {
+        DType::I64 => t.to_vec::<i64>().ok(),
+        DType::I32 => t.to_vec::<i32>().ok().map(|v| v.into_iter().map(|x| x as i64).collect()),
+        _ => None,
+    }
+}
+
+/// Lowers one node: `Ok(None)` for aliases, `Err(reason)` when unsupported.
+fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
+    let g = cx.g;
+    let op = n.op_type.as_str();
+    if !n.domain.is_empty() && n.domain != "ai.onnx" {
+        return Err(format!("domain `{}`", n.domain));
+    }
+    if !SUPPORTED_OPS.contains(&op) {
+        return Err(String::new());
+    }
+    let Some(Some(out)) = n.outputs.first().copied() else { return Err("no output".into()) };
+    if n.outputs.iter().skip(1).any(|o| o.is_some()) && op != "Dropout" {
+        return Err("optional extra outputs are not supported".into());
+    }
+    if ALIASES.contains(&op) {
+        return Ok(None);
+    }
+    let ins: Vec<Option<ValueId>> = n.inputs.clone();
+    let first = ins.first().copied().flatten().ok_or("missing first input")?;
+    let dt = cx.dtype(out);
+    if !MOVES.contains(&op) && dt != DType::F32 {
+        return Err(format!("element type {dt:?} (only float32 compute is supported yet)"));
+    }
+    let opset = g.opset_version("").unwrap_or(17);
+    let mut attrs: Vec<(String, AttrValue)> = n.attrs.iter().filter_map(|(k, v)| conv_attr(v).map(|a| (k.clone(), a))).collect();
+    let mut inputs: Vec<ValueId> = vec![first];
+    let set = |attrs: &mut Vec<(String, AttrValue)>, k: &str, v: AttrValue| {
+        attrs.retain(|(n, _)| n != k);
+        attrs.push((k.to_string(), v));
+    };
+    let rank = cx.shape(first).len() as i64;
+    match op {
+        "Clip" => {
+            if opset >= 11 {
+                let lo = const_f32(g, ins.get(1).copied().flatten()).ok_or("min is not a constant")?;
+                let hi = const_f32(g, ins.get(2).copied().flatten()).ok_or("max is not a constant")?;
+                attrs.clear();
+                if let Some(v) = lo {
+                    set(&mut attrs, "min", AttrValue::Float(v as f64));
+                }
+                if let Some(v) = hi {
+                    set(&mut attrs, "max", AttrValue::Float(v as f64));
+                }
+            }
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => {
+            let axes = match n.attr_ints("axes") {
+                Some(a) => Some(a.to_vec()),
+                None => match ins.get(1).copied().flatten() {
+                    Some(v) => Some(const_ints(g, Some(v)).ok_or("axes is not a constant")?),
+                    None => None,
+                },
+            };
+            attrs.retain(|(k, _)| k != "axes" && k != "noop_with_empty_axes");
+            match axes {
+                Some(a) if !a.is_empty() => set(&mut attrs, "axes", AttrValue::Ints(a)),
+                _ if n.attr_int("noop_with_empty_axes").unwrap_or(0) != 0 => return Err("noop_with_empty_axes".into()),
+                _ => set(&mut attrs, "axes", AttrValue::Ints((0..rank).collect())),
+            }
+        }
+        "Softmax" | "LogSoftmax" => {
+            let a = n.attr_int("axis").unwrap_or(if opset >= 13 { -1 } else { 1 });
+            let a = if a < 0 { a + rank } else { a };
+            if opset < 13 && a != rank - 1 {
+                return Err(format!("opset {opset} coerced-2D softmax over axis {a} of rank {rank}"));
+            }
+            set(&mut attrs, "axis", AttrValue::Int(a));
+        }
+        "LayerNormalization" => {
+            if n.attr_int("stash_type").unwrap_or(1) != 1 {
+                return Err("stash_type other than float".into());
+            }
+            let a = n.attr_int("axis").unwrap_or(-1);
+            set(&mut attrs, "axis", AttrValue::Int(if a < 0 { a + rank } else { a }));
+            inputs.extend(ins.iter().skip(1).flatten());
+        }
+        "Resize" => {
+            let mode = n.attr_str("mode").unwrap_or("nearest");
+            let ctm = n.attr_str("coordinate_transformation_mode").unwrap_or("half_pixel");
+            let nm = n.attr_str("nearest_mode").unwrap_or("round_prefer_floor");
+            let (xs, ys) = (cx.shape(first), cx.shape(out));
+            let ok_shape = xs.len() == ys.len() && xs.iter().zip(ys).all(|(&i, &o)| i > 0 && o % i == 0);
+            let max_s = xs.iter().zip(ys).map(|(&i, &o)| o / i.max(1)).max().unwrap_or(1);
+            let ok = mode == "nearest"
+                && ok_shape
+                && ((ctm == "asymmetric" && nm == "floor")
+                    || (matches!(ctm, "asymmetric" | "half_pixel" | "pytorch_half_pixel") && nm == "round_prefer_floor" && max_s <= 2));
+            if !ok {
+                return Err(format!("only nearest upsampling by integer factors is supported (mode {mode}, {ctm}, {nm})"));
+            }
+            attrs.clear();
+        }
+        "Conv" | "MatMul" | "Gemm" | "BatchNormalization" | "PRelu" | "Concat" => {
+            inputs.extend(ins.iter().skip(1).flatten());
+        }
+        o if BINARY.contains(&o) => inputs.extend(ins.iter().skip(1).flatten()),
+        _ => {}
+    }
+    if op == "Conv" {
+        let ws = cx.shape(inputs[1]).to_vec();
+        if !n.attrs.contains_key("kernel_shape") {
+            set(&mut attrs, "kernel_shape", AttrValue::Ints(ws[2..].iter().map(|&d| d as i64).collect()));
+        }
+        if n.attr_str("auto_pad").is_some_and(|s| s != "NOTSET") {
+            return Err("auto_pad (use explicit pads)".into());
+        }
+    }
+    if matches!(op, "MaxPool" | "AveragePool") && n.attr_str("auto_pad").is_some_and(|s| s != "NOTSET") {
+        return Err("auto_pad (use explicit pads)".into());
+    }
+    if op == "MaxPool" && n.outputs.get(1).copied().flatten().is_some() {
+        return Err("Indices output".into());
+    }
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Some(LNode { name: n.display_name(g), op: op.to_string(), inputs, output: out, attrs }))
+}
+
+/// Broadcast mapping of an input of shape `is` onto output axis `a` of rank `r`.
+fn bcast(is: &[usize], os: &[usize], a: usize) -> Option<Slice> {
+    let off = os.len() as i64 - is.len() as i64;
+    let ia = a as i64 - off;
+    if ia < 0 {
+        return Some(Slice::Whole);
+    }
+    let d = is[ia as usize];
+    if d == os[a] {
+        Some(Slice::Same(ia as usize))
+    } else if d == 1 {
+        Some(Slice::Whole)
+    } else {
+        None
+    }
+}
+
+/// How each input of `n` follows a split of its output along axis `a`; `None` if it cannot.
+fn mapping(cx: &Ctx<'_>, n: &LNode, a: usize) -> Option<Vec<Slice>> {
+    let os = cx.shape(n.output);
+    if a >= os.len() || os[a] <= 1 {
+        return None;
+    }
+    let ish = |i: usize| cx.shape(n.inputs[i]);
+    let int = |k: &str, d: i64| n.attrs.iter().find(|(x, _)| x == k).and_then(|(_, v)| if let AttrValue::Int(i) = v { Some(*i) } else { None }).unwrap_or(d);
+    let op = n.op.as_str();
+    let all_same = |v: Vec<Slice>| Some(v);
+    match op {
+        "Conv" => {
+            let group = int("group", 1) as usize;
+            let c = ish(0).get(1).copied().unwrap_or(0);
+            let m = os[1];
+            let rest = n.inputs.len();
+            match a {
+                0 => all_same([Slice::Same(0)].into_iter().chain(std::iter::repeat_n(Slice::Whole, rest - 1)).collect()),
+                1 if group == 1 => all_same([Slice::Whole].into_iter().chain(std::iter::repeat_n(Slice::Same(0), rest - 1)).collect()),
+                1 if group == c && group == m => all_same([Slice::Same(1)].into_iter().chain(std::iter::repeat_n(Slice::Same(0), rest - 1)).collect()),
+                _ => None,
+            }
+        }
+        "MatMul" => {
+            let (ra, rb, r) = (ish(0).len(), ish(1).len(), os.len());
+            if ra < 2 || rb < 2 {
+                return None;
+            }
+            if a == r - 1 {
+                Some(vec![Slice::Whole, Slice::Same(rb - 1)])
+            } else if a == r - 2 {
+                Some(vec![Slice::Same(ra - 2), Slice::Whole])
+            } else {
+                let f = |s: &[usize], rk: usize| -> Option<Slice> {
+                    let ia = a as i64 - (r as i64 - rk as i64);
+                    if ia < 0 || s[ia as usize] == 1 { Some(Slice::Whole) } else if s[ia as usize] == os[a] { Some(Slice::Same(ia as usize)) } else { None }
+                };
+                Some(vec![f(ish(0), ra)?, f(ish(1), rb)?])
+            }
+        }
+        "Gemm" => {
+            let (ta, tb) = (int("transA", 0) != 0, int("transB", 0) != 0);
+            let mut v = if a == 0 {
+                vec![Slice::Same(if ta { 1 } else { 0 }), Slice::Whole]
+            } else {
+                vec![Slice::Whole, Slice::Same(if tb { 0 } else { 1 })]
+            };
+            if n.inputs.len() > 2 {
+                v.push(bcast(ish(2), os, a)?);
+            }
+            Some(v)
+        }
+        "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" if a <= 1 => Some(vec![Slice::Same(a)]),
+        "BatchNormalization" if a <= 1 => {
+            let p = if a == 1 { Slice::Same(0) } else { Slice::Whole };
+            Some(vec![Slice::Same(a), p, p, p, p])
+        }
+        "Softmax" | "LogSoftmax" | "LayerNormalization" => {
+            let ax = int("axis", -1);
+            if (a as i64) < ax {
+                let mut v = vec![Slice::Same(a)];
+                v.extend(std::iter::repeat_n(Slice::Whole, n.inputs.len() - 1));
+                Some(v)
+            } else {
+                None
+            }
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => {
+            let is = ish(0);
+            let axes: Vec<i64> = n.attrs.iter().find(|(k, _)| k == "axes").and_then(|(_, v)| if let AttrValue::Ints(v) = v { Some(v.clone()) } else { None }).unwrap_or_default();
+            let r = is.len() as i64;
+            let red: Vec<usize> = axes.iter().map(|&x| if x < 0 { (x + r) as usize } else { x as usize }).collect();
+            // Only the leading non-reduced axes keep their index with keepdims=0.
+            if red.iter().all(|&x| x > a) && is.get(a) == Some(&os[a]) { Some(vec![Slice::Same(a)]) } else { None }
+        }
+        "Transpose" => {
+            let perm: Vec<i64> = n.attrs.iter().find(|(k, _)| k == "perm").and_then(|(_, v)| if let AttrValue::Ints(v) = v { Some(v.clone()) } else { None })?;
+            let p = *perm.get(a)? as usize;
+            // A split of the input's outermost axis keeps every slice contiguous in DDR.
+            Some(vec![Slice::Same(p)])
+        }
+        "Concat" => {
+            let ax = int("axis", 0);
+            let ax = if ax < 0 { ax + os.len() as i64 } else { ax } as usize;
+            if a == ax { None } else { Some(vec![Slice::Same(a); n.inputs.len()]) }
+        }
+        "Resize" => {
+            if ish(0).get(a) == Some(&os[a]) { Some(vec![Slice::Same(a)]) } else { None }
+        }
+        o if UNARY.contains(&o) => Some(vec![Slice::Same(a)]),
+        o if BINARY.contains(&o) => n.inputs.iter().map(|&v| bcast(cx.shape(v), os, a)).collect(),
+        _ => None,
+    }
+}
+
+fn is_elementwise(n: &LNode) -> bool {
+    UNARY.contains(&n.op.as_str()) || BINARY.contains(&n.op.as_str())
+}
+
+#[derive(Clone, Debug)]
+struct Group {
+    members: Vec<usize>,
+    /// Axes every member can be split along consistently.
+    axes: Vec<usize>,
+}
+
+/// One member input's source for a group tile.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Src {
+    /// Loaded once per layer (whole tensor), index into `Plan::resident`.
+    Resident(usize),
+    /// Sliced per tile from DDR, index into `Plan::sliced`.
+    Sliced(usize),
+    /// Output of member `m` in this tile.
+    Member(usize),
+}
+
+#[derive(Clone, Debug)]
+struct Plan {
+    name: String,
+    axis: Option<usize>,
+    /// Per core: the output ranges of its tiles along `axis` (one `(0, 1)` tile when unsplit).
+    tiles: Vec<Vec<(usize, usize)>>,
+    resident: Vec<(ValueId, u64)>,
+    /// (value, axis of the value sliced, slot offset in a half).
+    sliced: Vec<(ValueId, usize, u64)>,
+    /// Per member: input sources and output slot offset in a half.
+    srcs: Vec<Vec<Src>>,
+    out_slot: Vec<u64>,
+    /// Members whose output goes to DDR.
+    written: Vec<bool>,
+    half: u64,
+    half_base: u64,
+    vtcm: u64,
+    members: Vec<usize>,
+    participants: Vec<u32>,
+    multicast: bool,
+}
+
+fn tile_shape(s: &[usize], ax: Option<usize>, r: (usize, usize)) -> Vec<u64> {
+    let mut v: Vec<u64> = s.iter().map(|&d| d as u64).collect();
+    if let Some(a) = ax {
+        v[a] = (r.1 - r.0) as u64;
+    }
+    v
+}
+
+/// The DMA moving rows `r` of axis `ax` of a DDR tensor (`shape`, element size `e`) at
+/// (`buf`, `off`) to or from a dense VTCM tile at `vt`.
+fn slice_dma(buf: u32, off: u64, shape: &[usize], e: u64, ax: Option<usize>, r: (usize, usize), vt: u64, to_vtcm: bool, tag: u8) -> Option<Dma> {
+    let (outer, inner, dim, r) = match ax {
+        Some(a) => (elems(&shape[..a]), elems(&shape[a + 1..]) * e, shape[a] as u64, (r.0 as u64, r.1 as u64)),
+        None => (1, elems(shape) * e, 1, (0, 1)),
+    };
+    let run = (r.1 - r.0) * inner;
+    if run == 0 || outer == 0 {
+        return None;
+    }
+    let ddr_off = off + r.0 * inner;
+    let dims = if outer > 1 {
+        let (ds, vs) = (dim * inner, run);
+        vec![if to_vtcm { DmaDim { count: outer, src_stride: ds, dst_stride: vs } } else { DmaDim { count: outer, src_stride: vs, dst_stride: ds } }]
+    } else {
+        Vec::new()
+    };
+    let (src, so, dst, dso) = if to_vtcm { (Space::Ddr(buf), ddr_off, Space::Vtcm, vt) } else { (Space::Vtcm, vt, Space::Ddr(buf), ddr_off) };
+    Some(Dma { src, src_offset: so, dst, dst_offset: dso, shape: DmaShape { run_bytes: run, dims }, multicast: None, tag, signal: None })
+}
+
+struct Layout {
+    /// value root → (buffer, offset)
+    loc: BTreeMap<ValueId, (u32, u64)>,
+}
+
+pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Result<Compiled, CodegenError> {
+    // Shapes and types of every value in use.
+    let mut cx = Ctx { g, shapes: BTreeMap::new(), dtypes: BTreeMap::new(), root: BTreeMap::new() };
+    let mut used: Vec<ValueId> = g.inputs.clone();
+    used.extend(&g.outputs);
+    for n in &g.nodes {
+        used.extend(n.inputs.iter().flatten());
+        used.extend(n.outputs.iter().flatten());
+    }
+    for &v in &used {
+        let name = &g.value(v).name;
+        let s = concrete_shape(g, v).ok_or_else(|| CodegenError::Shape { value: name.clone(), msg: "shape unknown after shape inference (bind its symbols)".into() })?;
+        let d = dtype_of(g, v).ok_or_else(|| CodegenError::Shape { value: name.clone(), msg: "element type unknown".into() })?;
+        cx.shapes.insert(v, s);
+        cx.dtypes.insert(v, d);
+    }
+    // Lower nodes, collecting every unsupported one.
+    let mut lnodes = Vec::new();
+    let mut unsupported = Vec::new();
+    for n in &g.nodes {
+        match lower(&cx, n) {
+            Ok(Some(l)) => lnodes.push(l),
+            Ok(None) => {
+                if let (Some(Some(i)), Some(Some(out))) = (n.inputs.first(), n.outputs.first()) {
+                    cx.root.insert(*out, *i);
+                }
+            }
+            Err(reason) => unsupported.push(UnsupportedOp { op_type: n.op_type.clone(), node: n.display_name(g), reason }),
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(CodegenError::Unsupported(unsupported));
+    }
+    // Rewrite inputs to alias roots.
+    for l in &mut lnodes {
+        for i in &mut l.inputs {
+            *i = cx.r(*i);
+        }
+    }
+    let budget = (dev.vtcm_bytes as f64 * o.vtcm_working_set_limit_ratio) as u64;
+    let df_budget = o.depth_first_mem_kib.map_or(budget, |k| (k * 1024).min(budget));
+    let ncores = o.num_cores;
+    let mos = o.mos.unwrap_or(ncores);
+
+    // Readers of each root value (by node index), graph outputs.
+    let mut readers: BTreeMap<ValueId, Vec<usize>> = BTreeMap::new();
+    for (i, l) in lnodes.iter().enumerate() {
+        for &v in &l.inputs {
+            readers.entry(v).or_default().push(i);
+        }
+    }
+    let outputs_root: Vec<ValueId> = g.outputs.iter().map(|&v| cx.r(v)).collect();
+
+    // Group: element-wise followers always, conv/pool chains along the batch with depth-first.
+    let axes_of = |l: &LNode| -> Vec<usize> { (0..cx.shape(l.output).len()).filter(|&a| mapping(&cx, l, a).is_some()).collect() };
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, l) in lnodes.iter().enumerate() {
+        if let Some(gr) = groups.last_mut() {
+            let last = &lnodes[*gr.members.last().unwrap_or(&0)];
+            let lv = last.output;
+            let single = readers.get(&lv).is_some_and(|r| r.len() == 1 && r[0] == i) && !outputs_root.contains(&lv);
+            let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
+                || o.depth_first && matches!(l.op.as_str(), "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool");
+            if single && follower_ok {
+                let idx = l.inputs.iter().position(|&v| v == lv);
+                let axes: Vec<usize> = gr
+                    .axes
+                    .iter()
+                    .copied()
+                    .filter(|&a| match (mapping(&cx, l, a), idx) {
+                        (Some(m), Some(k)) => m[k] == Slice::Same(a) && cx.shape(l.output).get(a) == cx.shape(lv).get(a),
+                        _ => false,
+                    })
+                    .collect();
+                // Depth-first groups must keep a split axis; element-wise ones may run unsplit.
+                if !axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty()) {
+                    let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
+                    let lim = if is_elementwise(l) { budget } else { df_budget };
+                    if min_footprint(&cx, &lnodes, &trial, &axes) <= lim {
+                        gr.members.push(i);
+                        gr.axes = axes;
+                        continue;
+                    }
+                }
+            }
+        }
+        groups.push(Group { members: vec![i], axes: axes_of(l) });
+    }
+
+    // Plan tiles per group.
+    let mut plans = Vec::new();
+    let gran = o.size_split_granularity_kib as u64 * 1024;
+    for gr in &groups {
+        plans.push(plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o)?);
+    }
+
+    // DDR layout: inputs, outputs, constants, scratch.
+    let mut program = Program::new(&g.name, dev.hw_version, ncores as usize, 0);
+    let mut lay = Layout { loc: BTreeMap::new() };
+    let mut io = Vec::new();
+    let mut binding = 0u32;
+    for &v in &g.inputs {
+        if g.value(v).constant.is_some() {
+            continue;
+        }
+        let b = program.buffers.len() as u32;
+        program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Input, size: cx.bytes(v), binding: Some(binding) });
+        io.push(IoBinding { name: g.value(v).name.clone(), is_input: true, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
+        binding += 1;
+        lay.loc.insert(v, (b, 0));
+    }
+    // Graph outputs computed by a layer are written straight into their output buffer; the
+    // others (an input, a constant, or a second name for the same bytes) are copied at the end.
+    let mut copies: Vec<(ValueId, u32)> = Vec::new();
+    for &v in &g.outputs {
+        let b = program.buffers.len() as u32;
+        program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Output, size: cx.bytes(v), binding: Some(binding) });
+        io.push(IoBinding { name: g.value(v).name.clone(), is_input: false, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
+        binding += 1;
+        let r = cx.r(v);
+        let produced = lnodes.iter().any(|l| l.output == r);
+        if produced && !lay.loc.contains_key(&r) {
+            lay.loc.insert(r, (b, 0));
+        } else {
+            copies.push((r, b));
+        }
+    }
+    let cbuf = program.buffers.len() as u32;
+    let mut constants = Vec::new();
+    for l in &lnodes {
+        for &v in &l.inputs {
+            if cx.is_const(v) && !lay.loc.contains_key(&v) {
+                let off = align(constants.len() as u64, 64);
+                constants.resize(off as usize, 0);
+                let t = g.value(v).constant.as_ref().ok_or_else(|| CodegenError::Graph("constant vanished".into()))?;
+                let raw = t.raw_bytes().map_err(|e| CodegenError::Graph(format!("constant `{}`: {e}", g.value(v).name)))?;
+                constants.extend_from_slice(raw);
+                lay.loc.insert(v, (cbuf, off));
+            }
+        }
+    }
+    for (r, _) in &copies {
+        if cx.is_const(*r) && !lay.loc.contains_key(r) {
+            let off = align(constants.len() as u64, 64);
+            constants.resize(off as usize, 0);
+            if let Some(t) = g.value(*r).constant.as_ref() {
+                constants.extend_from_slice(t.raw_bytes().map_err(|e| CodegenError::Graph(e.to_string()))?);
+            }
+            lay.loc.insert(*r, (cbuf, off));
+        }
+    }
+    let cbytes = align(constants.len() as u64, 64);
+    constants.resize(cbytes as usize, 0);
+    program.buffers.push(Buffer { name: "constants".into(), kind: BufferKind::Constants, size: cbytes, binding: None });
+    let sbuf = program.buffers.len() as u32;
+    let scratch = alloc_scratch(&cx, &lnodes, &plans, &mut lay, sbuf, &copies, o.allocator_dealloc_delay as usize);
+    program.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: scratch.max(64), binding: None });
+
+    // Multicast counts per group (prefix sums keep the semaphore targets independent of threads).
+    let mut mc_base = Vec::with_capacity(plans.len());
+    let mut acc = 0u32;
+    for p in &plans {
+        mc_base.push(acc);
+        if p.multicast {
+            acc += p.resident.len() as u32;
+        }
+    }
+    program.num_semaphores = 1;
+    // Emit every group (in parallel when asked; results are joined in order).
+    let emit_one = |gi: usize| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi])).collect() };
+    let per_group: Vec<Vec<Vec<Instr>>> = if o.compile_threads == 1 {
+        (0..plans.len()).map(emit_one).collect()
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(o.compile_threads).build().map_err(|e| CodegenError::Option { option: "-compile-threads", msg: e.to_string() })?;
+        pool.install(|| {
+            use rayon::prelude::*;
+            (0..plans.len()).into_par_iter().map(emit_one).collect()
+        })
+    };
+    for gi in per_group {
+        for (c, v) in gi.into_iter().enumerate() {
+            program.cores[c].instrs.extend(v);
+        }
+    }
+    // Output copies (aliases of inputs/constants/other outputs) on core 0.
+    if !copies.is_empty() {
+        for c in 0..ncores as usize {
+            program.cores[c].instrs.push(Instr::Layer { name: "output_copies".into() });
+        }
+        for (r, b) in &copies {
+            let (sb, so) = lay.loc.get(r).copied().ok_or_else(|| CodegenError::Graph(format!("output `{}` has no producer", g.value(*r).name)))?;
+            let n = cx.bytes(*r);
+            if n > 0 {
+                program.cores[0].instrs.push(Instr::Dma(Dma { src: Space::Ddr(sb), src_offset: so, dst: Space::Ddr(*b), dst_offset: 0, shape: DmaShape::contiguous(n), multicast: None, tag: 5, signal: None }));
+            }
+        }
+        program.cores[0].instrs.push(Instr::DmaWait { tag: 5 });
+    }
+    for c in 0..ncores as usize {
+        program.cores[c].instrs.push(Instr::End);
+    }
+    program.vtcm_bytes = plans.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096);
+    program.validate_for(dev).map_err(|e| CodegenError::Program(e.to_string()))?;
+
+    // Report.
+    let costs = dev.core_costs(&program);
+    let mut report = Report { constants_bytes: cbytes, scratch_bytes: scratch, ..Default::default() };
+    for c in &costs {
+        report.macs += c.macs;
+        report.cores.push(CoreMetrics { macs: c.macs, vtcm_bytes: c.vtcm_high_water, ddr_read_bytes: c.ddr_read_bytes, ddr_write_bytes: c.ddr_write_bytes, instructions: c.instructions });
+    }
+    for p in &plans {
+        let per = p.tiles.iter().map(|t| t.len()).max().unwrap_or(0) as u32;
+        report.layers.push(LayerPlacement {
+            name: p.name.clone(),
+            nodes: p.members.iter().map(|&m| lnodes[m].name.clone()).collect(),
+            axis: p.axis,
+            cores: p.participants.len() as u32,
+            tiles_per_core: per,
+            vtcm_bytes: p.vtcm,
+        });
+        if per > o.ols {
+            report.warnings.push(format!("layer `{}` spills: split into {per} tiles per core to fit {budget} bytes of VTCM", p.name));
+        }
+        if (p.participants.len() as u32) < ncores {
+            report.warnings.push(format!("layer `{}` uses {} of {ncores} cores ({} idle)", p.name, p.participants.len(), ncores - p.participants.len() as u32));
+        }
+    }
+    Ok(Compiled { program, constants, io, report })
+}
+
+/// Smallest per-core working set of a candidate group (one slice of 1 along its best axis).
+fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize]) -> u64 {
+    let mut best = u64::MAX;
+    let cands: Vec<Option<usize>> = if axes.is_empty() { vec![None] } else { axes.iter().map(|&a| Some(a)).collect() };
+    for a in cands {
+        let mut tot = 0u64;
+        for &m in members {
+            let l = &ln[m];
+            let map = a.and_then(|a| mapping(cx, l, a));
+            for (k, &v) in l.inputs.iter().enumerate() {
+                let b = cx.bytes(v);
+                tot += match (map.as_ref().map(|m| m[k]), a) {
+                    (Some(Slice::Same(ia)), Some(_)) => 2 * b / cx.shape(v)[ia].max(1) as u64,
+                    _ => b,
+                };
+            }
+            let ob = cx.bytes(l.output);
+            tot += match a {
+                Some(a) => 2 * ob / cx.shape(l.output)[a].max(1) as u64,
+                None => ob,
+            };
+        }
+        best = best.min(tot);
+    }
+    best
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_group(
+    cx: &Ctx<'_>,
+    ln: &[LNode],
+    gr: &Group,
+    readers: &BTreeMap<ValueId, Vec<usize>>,
+    outs: &[ValueId],
+    budget: u64,
+    gran: u64,
+    ncores: u32,
+    mos: u32,
+    o: &CodegenOptions,
+) -> Result<Plan, CodegenError> {
+    let members = gr.members.clone();
+    let last = &ln[*members.last().unwrap_or(&0)];
+    let in_group = |v: ValueId| members.iter().position(|&m| ln[m].output == v);
+    let written: Vec<bool> = members
+        .iter()
+        .map(|&m| {
+            let v = ln[m].output;
+            outs.contains(&v) || readers.get(&v).is_some_and(|r| r.iter().any(|i| !members.contains(i))) || m == *members.last().unwrap_or(&0)
+        })
+        .collect();
+    // Build a plan for one axis and chunk size; None if the axis cannot hold it.
+    let build = |axis: Option<usize>, chunk: usize, parts: usize| -> Plan {
+        let os = cx.shape(last.output);
+        let d = axis.map_or(1, |a| os[a]);
+        let parts = parts.min(d).max(1);
+        let mut tiles = Vec::new();
+        for p in 0..parts {
+            let (s, e) = (d * p / parts, d * (p + 1) / parts);
+            let mut t = Vec::new();
+            let mut x = s;
+            while x < e {
+                let y = (x + chunk).min(e);
+                t.push((x, y));
+                x = y;
+            }
+            tiles.push(t);
+        }
+        let mut resident: Vec<(ValueId, u64)> = Vec::new();
+        let mut sliced: Vec<(ValueId, usize, u64)> = Vec::new();
+        let mut srcs = Vec::new();
+        let mut res_off = 0u64;
+        let mut half = 0u64;
+        let c = chunk.min(d) as u64;
+        for &m in &members {
+            let l = &ln[m];
+            let map = axis.and_then(|a| mapping(cx, l, a));
+            let mut s = Vec::new();
+            for (k, &v) in l.inputs.iter().enumerate() {
+                if let Some(pm) = in_group(v) {
+                    s.push(Src::Member(pm));
+                    continue;
+                }
+                match map.as_ref().map(|mm| mm[k]) {
+                    Some(Slice::Same(ia)) => {
+                        let idx = sliced.iter().position(|x| x.0 == v && x.1 == ia).unwrap_or_else(|| {
+                            let b = cx.bytes(v) / cx.shape(v)[ia].max(1) as u64 * c;
+                            sliced.push((v, ia, half));
+                            half = align(half + b, SLOT_ALIGN);
+                            sliced.len() - 1
+                        });
+                        s.push(Src::Sliced(idx));
+                    }
+                    _ => {
+                        let idx = resident.iter().position(|x| x.0 == v).unwrap_or_else(|| {
+                            resident.push((v, res_off));
+                            res_off = align(res_off + cx.bytes(v), 4096);
+                            resident.len() - 1
+                        });
+                        s.push(Src::Resident(idx));
+                    }
+                }
+            }
+            srcs.push(s);
+        }
+        let mut out_slot = Vec::new();
+        for &m in &members {
+            let v = ln[m].output;
+            let b = match axis {
+                Some(a) => cx.bytes(v) / cx.shape(v)[a].max(1) as u64 * c,
+                None => cx.bytes(v),
+            };
+            out_slot.push(half);
+            half = align(half + b, SLOT_ALIGN);
+        }
+        let half = align(half.max(SLOT_ALIGN), 4096);
+        let half_base = align(res_off, 4096);
+        let ntiles = tiles.iter().map(|t| t.len()).max().unwrap_or(1);
+        let vtcm = half_base + if ntiles > 1 { 2 * half } else { half };
+        let participants: Vec<u32> = (0..tiles.len() as u32).filter(|&p| !tiles[p as usize].is_empty()).collect();
+        let multicast = o.multicast_weights && participants.len() > 1 && !resident.is_empty();
+        Plan {
+            name: last.name.clone(),
+            axis,
+            tiles,
+            resident,
+            sliced,
+            srcs,
+            out_slot,
+            written: written.clone(),
+            half,
+            half_base,
+            vtcm,
+            members: members.clone(),
+            participants,
+            multicast,
+        }
+    };
+    let out_bytes_per = |a: usize| cx.bytes(last.output) / cx.shape(last.output)[a].max(1) as u64;
+    let mut best: Option<(Plan, (usize, usize))> = None;
+    let mut smallest = u64::MAX;
+    for &a in &gr.axes {
+        let d = cx.shape(last.output)[a];
+        let parts = (mos as usize).min(d).max(1);
+        let per = d.div_ceil(parts);
+        let mut chunk = per;
+        // Shrink the chunk until the working set fits and tiles respect the granularity.
+        let plan = loop {
+            let p = build(Some(a), chunk, parts);
+            smallest = smallest.min(p.vtcm);
+            if p.vtcm <= budget && (out_bytes_per(a) * chunk as u64 <= gran || chunk == 1) {
+                break Some(p);
+            }
+            if chunk == 1 {
+                break None;
+            }
+            chunk = chunk.div_ceil(2).min(chunk - 1);
+        };
+        let Some(mut plan) = plan else { continue };
+        if o.ols > 1 {
+            let ntiles = per.div_ceil(chunk) * o.ols as usize;
+            let c2 = per.div_ceil(ntiles).max(1);
+            plan = build(Some(a), c2, parts);
+        }
+        let ntiles = plan.tiles.iter().map(|t| t.len()).max().unwrap_or(1);
+        let score = (plan.participants.len(), usize::MAX - ntiles);
+        if best.as_ref().is_none_or(|(_, s)| score > *s) {
+            best = Some((plan, score));
+        }
+    }
+    if let Some((p, _)) = best {
+        return Ok(p);
+    }
+    let p = build(None, 1, 1);
+    if p.vtcm <= budget {
+        return Ok(p);
+    }
+    smallest = smallest.min(p.vtcm);
+    let _ = ncores;
+    Err(CodegenError::Tiling { node: last.name.clone(), op: last.op.clone(), budget, needed: smallest })
+}
+
+/// Scratch placement by liveness (first fit, freed `delay` layers after the last reader).
+fn alloc_scratch(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], lay: &mut Layout, sbuf: u32, copies: &[(ValueId, u32)], delay: usize) -> u64 {
+    let mut producer_group = BTreeMap::new();
+    let mut last_use: BTreeMap<ValueId, usize> = BTreeMap::new();
+    for (gi, p) in plans.iter().enumerate() {
+        for (k, &m) in p.members.iter().enumerate() {
+            if p.written[k] {
+                producer_group.insert(ln[m].output, gi);
+            }
+            for &v in &ln[m].inputs {
+                last_use.insert(v, gi);
+            }
+        }
+    }
+    for (r, _) in copies {
+        last_use.insert(*r, plans.len());
+    }
+    let mut live: Vec<(u64, u64, usize)> = Vec::new(); // (offset, size, free after group)
+    let mut top = 0u64;
+    for (gi, p) in plans.iter().enumerate() {
+        live.retain(|&(_, _, f)| f + delay >= gi);
+        for (k, &m) in p.members.iter().enumerate() {
+            let v = ln[m].output;
+            if !p.written[k] || lay.loc.contains_key(&v) {
+                continue;
+            }
+            let size = align(cx.bytes(v).max(1), 64);
+            live.sort();
+            let mut off = 0u64;
+            for &(o, s, _) in &live {
+                if off + size <= o {
+                    break;
+                }
+                off = off.max(o + s);
+            }
+            let free = last_use.get(&v).copied().unwrap_or(gi).max(gi);
+            live.push((off, size, free));
+            top = top.max(off + size);
+            lay.loc.insert(v, (sbuf, off));
+            let _ = producer_group.get(&v);
+        }
+    }
+    top
+}
+
+/// Instructions of core `c` for one group.
+fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32) -> Vec<Instr> {
+    let mut v = vec![Instr::Layer { name: p.name.clone() }];
+    let all = CoreMask::first(ncores);
+    let Some(tiles) = p.tiles.get(c as usize).filter(|t| !t.is_empty()) else {
+        v.push(Instr::Barrier { cores: all });
+        return v;
+    };
+    let loc = |x: ValueId| lay.loc.get(&x).copied().unwrap_or((0, 0));
+    // Operands every tile uses: once per layer (multicast from the first core when enabled).
+    let mut local = false;
+    for (i, &(val, off)) in p.resident.iter().enumerate() {
+        let (b, o) = loc(val);
+        let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), None, (0, 1), off, true, TAG_RESIDENT) else { continue };
+        if p.multicast {
+            if c == p.participants[0] {
+                d.multicast = Some(CoreMask(p.participants.iter().fold(0u64, |m, &x| m | 1 << x)));
+                d.signal = Some(SemSignal { sem: SEM_MCAST, add: 1 });
+                v.push(Instr::Dma(d));
+            }
+            let _ = i;
+        } else {
+            v.push(Instr::Dma(d));
+            local = true;
+        }
+    }
+    if local {
+        v.push(Instr::DmaWait { tag: TAG_RESIDENT });
+    }
+    if p.multicast {
+        v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + p.resident.len() as u32 });
+    }
+    let base = |t: usize| p.half_base + (t % 2) as u64 * p.half;
+    let issue_in = |v: &mut Vec<Instr>, t: usize| {
+        for &(val, ia, slot) in &p.sliced {
+            let (b, o) = loc(val);
+            if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), Some(ia), tiles[t], base(t) + slot, true, (t % 2) as u8) {
+                v.push(Instr::Dma(d));
+            }
+        }
+    };
+    let n = tiles.len();
+    issue_in(&mut v, 0);
+    for t in 0..n {
+        if t + 1 < n {
+            if t >= 1 {
+                // The other half's outputs must have left before its inputs are overwritten.
+                v.push(Instr::DmaWait { tag: 2 + ((t + 1) % 2) as u8 });
+            }
+            issue_in(&mut v, t + 1);
+        }
+        v.push(Instr::DmaWait { tag: (t % 2) as u8 });
+        let r = tiles[t];
+        for (k, &m) in p.members.iter().enumerate() {
+            let l = &ln[m];
+            let map = p.axis.and_then(|a| mapping(cx, l, a));
+            let inputs: Vec<Tile> = l
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(i, &val)| {
+                    let dt = cx.dtype(val);
+                    match p.srcs[k][i] {
+                        Src::Resident(j) => Tile::vtcm(p.resident[j].1, dt, tile_shape(cx.shape(val), None, r)),
+                        Src::Sliced(j) => Tile::vtcm(base(t) + p.sliced[j].2, dt, tile_shape(cx.shape(val), Some(p.sliced[j].1), r)),
+                        Src::Member(pm) => {
+                            let ax = map.as_ref().and_then(|mm| if let Slice::Same(a) = mm[i] { Some(a) } else { None });
+                            Tile::vtcm(base(t) + p.out_slot[pm], dt, tile_shape(cx.shape(val), ax.or(p.axis), r))
+                        }
+                    }
+                })
+                .collect();
+            let out = Tile::vtcm(base(t) + p.out_slot[k], cx.dtype(l.output), tile_shape(cx.shape(l.output), p.axis, r));
+            let mut op = Op::new(&l.op, cx.dtype(l.output), inputs, vec![out]);
+            for (a, val) in &l.attrs {
+                op.set_attr(a, val.clone());
+            }
+            // A depthwise convolution split along channels has as many groups as the tile.
+            if l.op == "Conv" && p.axis == Some(1) && map.as_ref().is_some_and(|mm| mm[0] == Slice::Same(1)) {
+                op.set_attr("group", AttrValue::Int((r.1 - r.0) as i64));
+            }
+            v.push(Instr::Op(op));
+        }
+        for (k, &m) in p.members.iter().enumerate() {
+            if !p.written[k] {
+                continue;
+            }
+            let val = ln[m].output;
+            let (b, o) = loc(val);
+            if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, base(t) + p.out_slot[k], false, 2 + (t % 2) as u8) {
+                v.push(Instr::Dma(d));
+            }
+        }
+    }
+    v.push(Instr::DmaWait { tag: 2 });
+    v.push(Instr::DmaWait { tag: 3 });
+    v.push(Instr::Barrier { cores: all });
+    v
+}

@@ -1,0 +1,365 @@
+//! Functional execution of one `Op` instruction on tile bytes with the shared CPU kernels.
+//!
+//! Float ops compute in f32 (f16/bf16 tiles are widened and rounded back, as the interpreter
+//! does); data-movement ops (`Transpose`, `Concat`, `Copy`) move elements of any width.
+
+use half::{bf16, f16};
+use qaic_device::{AttrValue, Op, Tile};
+use qaic_kernels::conv::ConvParams;
+use qaic_kernels::elementwise::{BinaryOp, UnaryOp};
+use qaic_kernels::gemm::{Activation, Mat, MatMut};
+use qaic_kernels::pool::PoolKind;
+use qaic_kernels::reduce::ReduceOp;
+use qaic_kernels::Kernels;
+use qaic_tensor::DType;
+
+/// Decodes a tile's bytes to f32.
+pub(crate) fn to_f32(dtype: DType, b: &[u8]) -> Result<Vec<f32>, String> {
+    Ok(match dtype {
+        DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        DType::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        DType::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        d => return Err(format!("float op on a {d:?} tile is not supported yet")),
+    })
+}
+
+/// Encodes f32 values into a tile's element type.
+pub(crate) fn from_f32(dtype: DType, v: &[f32]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(v.len() * dtype.bits().div_ceil(8));
+    match dtype {
+        DType::F32 => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        DType::F16 => v.iter().for_each(|x| out.extend_from_slice(&f16::from_f32(*x).to_le_bytes())),
+        DType::BF16 => v.iter().for_each(|x| out.extend_from_slice(&bf16::from_f32(*x).to_le_bytes())),
+        d => return Err(format!("float op producing a {d:?} tile is not supported yet")),
+    }
+    Ok(out)
+}
+
+fn dims(t: &Tile) -> Vec<usize> {
+    t.shape.iter().map(|&d| d as usize).collect()
+}
+
+fn ints(op: &Op, name: &str) -> Option<Vec<i64>> {
+    match op.attr(name) {
+        Some(AttrValue::Ints(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn float(op: &Op, name: &str, default: f32) -> f32 {
+    match op.attr(name) {
+        Some(AttrValue::Float(v)) => *v as f32,
+        _ => default,
+    }
+}
+
+fn int(op: &Op, name: &str, default: i64) -> i64 {
+    op.attr_int(name, default)
+}
+
+fn axis(op: &Op, default: i64, rank: usize) -> Result<usize, String> {
+    let a = int(op, "axis", default);
+    let r = rank as i64;
+    if a < -r || a >= r.max(1) {
+        return Err(format!("axis {a} out of range for rank {rank}"));
+    }
+    Ok(if a < 0 { (a + r) as usize } else { a as usize })
+}
+
+fn conv_params(op: &Op, spatial: usize, kernel: &[usize]) -> Result<ConvParams, String> {
+    let mut p = ConvParams::new(kernel);
+    let pos = |v: Vec<i64>, what: &str| -> Result<Vec<usize>, String> {
+        if v.len() != spatial || v.iter().any(|&x| x <= 0) {
+            return Err(format!("{what} {v:?} must be {spatial} positive values"));
+        }
+        Ok(v.into_iter().map(|x| x as usize).collect())
+    };
+    if let Some(s) = ints(op, "strides") {
+        p.strides = pos(s, "strides")?;
+    }
+    if let Some(d) = ints(op, "dilations") {
+        p.dilations = pos(d, "dilations")?;
+    }
+    if let Some(pd) = ints(op, "pads") {
+        if pd.len() != 2 * spatial || pd.iter().any(|&x| x < 0) {
+            return Err(format!("pads {pd:?} must be {} non-negative values", 2 * spatial));
+        }
+        p.pads = pd.into_iter().map(|x| x as usize).collect();
+    }
+    p.group = int(op, "group", 1).max(1) as usize;
+    Ok(p)
+}
+
+fn unary_of(op: &Op) -> Option<UnaryOp> {
+    Some(match op.op.as_str() {
+        "Relu" => UnaryOp::Relu,
+        "Sigmoid" => UnaryOp::Sigmoid,
+        "Tanh" => UnaryOp::Tanh,
+        "Erf" => UnaryOp::Erf,
+        "Exp" => UnaryOp::Exp,
+        "Log" => UnaryOp::Log,
+        "Sqrt" => UnaryOp::Sqrt,
+        "Neg" => UnaryOp::Neg,
+        "Abs" => UnaryOp::Abs,
+        "Reciprocal" => UnaryOp::Reciprocal,
+        "Floor" => UnaryOp::Floor,
+        "Ceil" => UnaryOp::Ceil,
+        "Softplus" => UnaryOp::Softplus,
+        "Gelu" => {
+            if matches!(op.attr("approximate"), Some(AttrValue::Str(s)) if s == "tanh") {
+                UnaryOp::GeluTanh
+            } else {
+                UnaryOp::Gelu
+            }
+        }
+        "HardSwish" => UnaryOp::HardSwish,
+        "HardSigmoid" => UnaryOp::HardSigmoid { alpha: float(op, "alpha", 0.2), beta: float(op, "beta", 0.5) },
+        "LeakyRelu" => UnaryOp::LeakyRelu(float(op, "alpha", 0.01)),
+        "Elu" => UnaryOp::Elu(float(op, "alpha", 1.0)),
+        "Clip" => UnaryOp::Clip { min: float(op, "min", f32::NEG_INFINITY), max: float(op, "max", f32::INFINITY) },
+        _ => return None,
+    })
+}
+
+fn binary_of(name: &str) -> Option<BinaryOp> {
+    Some(match name {
+        "Add" | "Sum" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        "Div" => BinaryOp::Div,
+        "Pow" => BinaryOp::Pow,
+        "Max" => BinaryOp::Max,
+        "Min" => BinaryOp::Min,
+        "PRelu" => BinaryOp::PRelu,
+        _ => return None,
+    })
+}
+
+/// Ops this simulator executes (codegen checks against this list).
+pub const SUPPORTED_OPS: &[&str] = &[
+    "Conv", "MatMul", "Gemm", "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal",
+    "Floor", "Ceil", "Softplus", "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Add", "Sum", "Sub",
+    "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
+    "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
+    "ReduceMin", "Transpose", "Concat", "Copy", "Resize",
+];
+
+/// Executes `op`: `inputs` are the input tiles' bytes, returns the output tiles' bytes.
+pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+    let out_t = op.outputs.first().ok_or("op without outputs")?;
+    let oshape = dims(out_t);
+    let on: usize = oshape.iter().product();
+    let kerr = |e: qaic_kernels::KernelError| e.to_string();
+    let fin = |i: usize| -> Result<Vec<f32>, String> {
+        let t = op.inputs.get(i).ok_or_else(|| format!("missing input {i}"))?;
+        to_f32(t.dtype, &inputs[i])
+    };
+    let need = |n: usize| -> Result<(), String> {
+        if op.inputs.len() < n { Err(format!("needs {n} inputs, has {}", op.inputs.len())) } else { Ok(()) }
+    };
+    let mut out = vec![0f32; on];
+    match op.op.as_str() {
+        // Pure data movement: element-size generic.
+        "Copy" => {
+            need(1)?;
+            return Ok(vec![inputs[0].clone()]);
+        }
+        "Transpose" => {
+            need(1)?;
+            let perm: Vec<usize> = ints(op, "perm").ok_or("Transpose without perm")?.iter().map(|&p| p as usize).collect();
+            return Ok(vec![transpose_bytes(&inputs[0], op.inputs[0].dtype, &dims(&op.inputs[0]), &perm)?]);
+        }
+        "Concat" => {
+            need(1)?;
+            let ax = axis(op, 0, oshape.len())?;
+            let es = out_t.dtype.bits().div_ceil(8);
+            let outer: usize = oshape[..ax].iter().product();
+            let mut o = Vec::with_capacity(on * es);
+            for i in 0..outer {
+                for (t, b) in op.inputs.iter().zip(inputs) {
+                    let run = dims(t)[ax..].iter().product::<usize>() * es;
+                    o.extend_from_slice(b.get(i * run..(i + 1) * run).ok_or("Concat input too small")?);
+                }
+            }
+            return Ok(vec![o]);
+        }
+        "Conv" => {
+            need(2)?;
+            let (x, w) = (fin(0)?, fin(1)?);
+            let b = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
+            let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
+            let p = conv_params(op, xs.len().saturating_sub(2), ws.get(2..).unwrap_or(&[]))?;
+            let act = match op.attr("activation") {
+                Some(AttrValue::Str(s)) if s == "Relu" => Activation::Relu,
+                Some(AttrValue::Str(s)) if s == "Clip" => Activation::Clip { min: float(op, "act_min", 0.0), max: float(op, "act_max", 6.0) },
+                _ => Activation::None,
+            };
+            k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), act, &mut out).map_err(kerr)?;
+        }
+        "MatMul" => {
+            need(2)?;
+            let (a, b) = (fin(0)?, fin(1)?);
+            k.matmul(&a, &dims(&op.inputs[0]), &b, &dims(&op.inputs[1]), &mut out).map_err(kerr)?;
+        }
+        "Gemm" => {
+            need(2)?;
+            let (a, b) = (fin(0)?, fin(1)?);
+            let (as_, bs) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
+            if as_.len() != 2 || bs.len() != 2 || oshape.len() != 2 {
+                return Err("Gemm operands must be 2-D".into());
+            }
+            let (ta, tb) = (int(op, "transA", 0) != 0, int(op, "transB", 0) != 0);
+            let (alpha, mut beta) = (float(op, "alpha", 1.0), float(op, "beta", 1.0));
+            let (m, n) = (oshape[0], oshape[1]);
+            let kk = if ta { as_[0] } else { as_[1] };
+            if op.inputs.len() > 2 {
+                let c = fin(2)?;
+                qaic_kernels::elementwise::broadcast::broadcast_to(&c, &dims(&op.inputs[2]), &oshape, &mut out).map_err(kerr)?;
+            } else {
+                beta = 0.0;
+            }
+            let am = Mat::row_major(&a, as_[0], as_[1]).map_err(kerr)?;
+            let bm = Mat::row_major(&b, bs[0], bs[1]).map_err(kerr)?;
+            let am = if ta { am.t() } else { am };
+            let bm = if tb { bm.t() } else { bm };
+            if am.rows() != m || am.cols() != kk || bm.cols() != n {
+                return Err(format!("Gemm shapes {as_:?} x {bs:?} do not give {oshape:?}"));
+            }
+            let mut cm = MatMut::row_major(&mut out, m, n).map_err(kerr)?;
+            k.gemm(alpha, am, bm, beta, &mut cm).map_err(kerr)?;
+        }
+        "MaxPool" | "AveragePool" => {
+            need(1)?;
+            let x = fin(0)?;
+            let xs = dims(&op.inputs[0]);
+            let ks: Vec<usize> = ints(op, "kernel_shape").ok_or("pool without kernel_shape")?.iter().map(|&v| v.max(1) as usize).collect();
+            let p = conv_params(op, xs.len().saturating_sub(2), &ks)?;
+            let kind = if op.op == "MaxPool" { PoolKind::Max } else { PoolKind::Avg { count_include_pad: int(op, "count_include_pad", 0) != 0 } };
+            qaic_kernels::pool::pool_f32(&p, int(op, "ceil_mode", 0) != 0, kind, &x, &xs, &mut out).map_err(kerr)?;
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" => {
+            need(1)?;
+            let x = fin(0)?;
+            let xs = dims(&op.inputs[0]);
+            if xs.len() < 2 {
+                return Err("global pool input must have rank >= 2".into());
+            }
+            let kind = if op.op == "GlobalMaxPool" { PoolKind::Max } else { PoolKind::Avg { count_include_pad: false } };
+            qaic_kernels::pool::global_pool_f32(kind, &x, xs[0], xs[1], xs[2..].iter().product(), &mut out).map_err(kerr)?;
+        }
+        "Softmax" | "LogSoftmax" => {
+            need(1)?;
+            let x = fin(0)?;
+            let ax = axis(op, -1, oshape.len())?;
+            let outer: usize = oshape[..ax].iter().product();
+            let inner: usize = oshape[ax + 1..].iter().product();
+            k.softmax(&x, outer, oshape[ax], inner, op.op == "LogSoftmax", &mut out).map_err(kerr)?;
+        }
+        "LayerNormalization" => {
+            need(2)?;
+            let x = fin(0)?;
+            let ax = axis(op, -1, oshape.len())?;
+            let outer: usize = oshape[..ax].iter().product();
+            let n: usize = oshape[ax..].iter().product();
+            let scale = fin(1)?;
+            let bias = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
+            k.layer_norm(&x, outer, n, &scale, bias.as_deref(), float(op, "epsilon", 1e-5), &mut out, None, None).map_err(kerr)?;
+        }
+        "BatchNormalization" => {
+            need(5)?;
+            let x = fin(0)?;
+            let xs = dims(&op.inputs[0]);
+            if xs.len() < 2 {
+                return Err("BatchNormalization input must have rank >= 2".into());
+            }
+            let (s, b, m, v) = (fin(1)?, fin(2)?, fin(3)?, fin(4)?);
+            k.batch_norm(&x, xs[0], xs[1], xs[2..].iter().product(), &s, &b, &m, &v, float(op, "epsilon", 1e-5), &mut out).map_err(kerr)?;
+        }
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => {
+            need(1)?;
+            let x = fin(0)?;
+            let xs = dims(&op.inputs[0]);
+            let axes_raw = ints(op, "axes").unwrap_or_else(|| (0..xs.len() as i64).collect());
+            let axes = qaic_kernels::reduce::normalize_axes(&axes_raw, xs.len()).map_err(kerr)?;
+            let rop = match op.op.as_str() {
+                "ReduceMean" => ReduceOp::Mean,
+                "ReduceSum" => ReduceOp::Sum,
+                "ReduceMax" => ReduceOp::Max,
+                _ => ReduceOp::Min,
+            };
+            qaic_kernels::reduce::reduce(rop, &x, &xs, &axes, &mut out).map_err(kerr)?;
+        }
+        "Resize" => {
+            // Nearest neighbour with integer upsampling factors (codegen lowers only this case).
+            need(1)?;
+            let x = fin(0)?;
+            let xs = dims(&op.inputs[0]);
+            if xs.len() != oshape.len() || xs.iter().zip(&oshape).any(|(&i, &o)| i == 0 || o % i != 0) {
+                return Err(format!("Resize {xs:?} -> {oshape:?}: only integer nearest upsampling is supported"));
+            }
+            let istr = qaic_tensor::strides(&xs);
+            let r = xs.len();
+            let mut idx = vec![0usize; r];
+            for o in out.iter_mut() {
+                let mut off = 0;
+                for d in 0..r {
+                    off += idx[d] / (oshape[d] / xs[d]) * istr[d];
+                }
+                *o = x[off];
+                for d in (0..r).rev() {
+                    idx[d] += 1;
+                    if idx[d] < oshape[d] {
+                        break;
+                    }
+                    idx[d] = 0;
+                }
+            }
+        }
+        name => {
+            if let Some(u) = unary_of(op) {
+                need(1)?;
+                let x = fin(0)?;
+                if x.len() != on {
+                    return Err(format!("{name}: input has {} elements, output {on}", x.len()));
+                }
+                k.unary(u, &x, &mut out).map_err(kerr)?;
+            } else if let Some(b) = binary_of(name) {
+                need(2)?;
+                let mut acc = fin(0)?;
+                let mut shape = dims(&op.inputs[0]);
+                for i in 1..op.inputs.len() {
+                    let y = fin(i)?;
+                    let ys = dims(&op.inputs[i]);
+                    let s = qaic_kernels::elementwise::broadcast::broadcast_shapes(&[&shape, &ys]).map_err(kerr)?;
+                    let mut o = vec![0f32; s.iter().product()];
+                    k.binary(b, &acc, &shape, &y, &ys, &mut o).map_err(kerr)?;
+                    acc = o;
+                    shape = s;
+                }
+                if shape != oshape {
+                    return Err(format!("{name}: result shape {shape:?} differs from the output tile {oshape:?}"));
+                }
+                out = acc;
+            } else {
+                return Err(format!("op {name} is not supported by the simulator yet"));
+            }
+        }
+    }
+    Ok(vec![from_f32(out_t.dtype, &out)?])
+}
+
+fn transpose_bytes(b: &[u8], dtype: DType, shape: &[usize], perm: &[usize]) -> Result<Vec<u8>, String> {
+    fn go<T: bytemuck::Pod + Send + Sync>(b: &[u8], shape: &[usize], perm: &[usize]) -> Result<Vec<u8>, String> {
+        let x: Vec<T> = bytemuck::pod_collect_to_vec(b);
+        let mut o = x.clone();
+        qaic_kernels::layout::transpose(&x, shape, perm, &mut o).map_err(|e| e.to_string())?;
+        Ok(bytemuck::pod_collect_to_vec(&o))
+    }
+    match dtype.bits() {
+        8 => go::<u8>(b, shape, perm),
+        16 => go::<u16>(b, shape, perm),
+        32 => go::<u32>(b, shape, perm),
+        64 => go::<u64>(b, shape, perm),
+        n => Err(format!("Transpose of {n}-bit elements is not supported yet")),
+    }
+}
