@@ -48,28 +48,25 @@ impl Outcome {
     }
 }
 
-fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let n = name.strip_prefix(prefix)?.strip_suffix(".pb")?.parse().ok()?;
-                    Some((n, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v.into_iter().map(|(_, p)| p).collect()
+/// Runs one case; also returns the op types its model uses (for the per-op report).
+pub fn run_case(case: &Path) -> (Vec<String>, Outcome) {
+    let mut ops = Vec::new();
+    let outcome = run_case_inner(case, &mut ops);
+    (ops, outcome)
 }
 
-pub fn run_case(case: &Path) -> Outcome {
+fn run_case_inner(case: &Path, ops: &mut Vec<String>) -> Outcome {
     let model_path = case.join("model.onnx");
     let graph = match qaic_onnx::load(&model_path, &qaic_onnx::LoadOptions::default()) {
         Ok(g) => g,
         Err(e) => return Outcome::Unsupported(format!("load: {e}")),
     };
+    for n in &graph.nodes {
+        let op = n.qualified_op();
+        if !ops.contains(&op) {
+            ops.push(op);
+        }
+    }
     let input_types: Vec<Option<qaic_ir::ValueType>> =
         graph.inputs.iter().map(|i| graph.value(*i).ty.clone()).collect();
     let output_types: Vec<Option<qaic_ir::ValueType>> =
@@ -84,8 +81,8 @@ pub fn run_case(case: &Path) -> Outcome {
     sets.sort();
     for set in sets {
         let mut inputs = Vec::new();
-        for (i, p) in numbered(&set, "input_").iter().enumerate() {
-            match read_pb(p, input_types.get(i).cloned().flatten().as_ref()) {
+        for (i, p) in common::numbered(&set, "input_").iter().enumerate() {
+            match common::read_pb(p, input_types.get(i).cloned().flatten().as_ref()) {
                 Ok(v) => inputs.push(v),
                 Err(e) => return Outcome::Error(format!("reading {}: {e}", p.display())),
             }
@@ -94,12 +91,12 @@ pub fn run_case(case: &Path) -> Outcome {
             Ok(o) => o,
             Err(e) => return Outcome::Error(e.to_string()),
         };
-        let expected = numbered(&set, "output_");
+        let expected = common::numbered(&set, "output_");
         if expected.len() != outputs.len() {
             return Outcome::Mismatch(format!("{} outputs, expected {}", outputs.len(), expected.len()));
         }
         for (i, (got, p)) in outputs.iter().zip(&expected).enumerate() {
-            let want: Value = match read_pb(p, output_types.get(i).cloned().flatten().as_ref()) {
+            let want: Value = match common::read_pb(p, output_types.get(i).cloned().flatten().as_ref()) {
                 Ok(v) => v,
                 Err(e) => return Outcome::Error(format!("reading {}: {e}", p.display())),
             };
@@ -111,59 +108,19 @@ pub fn run_case(case: &Path) -> Outcome {
     Outcome::Pass
 }
 
-/// Reads a test-data `.pb` file as the kind of value the model declares for it.
-fn read_pb(p: &Path, ty: Option<&qaic_ir::ValueType>) -> Result<Value, qaic_onnx::OnnxError> {
-    use qaic_ir::ValueType;
-    use qaic_onnx::PbKind;
-    let (kind, elem) = match ty {
-        Some(ValueType::Sequence(t)) => (PbKind::Sequence, t.tensor_dtype()),
-        Some(ValueType::Optional(t)) => match t.as_ref() {
-            ValueType::Sequence(e) => (PbKind::Optional, e.tensor_dtype()),
-            t => (PbKind::Optional, t.tensor_dtype()),
-        },
-        _ => (PbKind::Tensor, None),
-    };
-    qaic_onnx::read_value_file(p, kind, elem)
-}
-
-fn cases(root: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
-        .expect("node test folder")
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("model.onnx").is_file())
-        .collect();
-    v.sort();
-    v
-}
-
-fn pass_list_path() -> PathBuf {
-    common::repo_root().join("tests/conformance/pass-list.txt")
-}
-
-fn read_pass_list() -> BTreeSet<String> {
-    std::fs::read_to_string(pass_list_path())
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect()
-}
-
 #[test]
 fn onnx_node_tests() {
     let Some(root) = common::data_dir("QAIC_ONNX_NODE_TESTS", common::repo_root().join("target/onnx-node-tests")) else {
         return;
     };
-    let all = cases(&root);
+    let all = common::node_cases(&root);
     assert!(!all.is_empty(), "no cases under {}", root.display());
     let filter = std::env::var("QAIC_CONFORMANCE_FILTER").ok();
     let todo: Vec<PathBuf> = all
         .into_iter()
         .filter(|c| filter.as_deref().is_none_or(|f| c.file_name().is_some_and(|n| n.to_string_lossy().contains(f))))
         .collect();
-    let results: Mutex<Vec<(String, Outcome, Duration)>> = Mutex::new(Vec::new());
+    let results: Mutex<Vec<(String, Vec<String>, Outcome, Duration)>> = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     std::thread::scope(|s| {
@@ -174,12 +131,11 @@ fn onnx_node_tests() {
                 let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 let t = Instant::now();
                 // A panic in one case must not hide the others: record it as an error.
-                let outcome = std::panic::catch_unwind(|| run_case(case))
-                    .unwrap_or_else(|p| {
-                        let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                        Outcome::Error(format!("PANIC: {}", msg.unwrap_or_default()))
-                    });
-                results.lock().unwrap().push((name, outcome, t.elapsed()));
+                let (ops, outcome) = std::panic::catch_unwind(|| run_case(case)).unwrap_or_else(|p| {
+                    let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+                    (Vec::new(), Outcome::Error(format!("PANIC: {}", msg.unwrap_or_default())))
+                });
+                results.lock().unwrap().push((name, ops, outcome, t.elapsed()));
             });
         }
     });
@@ -189,7 +145,7 @@ fn onnx_node_tests() {
     let out_dir = common::repo_root().join("target/conformance");
     std::fs::create_dir_all(&out_dir).unwrap();
     let mut tsv = String::from("case\tstatus\treason\tms\n");
-    for (name, o, d) in &results {
+    for (name, _, o, d) in &results {
         let reason = o.reason().replace(['\t', '\n'], " ");
         tsv.push_str(&format!("{name}\t{}\t{reason}\t{}\n", o.status(), d.as_millis()));
     }
@@ -198,9 +154,9 @@ fn onnx_node_tests() {
     }
 
     let passed: BTreeSet<String> =
-        results.iter().filter(|(_, o, _)| matches!(o, Outcome::Pass)).map(|(n, _, _)| n.clone()).collect();
+        results.iter().filter(|(_, _, o, _)| matches!(o, Outcome::Pass)).map(|(n, _, _, _)| n.clone()).collect();
     let panics: Vec<&String> =
-        results.iter().filter(|(_, o, _)| o.reason().starts_with("PANIC")).map(|(n, _, _)| n).collect();
+        results.iter().filter(|(_, _, o, _)| o.reason().starts_with("PANIC")).map(|(n, _, _, _)| n).collect();
     eprintln!("conformance: {} of {} cases pass", passed.len(), results.len());
     if std::env::var("QAIC_UPDATE_PASS_LIST").is_ok_and(|v| v == "1") && filter.is_none() {
         let mut text = String::from("# ONNX node test cases that pass (onnx==1.22.0). Regenerate: QAIC_UPDATE_PASS_LIST=1 cargo test --release -p qaic-cli --test conformance\n");
@@ -208,14 +164,100 @@ fn onnx_node_tests() {
             text.push_str(p);
             text.push('\n');
         }
-        std::fs::write(pass_list_path(), text).unwrap();
+        std::fs::write(common::pass_list_path(), text).unwrap();
+        std::fs::write(common::repo_root().join("docs/conformance.md"), report(&results)).unwrap();
     }
-    let listed = read_pass_list();
+    let listed = common::read_pass_list();
     let regressions: Vec<String> = results
         .iter()
-        .filter(|(n, o, _)| listed.contains(n) && !matches!(o, Outcome::Pass))
-        .map(|(n, o, _)| format!("{n}: {} {}", o.status(), o.reason()))
+        .filter(|(n, _, o, _)| listed.contains(n) && !matches!(o, Outcome::Pass))
+        .map(|(n, _, o, _)| format!("{n}: {} {}", o.status(), o.reason()))
         .collect();
     assert!(panics.is_empty(), "cases panicked (must be errors instead): {panics:?}");
     assert!(regressions.is_empty(), "{} listed case(s) no longer pass:\n{}", regressions.len(), regressions.join("\n"));
+}
+
+/// Groups a failure reason: numbers and quoted names removed, first clause kept.
+fn reason_group(reason: &str) -> String {
+    if reason.contains("unsupported operator(s):") {
+        // Group by the unsupported op types themselves.
+        let mut ops: Vec<&str> = reason.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+        ops.sort();
+        ops.dedup();
+        return format!("unsupported operator {}", ops.join(", "));
+    }
+    let first = reason.lines().next().unwrap_or("");
+    let mut out = String::new();
+    let mut in_tick = false;
+    for ch in first.chars() {
+        match ch {
+            '`' => {
+                in_tick = !in_tick;
+                if in_tick {
+                    out.push_str("`…`");
+                }
+            }
+            _ if in_tick => {}
+            c if c.is_ascii_digit() => {
+                if !out.ends_with('N') {
+                    out.push('N');
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.chars().take(140).collect()
+}
+
+/// docs/conformance.md: totals, per-op counts and failures grouped by reason.
+fn report(results: &[(String, Vec<String>, Outcome, Duration)]) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    let total = results.len();
+    let passed = results.iter().filter(|r| matches!(r.2, Outcome::Pass)).count();
+    let mut s = String::new();
+    let _ = writeln!(s, "# ONNX conformance\n");
+    let _ = writeln!(s, "The ONNX backend node tests of `onnx==1.22.0` (`onnx/backend/test/data/node`, fetched by");
+    let _ = writeln!(s, "`cargo xtask conformance-data`) through `qaic-onnx` and the reference interpreter, compared with");
+    let _ = writeln!(s, "rtol 1e-3 / atol 1e-5 (exact for integers, booleans and strings). Generated by");
+    let _ = writeln!(s, "`QAIC_UPDATE_PASS_LIST=1 cargo test --release -p qaic-cli --test conformance`, which also rewrites");
+    let _ = writeln!(s, "`tests/conformance/pass-list.txt`; the test fails when a listed case stops passing, and");
+    let _ = writeln!(s, "`tests/conformance_cli.rs` runs every listed case again through `qaic-exec` with raw input files.\n");
+    let _ = writeln!(s, "**{passed} of {total} cases pass.**\n");
+    let mut by_status: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in results {
+        *by_status.entry(r.2.status()).or_default() += 1;
+    }
+    let _ = writeln!(s, "| status | cases |\n|---|---|");
+    for (k, v) in &by_status {
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
+    let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for r in results.iter().filter(|r| !matches!(r.2, Outcome::Pass)) {
+        groups.entry(format!("{}: {}", r.2.status(), reason_group(r.2.reason()))).or_default().push(&r.0);
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    let _ = writeln!(s, "\n## Failures by reason\n\n| cases | reason | examples |\n|---|---|---|");
+    for (g, cases) in &groups {
+        let ex: Vec<&str> = cases.iter().take(3).copied().collect();
+        let _ = writeln!(s, "| {} | {} | {} |", cases.len(), g.replace('|', "\\|"), ex.join(", "));
+    }
+    let mut per_op: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for r in results {
+        for op in &r.1 {
+            let e = per_op.entry(op.as_str()).or_default();
+            e.1 += 1;
+            if matches!(r.2, Outcome::Pass) {
+                e.0 += 1;
+            }
+        }
+    }
+    let _ = writeln!(s, "\n## Passes per op\n\nA case counts for every op its model uses (expanded function tests use several).\n\n| op | pass | cases |\n|---|---|---|");
+    for (op, (p, n)) in &per_op {
+        let _ = writeln!(s, "| {op} | {p} | {n} |");
+    }
+    let unloaded = results.iter().filter(|r| r.1.is_empty()).count();
+    let _ = writeln!(s, "\n{unloaded} case(s) could not be loaded and count for no op.");
+    s
 }

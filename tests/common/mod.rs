@@ -1,6 +1,7 @@
 //! Shared helpers of the end-to-end tests: locating data, comparing tensors.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use qaic_tensor::{DType, Tensor, Value};
@@ -108,4 +109,65 @@ pub fn compare_value(got: &Value, want: &Value, rtol: f64, atol: f64) -> Result<
         (a, Value::Optional(Some(b))) => compare_value(a, b, rtol, atol),
         _ => Err("kind of value differs (tensor / sequence / optional)".into()),
     }
+}
+
+/// `<prefix><N>.pb` files of a test-data folder, in N order.
+pub fn numbered(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let n = name.strip_prefix(prefix)?.strip_suffix(".pb")?.parse().ok()?;
+                    Some((n, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Reads a test-data `.pb` file as the kind of value the model declares for it.
+pub fn read_pb(p: &Path, ty: Option<&qaic_ir::ValueType>) -> Result<Value, qaic_onnx::OnnxError> {
+    use qaic_ir::ValueType;
+    use qaic_onnx::PbKind;
+    let (kind, elem) = match ty {
+        Some(ValueType::Sequence(t)) => (PbKind::Sequence, t.tensor_dtype()),
+        Some(ValueType::Optional(t)) => match t.as_ref() {
+            ValueType::Sequence(e) => (PbKind::Optional, e.tensor_dtype()),
+            t => (PbKind::Optional, t.tensor_dtype()),
+        },
+        _ => (PbKind::Tensor, None),
+    };
+    qaic_onnx::read_value_file(p, kind, elem)
+}
+
+/// ONNX node test case folders (those with a model.onnx), sorted.
+pub fn node_cases(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("node test folder")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The checked-in list of ONNX node test cases that pass.
+pub fn pass_list_path() -> PathBuf {
+    repo_root().join("tests/conformance/pass-list.txt")
+}
+
+
+/// Names in the pass list (comments and blank lines skipped).
+pub fn read_pass_list() -> BTreeSet<String> {
+    std::fs::read_to_string(pass_list_path())
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect()
 }

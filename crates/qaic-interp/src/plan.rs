@@ -50,9 +50,23 @@ impl Plan {
 
     /// Plans `graph` with a given registry and options. Every unsupported node is reported at
     /// once ([`InterpError::Unsupported`]).
-    pub fn with_registry(mut graph: Graph, registry: &Registry, options: &PlanOptions) -> Result<Plan, InterpError> {
+    pub fn with_registry(graph: Graph, registry: &Registry, options: &PlanOptions) -> Result<Plan, InterpError> {
+        Plan::build(graph, registry, options, false)
+    }
+
+    /// Plans a subgraph (body of `If`/`Loop`/`Scan`): its captures are bound at run time from
+    /// the enclosing scope, so they are not checked against a parent here.
+    pub fn subgraph(graph: Graph, registry: &Registry, options: &PlanOptions) -> Result<Plan, InterpError> {
+        Plan::build(graph, registry, options, true)
+    }
+
+    fn build(mut graph: Graph, registry: &Registry, options: &PlanOptions, detached: bool) -> Result<Plan, InterpError> {
         graph.sort_topologically()?;
-        graph.verify()?;
+        if detached {
+            graph.verify_detached()?;
+        } else {
+            graph.verify()?;
+        }
         let mut unsupported = Vec::new();
         let mut first_error: Option<InterpError> = None;
         let mut kernels: Vec<Option<Box<dyn Kernel>>> = Vec::with_capacity(graph.nodes.len());

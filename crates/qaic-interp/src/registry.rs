@@ -157,7 +157,7 @@ impl<'a> BuildCtx<'a> {
     /// Plans the subgraph held in attribute `name` (e.g. `then_branch`, `body`).
     pub fn subgraph(&self, name: &str) -> Result<Plan, OpError> {
         match self.attr(name) {
-            Some(Attr::Graph(g)) => Plan::with_registry((**g).clone(), self.registry, self.options)
+            Some(Attr::Graph(g)) => Plan::subgraph((**g).clone(), self.registry, self.options)
                 .map_err(|e| OpError::Msg(format!("subgraph `{name}`: {e}"))),
             Some(a) => Err(wrong_kind(name, "graph", a)),
             None => Err(OpError::Msg(format!("missing required attribute `{name}`"))),

@@ -13,10 +13,17 @@ impl Graph {
     /// - graph outputs are defined; constants agree with their declared type;
     /// - each node's domain has an opset; subgraphs verify too, with the enclosing names in scope.
     pub fn verify(&self) -> Result<(), IrError> {
-        self.verify_in_scope(&HashSet::new())
+        self.verify_in_scope(Some(&HashSet::new()))
     }
 
-    fn verify_in_scope(&self, outer: &HashSet<&str>) -> Result<(), IrError> {
+    /// Like [`Graph::verify`] for a subgraph taken out of its parent (e.g. to plan it on its
+    /// own): its captures are taken as bound by the caller, since the enclosing names are not at
+    /// hand here (the parent's [`Graph::verify`] checks them).
+    pub fn verify_detached(&self) -> Result<(), IrError> {
+        self.verify_in_scope(None)
+    }
+
+    fn verify_in_scope(&self, outer: Option<&HashSet<&str>>) -> Result<(), IrError> {
         let bad = |msg: String| Err(IrError::Invalid { graph: self.name.clone(), msg });
         let nv = self.values.len();
         let mut names = HashSet::new();
@@ -69,7 +76,7 @@ impl Graph {
         }
         for &c in &self.captures {
             define(c, "capture", &mut defined)?;
-            if !outer.contains(self.values[c.index()].name.as_str()) {
+            if outer.is_some_and(|o| !o.contains(self.values[c.index()].name.as_str())) {
                 return bad(format!("capture `{}` is not defined in an enclosing graph", self.values[c.index()].name));
             }
         }
@@ -78,7 +85,7 @@ impl Graph {
                 defined[i] = true;
             }
         }
-        let mut scope: HashSet<&str> = outer.clone();
+        let mut scope: HashSet<&str> = outer.cloned().unwrap_or_default();
         for v in &self.values {
             scope.insert(v.name.as_str());
         }
@@ -100,10 +107,10 @@ impl Graph {
             }
             for a in node.attrs.values() {
                 match a {
-                    Attr::Graph(g) => g.verify_in_scope(&scope)?,
+                    Attr::Graph(g) => g.verify_in_scope(Some(&scope))?,
                     Attr::Graphs(gs) => {
                         for g in gs {
-                            g.verify_in_scope(&scope)?
+                            g.verify_in_scope(Some(&scope))?
                         }
                     }
                     _ => {}

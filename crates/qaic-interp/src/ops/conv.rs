@@ -1,10 +1,12 @@
 //! Convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv (N-d, groups, dilations,
-//! auto_pad). f32 runs as im2col + the shared GEMM with weights packed once at plan time;
-//! 1x1/stride-1 convolutions skip im2col; depthwise convolutions use a direct loop.
+//! auto_pad). f32 Conv runs on the shared kernels' convolution with weights packed once at plan
+//! time; this module resolves the ONNX attributes (auto_pad, defaults) into their parameters.
+//! ConvTranspose is GEMM + col2im; the integer forms use an exact i64 im2col reference.
 
 use std::sync::Arc;
 
-use qaic_kernels::gemm::{Bias, Epilogue, Mat, MatMut, PackedA};
+use qaic_kernels::conv::{ConvParams, PackedConvWeights};
+use qaic_kernels::gemm::{Activation, Mat, MatMut};
 use qaic_kernels::Kernels;
 use qaic_tensor::{DType, Tensor, Value};
 
@@ -196,8 +198,8 @@ struct ConvOp {
     k: &'static Kernels,
     geo: Geometry,
     group: usize,
-    /// Packed weights per group, when the weights are a constant f32 tensor.
-    packed: Option<Arc<Vec<PackedA>>>,
+    /// Weights packed once by the shared kernels, when they are a constant f32 tensor.
+    packed: Option<Arc<PackedConvWeights>>,
 }
 
 fn conv(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
@@ -211,14 +213,7 @@ fn conv(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
     let packed = match ctx.const_input(1) {
         Some(w) if w.dtype() == DType::F32 && w.rank() >= 3 && w.shape()[0] % group == 0 => {
             let wv = w.view::<f32>()?;
-            let m = w.shape()[0] / group;
-            let kdim: usize = w.shape()[1..].iter().product();
-            let mut v = Vec::with_capacity(group);
-            for g in 0..group {
-                let a = Mat::row_major(&wv[g * m * kdim..(g + 1) * m * kdim], m, kdim).map_err(|e| OpError::Msg(e.to_string()))?;
-                v.push(k.pack_a(a));
-            }
-            Some(Arc::new(v))
+            Some(Arc::new(k.pack_conv_weights(&wv, w.shape(), group).map_err(|e| OpError::Msg(e.to_string()))?))
         }
         _ => None,
     };
@@ -256,80 +251,23 @@ impl Kernel for ConvOp {
         if bias.as_ref().is_some_and(|b| b.len() != m) {
             return Err(OpError::Msg(format!("bias has {} values for {m} output channels", bias.as_ref().map_or(0, |b| b.len()))));
         }
-        let out = conv_f32(self.k, &x, n, c, sp, &w, m, &kshape, g, bias.as_deref(), &rs, self.packed.as_deref().map(|v| v.as_slice()))?;
+        let params = ConvParams {
+            kernel: kshape.clone(),
+            strides: rs.strides.clone(),
+            dilations: rs.dil.clone(),
+            pads: rs.pb.iter().chain(&rs.pe).copied().collect(),
+            group: g,
+        };
         let mut shape = vec![n, m];
         shape.extend(&rs.out);
+        let mut out = vec![0f32; shape.iter().product()];
+        let kerr = |e: qaic_kernels::KernelError| OpError::Msg(e.to_string());
+        match &self.packed {
+            Some(p) => self.k.conv_packed(&params, &x, xt.shape(), p, bias.as_deref(), Activation::None, &mut out).map_err(kerr)?,
+            None => self.k.conv(&params, &x, xt.shape(), &w, wt.shape(), bias.as_deref(), Activation::None, &mut out).map_err(kerr)?,
+        };
         out1(from_f32(xt.dtype(), shape, &out)?)
     }
-}
-
-/// f32 convolution, NCHW-style layout with any number of spatial dims.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_f32(
-    k: &Kernels,
-    x: &[f32],
-    n: usize,
-    c: usize,
-    sp: &[usize],
-    w: &[f32],
-    m: usize,
-    kshape: &[usize],
-    g: usize,
-    bias: Option<&[f32]>,
-    rs: &Resolved,
-    packed: Option<&[PackedA]>,
-) -> Result<Vec<f32>, OpError> {
-    let kerr = |e: qaic_kernels::KernelError| OpError::Msg(e.to_string());
-    let isz: usize = sp.iter().product();
-    let osz: usize = rs.out.iter().product();
-    let kprod: usize = kshape.iter().product();
-    let (cg, mg) = (c / g, m / g);
-    let kdim = cg * kprod;
-    let mut out = vec![0f32; n * m * osz];
-    let depthwise = cg == 1 && mg == 1 && g > 1;
-    if depthwise {
-        // Direct loop per channel: im2col would multiply a 1-row matrix.
-        let mut col = vec![0f32; kprod * osz];
-        for b in 0..n {
-            for ch in 0..c {
-                im2col(&x[(b * c + ch) * isz..(b * c + ch + 1) * isz], 1, sp, kshape, rs, 0.0, &mut col);
-                let wk = &w[ch * kprod..(ch + 1) * kprod];
-                let dst = &mut out[(b * m + ch) * osz..(b * m + ch + 1) * osz];
-                dst.fill(bias.map(|bv| bv[ch]).unwrap_or(0.0));
-                for (kk, &wv) in wk.iter().enumerate() {
-                    for (d, &s) in dst.iter_mut().zip(&col[kk * osz..(kk + 1) * osz]) {
-                        *d += wv * s;
-                    }
-                }
-            }
-        }
-        return Ok(out);
-    }
-    let pointwise = kprod == 1 && rs.strides.iter().all(|&s| s == 1) && rs.pb.iter().chain(&rs.pe).all(|&p| p == 0);
-    let mut col = if pointwise { Vec::new() } else { vec![0f32; kdim * osz] };
-    for b in 0..n {
-        for gi in 0..g {
-            let xg = &x[(b * c + gi * cg) * isz..(b * c + (gi + 1) * cg) * isz];
-            let rhs: &[f32] = if pointwise {
-                xg
-            } else {
-                im2col(xg, cg, sp, kshape, rs, 0.0, &mut col);
-                &col
-            };
-            let bm = Mat::row_major(rhs, kdim, osz).map_err(kerr)?;
-            let dst = &mut out[(b * m + gi * mg) * osz..(b * m + (gi + 1) * mg) * osz];
-            let mut cm = MatMut::row_major(dst, mg, osz).map_err(kerr)?;
-            let epi = Epilogue { bias: bias.map(|bv| Bias::Row(&bv[gi * mg..(gi + 1) * mg])).unwrap_or_default(), ..Default::default() };
-            match packed {
-                Some(p) => k.gemm_with(1.0, &p[gi], bm, 0.0, &mut cm, &epi).map_err(kerr)?,
-                None => {
-                    let am = Mat::row_major(&w[gi * mg * kdim..(gi + 1) * mg * kdim], mg, kdim).map_err(kerr)?;
-                    k.gemm_with(1.0, am, bm, 0.0, &mut cm, &epi).map_err(kerr)?
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 struct ConvTransposeOp {
@@ -379,7 +317,9 @@ impl Kernel for ConvTransposeOp {
         let ext = |i: usize| (kshape[i] - 1) * dil[i] + 1;
         let full = |i: usize| strides[i] * (sp[i] - 1) + opad.get(i).copied().unwrap_or(0) + ext(i);
         let (pb, out_sp): (Vec<i64>, Vec<usize>) = match (&self.geo.pads, self.geo.auto_pad.as_str()) {
-            (None, "SAME_UPPER") | (None, "SAME_LOWER") | (None, _) if self.output_shape.is_some() || self.geo.auto_pad.starts_with("SAME") => {
+            // Pads are derived from the output shape only under SAME_*; otherwise missing pads are
+            // zeros and an explicit output_shape just sets the result size (ONNX reference).
+            (None, "SAME_UPPER") | (None, "SAME_LOWER") => {
                 let os: Vec<usize> = match &self.output_shape {
                     Some(o) => o[o.len() - r..].to_vec(),
                     None => (0..r).map(|i| sp[i] * strides[i]).collect(),

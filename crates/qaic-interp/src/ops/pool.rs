@@ -199,24 +199,47 @@ fn max_unpool(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         let ind = ints_of(input(inputs, 1)?)?;
         let r = xt.rank() - 2;
         let sp = &xt.shape()[2..];
+        let strides = geo.strides.clone().unwrap_or_else(|| vec![1; r]);
+        let pads = geo.pads.clone().unwrap_or_else(|| vec![0; 2 * r]);
+        // Indices address the tensor the pool saw (the inferred shape); an explicit
+        // output_shape only pads that result at the end of each axis, as the reference does.
+        let inferred: Vec<usize> =
+            (0..r).map(|i| ((sp[i] - 1) * strides[i] + kshape[i]) as i64 - pads[i] - pads[i + r]).map(|v| v.max(0) as usize).collect();
         let out_sp: Vec<usize> = match opt_input(inputs, 2)? {
-            Some(s) => ints_of(s)?[2..].iter().map(|&v| v as usize).collect(),
-            None => {
-                let strides = geo.strides.clone().unwrap_or_else(|| vec![1; r]);
-                let pads = geo.pads.clone().unwrap_or_else(|| vec![0; 2 * r]);
-                (0..r).map(|i| ((sp[i] - 1) * strides[i] + kshape[i]) as i64 - pads[i] - pads[i + r]).map(|v| v.max(0) as usize).collect()
-            }
+            Some(s) => ints_of(s)?[2..].iter().map(|&v| v.max(0) as usize).collect(),
+            None => inferred.clone(),
         };
         let (n, c) = (xt.shape()[0], xt.shape()[1]);
-        let osz: usize = out_sp.iter().product();
+        let isz: usize = inferred.iter().product();
         let x = to_f32(xt)?;
-        let mut y = vec![0f32; n * c * osz];
+        let mut dense = vec![0f32; n * c * isz];
         for (i, &v) in x.iter().enumerate() {
             let t = ind[i];
-            if t < 0 || t as usize >= y.len() {
-                return Err(OpError::Msg(format!("index {t} is outside the output of {} elements", y.len())));
+            if t < 0 || t as usize >= dense.len() {
+                return Err(OpError::Msg(format!("index {t} is outside the unpooled tensor of {} elements", dense.len())));
             }
-            y[t as usize] = v;
+            dense[t as usize] = v;
+        }
+        let osz: usize = out_sp.iter().product();
+        let mut y = vec![0f32; n * c * osz];
+        let ostr = qaic_tensor::strides(&out_sp);
+        let istr = qaic_tensor::strides(&inferred);
+        for pl in 0..n * c {
+            for i in 0..isz {
+                let mut o = 0usize;
+                let mut inside = true;
+                for d in 0..r {
+                    let coord = (i / istr[d]) % inferred[d];
+                    if coord >= out_sp[d] {
+                        inside = false;
+                        break;
+                    }
+                    o += coord * ostr[d];
+                }
+                if inside {
+                    y[pl * osz + o] = dense[pl * isz + i];
+                }
+            }
         }
         let mut shape = vec![n, c];
         shape.extend(&out_sp);

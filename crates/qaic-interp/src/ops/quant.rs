@@ -53,6 +53,38 @@ pub(crate) fn int_values(t: &Tensor) -> Result<Vec<i64>, OpError> {
     }
 }
 
+/// Whether `d` is a float8/float4 type (quantized with a float cast, not integer rounding).
+fn is_small_float(d: DType) -> bool {
+    matches!(d, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ | DType::F4E2M1)
+}
+
+/// Codes of a float8 (one per byte) or float4 (two per byte, low nibble first) tensor.
+fn small_float_codes(t: &Tensor) -> Result<Vec<u8>, OpError> {
+    let raw = t.raw_bytes()?;
+    Ok(if t.dtype() == DType::F4E2M1 { (0..t.len()).map(|i| (raw[i / 2] >> ((i % 2) * 4)) & 0xf).collect() } else { raw.to_vec() })
+}
+
+/// Decoded values of a float8/float4 tensor.
+fn small_float_values(t: &Tensor) -> Result<Vec<f32>, OpError> {
+    small_float_codes(t)?
+        .into_iter()
+        .map(|c| qaic_kernels::cast::small_float_to_f32(c, t.dtype()).map_err(|e| OpError::Msg(e.to_string())))
+        .collect()
+}
+
+fn small_float_tensor(d: DType, shape: Vec<usize>, codes: &[u8]) -> Result<Tensor, OpError> {
+    let raw: Vec<u8> = if d == DType::F4E2M1 {
+        let mut r = vec![0u8; codes.len().div_ceil(2)];
+        for (i, &c) in codes.iter().enumerate() {
+            r[i / 2] |= (c & 0xf) << ((i % 2) * 4);
+        }
+        r
+    } else {
+        codes.to_vec()
+    };
+    Ok(Tensor::from_bytes(d, shape, bytes::Bytes::from(raw))?)
+}
+
 /// Builds an integer tensor of type `d` from values already in range.
 pub(crate) fn int_tensor(d: DType, shape: Vec<usize>, v: &[i64]) -> Result<Tensor, OpError> {
     Ok(match d {
@@ -130,7 +162,6 @@ fn quantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
     let block = ctx.attr_i("block_size", 0)?;
     let out_dtype = ctx.attr_i("output_dtype", 0)?;
     let saturate = ctx.attr_i("saturate", 1)?;
-    let _ = saturate;
     Ok(Box::new(move |_: &RunCtx<'_>, inputs: &[Option<&Value>]| {
         let x = input(inputs, 0)?;
         let scale = input(inputs, 1)?;
@@ -140,6 +171,26 @@ fn quantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
             (None, 0) => DType::U8,
             (None, d) => DType::from_onnx(d as i32).ok_or_else(|| OpError::Msg(format!("unknown output_dtype {d}")))?,
         };
+        if is_small_float(target) {
+            let xv = floats_of(x)?;
+            let sv = floats_of(scale)?;
+            let zv = match zp {
+                Some(z) => small_float_values(z)?,
+                None => vec![0.0],
+            };
+            let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
+            let zidx = match zp {
+                Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
+                None => vec![0; xv.len()],
+            };
+            let codes: Vec<u8> = xv
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| qaic_kernels::cast::f32_to_small_float(v / sv[sidx[i]] + zv[zidx[i]], target, saturate != 0))
+                .collect::<Result<_, _>>()
+                .map_err(|e| OpError::Msg(e.to_string()))?;
+            return out1(small_float_tensor(target, x.shape().to_vec(), &codes)?);
+        }
         let (lo, hi) = qrange(target)?;
         let xv: Vec<f64> = match x.dtype() {
             DType::I32 => ints_of(x)?.into_iter().map(|v| v as f64).collect(),
@@ -176,6 +227,21 @@ fn dequantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         let x = input(inputs, 0)?;
         let scale = input(inputs, 1)?;
         let zp = opt_input(inputs, 2)?;
+        if is_small_float(x.dtype()) {
+            let xv = small_float_values(x)?;
+            let sv = floats_of(scale)?;
+            let zv = match zp {
+                Some(z) => small_float_values(z)?,
+                None => vec![0.0],
+            };
+            let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
+            let zidx = match zp {
+                Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
+                None => vec![0; xv.len()],
+            };
+            let y: Vec<f32> = xv.iter().enumerate().map(|(i, &q)| (q - zv[zidx[i]]) * sv[sidx[i]]).collect();
+            return out1(super::linalg::from_f32(scale.dtype(), x.shape().to_vec(), &y)?);
+        }
         if !x.dtype().is_int() {
             return Err(OpError::Unsupported(format!("DequantizeLinear of {}", x.dtype())));
         }

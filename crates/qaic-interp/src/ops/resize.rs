@@ -246,26 +246,29 @@ fn round_half_even(v: f64) -> f64 {
 }
 
 impl ResizeOp {
+    /// Source coordinate of output index `i`, as the ONNX reference computes it: the "output
+    /// width" in these formulas is `scale * len_in` (a float), not the rounded output length.
     fn source_coord(&self, i: usize, len_in: usize, len_out: usize, scale: f64, roi: Option<(f64, f64)>) -> f64 {
         let xr = i as f64;
-        let (li, lo) = (len_in as f64, len_out as f64);
+        let li = len_in as f64;
+        let lo = scale * li;
         match self.coord {
             Coord::HalfPixel => (xr + 0.5) / scale - 0.5,
             Coord::HalfPixelSymmetric => {
-                let adj = lo / (scale * li);
+                let adj = len_out as f64 / lo;
                 let center = li / 2.0;
                 let offset = center * (1.0 - adj);
                 offset + (xr + 0.5) / scale - 0.5
             }
             Coord::PytorchHalfPixel => {
-                if len_out > 1 {
-                    (xr + 0.5) / scale - 0.5
+                if lo == 1.0 {
+                    -0.5
                 } else {
-                    0.0
+                    (xr + 0.5) / scale - 0.5
                 }
             }
             Coord::AlignCorners => {
-                if len_out == 1 {
+                if lo == 1.0 {
                     0.0
                 } else {
                     xr * (li - 1.0) / (lo - 1.0)
@@ -274,11 +277,8 @@ impl ResizeOp {
             Coord::Asymmetric => xr / scale,
             Coord::TfCropAndResize => {
                 let (s, e) = roi.unwrap_or((0.0, 1.0));
-                if len_out > 1 {
-                    s * (li - 1.0) + xr * (e - s) * (li - 1.0) / (lo - 1.0)
-                } else {
-                    0.5 * (s + e) * (li - 1.0)
-                }
+                let base = if lo == 1.0 { (e - s) * (li - 1.0) / 2.0 } else { xr * (e - s) * (li - 1.0) / (lo - 1.0) };
+                base + s * (li - 1.0)
             }
         }
     }
