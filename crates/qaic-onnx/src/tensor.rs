@@ -15,6 +15,9 @@ use crate::proto::{
 };
 use crate::OnnxError;
 
+/// Largest dense tensor a sparse tensor may expand to.
+const MAX_DENSIFIED_BYTES: usize = 16 << 30;
+
 /// Where tensors come from: the label for messages and the folder that external data paths are
 /// relative to. Memory maps of external files are shared by all tensors of one load.
 #[derive(Debug)]
@@ -92,6 +95,16 @@ impl TensorSource {
             .collect::<Result<Vec<usize>, _>>()?;
         let n = qaic_tensor::num_elements(&shape).ok_or_else(|| err("dims overflow".into()))?;
         let vals = self.tensor(values)?;
+        // Densifying allocates the whole tensor: refuse absurd sizes instead of aborting on
+        // allocation failure (a few bytes of protobuf can declare any dims).
+        let dense_bytes = vals.dtype().size_of().unwrap_or(24).checked_mul(n);
+        if dense_bytes.is_none_or(|b| b > MAX_DENSIFIED_BYTES) {
+            return Err(err(format!(
+                "dense form of dims {:?} would exceed {} GiB",
+                sp.dims,
+                MAX_DENSIFIED_BYTES >> 30
+            )));
+        }
         let nnz = vals.len();
         if vals.rank() != 1 {
             return Err(err(format!("values must be 1-D, got shape {:?}", vals.shape())));
