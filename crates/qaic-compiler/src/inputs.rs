@@ -594,6 +594,10 @@ pub fn dump_input_buffers(
     tensors: &[Tensor],
 ) -> Result<Vec<String>, InputError> {
     let mut written = Vec::new();
+    // Inputs are dumped before the first output is written, so the directory may not exist yet.
+    if !Path::new(dir).is_dir() {
+        std::fs::create_dir_all(dir).map_err(|e| FileError::new(dir, e))?;
+    }
     for (s, t) in specs.iter().zip(tensors) {
         let shown = crate::outputs::join_dir(dir, &input_dump_file_name(&s.name, inf));
         let bytes = t
