@@ -152,6 +152,25 @@ fn param_index(shape: &[usize], pshape: &[usize], axis: i64, block: i64) -> Resu
     Ok(out)
 }
 
+/// Per-element indices into the scale and zero point (per-tensor, per-axis or blocked) and the
+/// zero point's values read with `read` (`default` when it is absent).
+fn qparams<Z>(
+    x: &Tensor,
+    scale: &Tensor,
+    zp: Option<&Tensor>,
+    axis: i64,
+    block: i64,
+    read: fn(&Tensor) -> Result<Vec<Z>, OpError>,
+    default: Vec<Z>,
+) -> Result<(Vec<usize>, Vec<Z>, Vec<usize>), OpError> {
+    let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
+    let (zv, zidx) = match zp {
+        Some(z) => (read(z)?, param_index(x.shape(), z.shape(), axis, block)?),
+        None => (default, vec![0; x.len()]),
+    };
+    Ok((sidx, zv, zidx))
+}
+
 fn round_half_even(v: f64) -> f64 {
     let r = v.round();
     if (v - v.trunc()).abs() == 0.5 { 2.0 * (v / 2.0).round() } else { r }
@@ -174,15 +193,7 @@ fn quantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         if is_small_float(target) {
             let xv = floats_of(x)?;
             let sv = floats_of(scale)?;
-            let zv = match zp {
-                Some(z) => small_float_values(z)?,
-                None => vec![0.0],
-            };
-            let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
-            let zidx = match zp {
-                Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
-                None => vec![0; xv.len()],
-            };
+            let (sidx, zv, zidx) = qparams(x, scale, zp, axis, block, small_float_values, vec![0.0])?;
             let codes: Vec<u8> = xv
                 .iter()
                 .enumerate()
@@ -198,15 +209,7 @@ fn quantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         };
         // Division happens in the scale's precision (f32 for f32 scales), as the reference does.
         let sv = floats_of(scale)?;
-        let zv = match zp {
-            Some(z) => int_values(z)?,
-            None => vec![0],
-        };
-        let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
-        let zidx = match zp {
-            Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
-            None => vec![0; xv.len()],
-        };
+        let (sidx, zv, zidx) = qparams(x, scale, zp, axis, block, int_values, vec![0])?;
         let q: Vec<i64> = xv
             .iter()
             .enumerate()
@@ -230,15 +233,7 @@ fn dequantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         if is_small_float(x.dtype()) {
             let xv = small_float_values(x)?;
             let sv = floats_of(scale)?;
-            let zv = match zp {
-                Some(z) => small_float_values(z)?,
-                None => vec![0.0],
-            };
-            let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
-            let zidx = match zp {
-                Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
-                None => vec![0; xv.len()],
-            };
+            let (sidx, zv, zidx) = qparams(x, scale, zp, axis, block, small_float_values, vec![0.0])?;
             let y: Vec<f32> = xv.iter().enumerate().map(|(i, &q)| (q - zv[zidx[i]]) * sv[sidx[i]]).collect();
             return out1(super::linalg::from_f32(scale.dtype(), x.shape().to_vec(), &y)?);
         }
@@ -247,15 +242,7 @@ fn dequantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         }
         let xv = int_values(x)?;
         let sv = floats_of(scale)?;
-        let zv = match zp {
-            Some(z) => int_values(z)?,
-            None => vec![0],
-        };
-        let sidx = param_index(x.shape(), scale.shape(), axis, block)?;
-        let zidx = match zp {
-            Some(z) => param_index(x.shape(), z.shape(), axis, block)?,
-            None => vec![0; xv.len()],
-        };
+        let (sidx, zv, zidx) = qparams(x, scale, zp, axis, block, int_values, vec![0])?;
         let y: Vec<f32> = xv.iter().enumerate().map(|(i, &q)| ((q - zv[zidx[i]]) as f32) * sv[sidx[i]]).collect();
         out1(super::linalg::from_f32(scale.dtype(), x.shape().to_vec(), &y)?)
     }))
