@@ -442,12 +442,31 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
         used.extend(n.inputs.iter().flatten());
         used.extend(n.outputs.iter().flatten());
     }
+    // Operators the device cannot run at all are listed before shapes are checked: their
+    // outputs often have data-dependent shapes (NonZero), which would hide the real cause.
+    let by_type: Vec<UnsupportedOp> = g
+        .nodes
+        .iter()
+        .filter(|n| !(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED_OPS.contains(&n.op_type.as_str()))
+        .map(|n| UnsupportedOp {
+            op_type: n.op_type.clone(),
+            node: n.display_name(g),
+            reason: if n.domain.is_empty() || n.domain == "ai.onnx" { String::new() } else { format!("domain `{}`", n.domain) },
+        })
+        .collect();
     for &v in &used {
         let name = &g.value(v).name;
-        let s = concrete_shape(g, v).ok_or_else(|| CodegenError::Shape { value: name.clone(), msg: "shape unknown after shape inference (bind its symbols)".into() })?;
-        let d = dtype_of(g, v).ok_or_else(|| CodegenError::Shape { value: name.clone(), msg: "element type unknown".into() })?;
-        cx.shapes.insert(v, s);
-        cx.dtypes.insert(v, d);
+        let known = concrete_shape(g, v)
+            .ok_or_else(|| CodegenError::Shape { value: name.clone(), msg: "shape unknown after shape inference (bind its symbols)".into() })
+            .and_then(|s| Ok((s, dtype_of(g, v).ok_or_else(|| CodegenError::Shape { value: name.clone(), msg: "element type unknown".into() })?)));
+        match known {
+            Ok((s, d)) => {
+                cx.shapes.insert(v, s);
+                cx.dtypes.insert(v, d);
+            }
+            Err(_) if !by_type.is_empty() => return Err(CodegenError::Unsupported(by_type)),
+            Err(e) => return Err(e),
+        }
     }
     // Lower nodes, collecting every unsupported one.
     let mut lnodes = Vec::new();
@@ -466,12 +485,9 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     if !unsupported.is_empty() {
         return Err(CodegenError::Unsupported(unsupported));
     }
-    // Rewrite inputs to alias roots.
-    for l in &mut lnodes {
-        for i in &mut l.inputs {
-            *i = cx.r(*i);
-        }
-    }
+    // Inputs keep the alias values (their shapes are the ones the ops see); identity (readers,
+    // DDR locations, constants, group membership) goes through the alias root `cx.r`.
+    let lnodes = lnodes;
     let budget = (dev.vtcm_bytes as f64 * o.vtcm_working_set_limit_ratio) as u64;
     let df_budget = o.depth_first_mem_kib.map_or(budget, |k| (k * 1024).min(budget));
     let ncores = o.num_cores;
@@ -481,7 +497,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let mut readers: BTreeMap<ValueId, Vec<usize>> = BTreeMap::new();
     for (i, l) in lnodes.iter().enumerate() {
         for &v in &l.inputs {
-            readers.entry(v).or_default().push(i);
+            readers.entry(cx.r(v)).or_default().push(i);
         }
     }
     let outputs_root: Vec<ValueId> = g.outputs.iter().map(|&v| cx.r(v)).collect();
@@ -497,7 +513,9 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
                 || o.depth_first && matches!(l.op.as_str(), "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool");
             if single && follower_ok {
-                let idx = l.inputs.iter().position(|&v| v == lv);
+                // The follower must read the producer's output with the producer's shape (an
+                // alias with another shape would slice different bytes along the same axis).
+                let idx = l.inputs.iter().position(|&v| cx.r(v) == lv && cx.shape(v) == cx.shape(lv));
                 let axes: Vec<usize> = gr
                     .axes
                     .iter()
@@ -508,7 +526,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                     })
                     .collect();
                 // Depth-first groups must keep a split axis; element-wise ones may run unsplit.
-                if !axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty()) {
+                if idx.is_some() && (!axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty())) {
                     let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
                     let lim = if is_elementwise(l) { budget } else { df_budget };
                     if min_footprint(&cx, &lnodes, &trial, &axes) <= lim {
@@ -526,7 +544,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let mut plans = Vec::new();
     let gran = o.size_split_granularity_kib as u64 * 1024;
     for gr in &groups {
-        plans.push(plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o)?);
+        plans.push(plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o, dev)?);
     }
 
     // DDR layout: inputs, outputs, constants, scratch.
@@ -564,6 +582,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let mut constants = Vec::new();
     for l in &lnodes {
         for &v in &l.inputs {
+            let v = cx.r(v);
             if cx.is_const(v) && !lay.loc.contains_key(&v) {
                 let off = align(constants.len() as u64, 64);
                 constants.resize(off as usize, 0);
@@ -703,10 +722,11 @@ fn plan_group(
     ncores: u32,
     mos: u32,
     o: &CodegenOptions,
+    dev: &DeviceModel,
 ) -> Result<Plan, CodegenError> {
     let members = gr.members.clone();
     let last = &ln[*members.last().unwrap_or(&0)];
-    let in_group = |v: ValueId| members.iter().position(|&m| ln[m].output == v);
+    let in_group = |v: ValueId| members.iter().position(|&m| ln[m].output == cx.r(v));
     let written: Vec<bool> = members
         .iter()
         .map(|&m| {
@@ -802,7 +822,7 @@ fn plan_group(
         }
     };
     let out_bytes_per = |a: usize| cx.bytes(last.output) / cx.shape(last.output)[a].max(1) as u64;
-    let mut best: Option<(Plan, (usize, usize))> = None;
+    let mut best: Option<(Plan, (u64, usize))> = None;
     let mut smallest = u64::MAX;
     for &a in &gr.axes {
         let d = cx.shape(last.output)[a];
@@ -827,9 +847,12 @@ fn plan_group(
             let c2 = per.div_ceil(ntiles).max(1);
             plan = build(Some(a), c2, parts);
         }
+        // The axis with the lowest estimated layer time wins (then fewer tiles, then the outer
+        // axis): splitting output channels makes every core read the whole input, splitting
+        // the batch makes every core read the whole weights, and DDR is shared.
         let ntiles = plan.tiles.iter().map(|t| t.len()).max().unwrap_or(1);
-        let score = (plan.participants.len(), usize::MAX - ntiles);
-        if best.as_ref().is_none_or(|(_, s)| score > *s) {
+        let score = (estimate_ps(cx, ln, &plan, dev, ncores), ntiles);
+        if best.as_ref().is_none_or(|(_, s)| score < *s) {
             best = Some((plan, score));
         }
     }
@@ -841,8 +864,28 @@ fn plan_group(
         return Ok(p);
     }
     smallest = smallest.min(p.vtcm);
-    let _ = ncores;
     Err(CodegenError::Tiling { node: last.name.clone(), op: last.op.clone(), budget, needed: smallest })
+}
+
+/// Estimated time of one planned group (ps): the group's instructions are emitted for every
+/// core and costed with the device model. Per core, compute (issue, ops, overheads) and DMA
+/// overlap except for the first tile's load; all cores share the sustained DDR bandwidth.
+fn estimate_ps(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, dev: &DeviceModel, ncores: u32) -> u64 {
+    let lay = Layout { loc: BTreeMap::new() };
+    let mut prog = Program::new("estimate", dev.hw_version, ncores as usize, 0);
+    for c in 0..ncores {
+        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0);
+    }
+    let costs = dev.core_costs(&prog);
+    let mut worst = 0u64;
+    let mut ddr = 0u64;
+    for (c, k) in costs.iter().enumerate() {
+        let compute = k.serial_ps.saturating_sub(k.dma_ps);
+        let tiles = p.tiles.get(c).map_or(1, |t| t.len().max(1)) as u64;
+        worst = worst.max(compute.max(k.dma_ps).saturating_add(k.dma_ps / tiles));
+        ddr = ddr.saturating_add(k.ddr_read_bytes).saturating_add(k.ddr_write_bytes);
+    }
+    worst.max(DeviceModel::transfer_ps(ddr, dev.ddr_sustained_bytes_per_s()))
 }
 
 /// Scratch placement by liveness (first fit, freed `delay` layers after the last reader).
@@ -855,7 +898,7 @@ fn alloc_scratch(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], lay: &mut Layout, s
                 producer_group.insert(ln[m].output, gi);
             }
             for &v in &ln[m].inputs {
-                last_use.insert(v, gi);
+                last_use.insert(cx.r(v), gi);
             }
         }
     }
@@ -898,7 +941,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::Barrier { cores: all });
         return v;
     };
-    let loc = |x: ValueId| lay.loc.get(&x).copied().unwrap_or((0, 0));
+    let loc = |x: ValueId| lay.loc.get(&cx.r(x)).copied().unwrap_or((0, 0));
     // Operands every tile uses: once per layer (multicast from the first core when enabled).
     let mut local = false;
     for (i, &(val, off)) in p.resident.iter().enumerate() {
