@@ -106,11 +106,11 @@ fn unknown_option_exact_text_and_suggestion() {
 fn unsupported_features_are_refused_by_name() {
     for (args, opt) in [
         (&["-m=m.onnx", "-aic-hw", "-aic-hw-version=ai100"][..], "-aic-hw"),
-        (&["-m=m.onnx", "-run-on-interpreter", "-convert-to-fp16"][..], "-convert-to-fp16"),
+        (&["-m=m.onnx", "-run-on-interpreter", "-mxint8"][..], "-mxint8"),
         (&["-m=m.onnx", "-mxfp6-matmul"][..], "-mxfp6-matmul"),
         (&["-m=m.onnx", "-retained-state"][..], "-retained-state"),
         (&["-m=m.onnx", "-aic-profiling-type=stats", "-aic-profiling-type", "trace"][..], "-aic-profiling-type"),
-        (&["-m=m.onnx", "-dump-profile=p.yaml", "-input-list-file=l.txt"][..], "-dump-profile"),
+        (&["-m=m.onnx", "-custom-IO-list-file=io.yaml", "-input-list-file=l.txt"][..], "-custom-IO-list-file"),
     ] {
         let o = exec(args);
         assert!(!o.status.success(), "{args:?}");

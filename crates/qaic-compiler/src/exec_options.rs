@@ -87,36 +87,39 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("dump-embedding-tables", PATH, "Dump DLRM/RecSys embedding tables to a zip file (PyTorch only).")
         .unsupported(FRAMEWORKS).group(G_LOAD),
     // --- precision and quantization
-    o("convert-to-fp16", FLAG, "Compile/execute the model in FP16.").unsupported(PRECISION).group(G_PREC),
+    o("convert-to-fp16", FLAG, "Compile/execute the model in FP16 (interpreter: every node not quantized runs in fp16).").group(G_PREC),
     o("mxfp6-matmul", FLAG, "Store MatMul weights in MXFP6.").unsupported(PRECISION).group(G_PREC),
     o("mxint8", FLAG, "Use MXINT8 compression (seen in user command lines).").unsupported(PRECISION).group(G_PREC),
     o("allow-mxint8-mdp-io", FLAG, "Allow MXINT8 tensors between multi-device partitions.").unsupported(PRECISION).group(G_PREC),
-    o("execute-nodes-in-fp16", ValueKind::StrList("op,..."), "Run all instances of these operator kinds in FP16 while quantizing.")
-        .repeatable().unsupported(PRECISION).group(G_PREC),
-    o("node-precision-info", PATH, "YAML file listing first output names of node instances to run in FP16.")
-        .unsupported(PRECISION).group(G_PREC),
-    o("keep-original-precision-for-nodes", ValueKind::StrList("op,..."), "Keep these operator kinds in their original precision when quantizing.")
-        .repeatable().unsupported(PRECISION).group(G_PREC),
-    o("external-quantization", PATH, "Load an externally generated quantization profile (YAML).").unsupported(QUANT).group(G_PREC),
+    o("execute-nodes-in-fp16", ValueKind::StrList("op,..."), "Run all instances of these operator kinds (ONNX op types) in FP16 while quantizing.")
+        .repeatable().group(G_PREC),
+    o("node-precision-info", PATH, "YAML file listing first output names of node instances to run in FP16 (FP16NodeInstanceNames: [...]).")
+        .group(G_PREC),
+    o("keep-original-precision-for-nodes", ValueKind::StrList("op,..."), "Keep these operator kinds (ONNX op types) in their original precision when quantizing.")
+        .repeatable().group(G_PREC),
+    o("external-quantization", PATH, "Load externally generated quantization parameters (YAML: NodeOutputName, Scale, Offset).").group(G_PREC),
+    o("quantization-schema", ValueKind::Enum(QUANT_SCHEMAS), "Quantization schema for activations and constants (qaic-rs shorthand for both options below).")
+        .group(G_PREC),
     o("quantization-schema-activations", ValueKind::Enum(QUANT_SCHEMAS), "Quantization schema for activations.")
-        .unsupported(QUANT).group(G_PREC),
+        .default("asymmetric").group(G_PREC),
     o("quantization-schema-constants", ValueKind::Enum(QUANT_SCHEMAS), "Quantization schema for constants (weights, bias).")
-        .unsupported(QUANT).group(G_PREC),
-    o("quantization-calibration", ValueKind::Enum(&["None", "KLMinimization", "Percentile", "MSE", "SQNR", "KLMinimizationV2"]), "Calibration method (None = min-max).")
-        .default("None").unsupported(QUANT).group(G_PREC),
+        .default("asymmetric").group(G_PREC),
+    o("quantization-calibration", ValueKind::Enum(&["None", "KLMinimization", "Percentile", "MSE", "SQNR", "KLMinimizationV2"]), "Calibration method of activations (None = min-max).")
+        .default("None").group(G_PREC),
     o("percentile-calibration-value", ValueKind::Float { min: 90.0, max: 100.0 }, "Percentile used by Percentile calibration.")
-        .unsupported(QUANT).group(G_PREC),
-    o("num-histogram-bins", ANY_POS, "Number of histogram bins of profiling nodes.").unsupported(QUANT).group(G_PREC),
+        .default("99.99").group(G_PREC),
+    o("num-histogram-bins", ANY_POS, "Number of histogram bins of profiling nodes (KL calibrations need at least 255).").default("2048").group(G_PREC),
     o("quantization-precision", ValueKind::Enum(&["Int8", "Int16"]), "Quantization precision.")
-        .default("Int8").unsupported(QUANT).group(G_PREC),
+        .default("Int8").group(G_PREC),
     o("quantization-precision-bias", ValueKind::Enum(&["Int8", "Int32"]), "Quantization precision of bias.")
-        .default("Int32").unsupported(QUANT).group(G_PREC),
-    o("enable-rowwise", FLAG, "Rowwise quantization of FullyConnected and SparseLengthsSum.").unsupported(QUANT).group(G_PREC),
-    o("enable-channelwise", FLAG, "Channelwise quantization of convolutions.").unsupported(QUANT).group(G_PREC),
-    o("dump-profile", PATH, "Profile the model on the inputs and write a PGQ profile (YAML).").unsupported(QUANT).group(G_PREC),
-    o("load-profile", PATH, "Compile quantized using this PGQ profile (YAML).").unsupported(QUANT).group(G_PREC),
-    o("convert-to-quantize", FLAG, "Without -load-profile: profile the inputs, then run quantized.").unsupported(QUANT).group(G_PREC),
-    o("profiling-threads", ANY_POS, "Threads used for profile generation.").default("1").unsupported(QUANT).group(G_PREC),
+        .default("Int32").group(G_PREC),
+    o("enable-rowwise", FLAG, "Rowwise quantization of MatMul/Gemm with constant weights (per output row).").group(G_PREC),
+    o("enable-channelwise", FLAG, "Channelwise quantization of convolutions.").group(G_PREC),
+    o("dump-profile", PATH, "Profile the model on the inputs and write a PGQ profile (YAML).").group(G_PREC),
+    o("load-profile", PATH, "Compile quantized using this PGQ profile (YAML).").group(G_PREC),
+    o("convert-to-quantize", FLAG, "Without -load-profile: profile the inputs, then run quantized.").group(G_PREC),
+    o("profiling-threads", ANY_POS, "Threads used for profile generation (the profile does not depend on it).").default("1").group(G_PREC),
+    o("quantization-report", PATH, "qaic-rs: write per-tensor SQNR (dB) between the float and the quantized run (CSV).").group(G_PREC),
     // --- compilation and device
     o("aic-hw", FLAG, "Run on the (virtual) AIC100 device instead of the simulator default.").unsupported(DEVICE).group(G_COMPILE),
     o("run-on-interpreter", FLAG, "Run the model on the reference interpreter (host).").group(G_COMPILE),
@@ -359,6 +362,10 @@ pub struct QuantConfig {
     pub fp16_op_kinds: Vec<String>,
     pub keep_original_precision_op_kinds: Vec<String>,
     pub node_precision_info: Option<PathBuf>,
+    /// `-profiling-threads` (`None`: 1).
+    pub profiling_threads: Option<u32>,
+    /// `-quantization-report=FILE` (qaic-rs): per-tensor SQNR of the quantized run.
+    pub quantization_report: Option<PathBuf>,
 }
 
 /// Where the model runs.
@@ -513,6 +520,7 @@ fn check_combinations(a: &ParsedArgs) -> Result<(), CliError> {
     let exclusive: &[(&str, &str)] = &[
         ("aic-hw", "run-on-interpreter"),
         ("dump-profile", "load-profile"),
+        ("convert-to-quantize", "load-profile"),
         ("host-preproc", "aic-preproc"),
         ("input-list-file", "json-input-file"),
         ("input-list-file", "use-random-input-data"),
@@ -612,8 +620,8 @@ impl ExecConfig {
             convert_to_fp16: a.flag("convert-to-fp16"),
             mxfp6_matmul: a.flag("mxfp6-matmul"),
             mxint8: a.flag("mxint8"),
-            schema_activations: schema(a, "quantization-schema-activations"),
-            schema_constants: schema(a, "quantization-schema-constants"),
+            schema_activations: schema(a, "quantization-schema-activations").or(schema(a, "quantization-schema")),
+            schema_constants: schema(a, "quantization-schema-constants").or(schema(a, "quantization-schema")),
             calibration: match a.str("quantization-calibration") {
                 Some("KLMinimization") => Calibration::KlMinimization,
                 Some("Percentile") => Calibration::Percentile,
@@ -635,6 +643,8 @@ impl ExecConfig {
             fp16_op_kinds: a.strings("execute-nodes-in-fp16"),
             keep_original_precision_op_kinds: a.strings("keep-original-precision-for-nodes"),
             node_precision_info: path(a, "node-precision-info"),
+            profiling_threads: a.int("profiling-threads").map(|v| v.min(u32::MAX as i64) as u32),
+            quantization_report: path(a, "quantization-report"),
         };
         let hw_version = match a.str("aic-hw-version") {
             Some("ai200") => HwVersion::Ai200,
@@ -823,7 +833,8 @@ mod tests {
     fn refusals() {
         let e = |args: &[&str]| parse_exec_command(Tool::Exec, args).unwrap_err().to_string();
         assert!(e(&["-m=a.onnx", "-aic-hw"]).starts_with("not supported yet: -aic-hw\n"));
-        assert!(e(&["-m=a.onnx", "-convert-to-fp16", "-run-on-interpreter"]).starts_with("not supported yet: -convert-to-fp16"));
+        assert!(e(&["-m=a.onnx", "-mxfp6-matmul", "-run-on-interpreter"]).starts_with("not supported yet: -mxfp6-matmul"));
+        assert!(e(&["-m=a.onnx", "-convert-to-quantize", "-load-profile=p.yaml"]).contains("cannot be used together"));
         assert!(e(&["-aic-depth-first-mem=20"]).contains("needs -aic-enable-depth-first"));
         assert!(e(&["-aic-enable-depth-first", "-aic-depth-first-mem=18"]).contains("one of 16, 20, 24, 28, 32"));
         assert!(e(&["-size-split-granularity=256"]).contains("512 to 2048"));

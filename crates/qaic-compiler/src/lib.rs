@@ -11,11 +11,12 @@
 //! - [`npy`]: NumPy `.npy` reading.
 //! - [`outputs`]: `-write-output-dir` file naming and atomic writing.
 //! - [`info`]: `-version`, `-version-extended`, `-operators-supported`.
+//! - [`precision`]: profiling, quantization and fp16 on the interpreter path (`qaic-quant`).
 //! - [`run`]: the inference loop (inputs, iterations, outputs, host timing) over any
 //!   [`run::Executable`].
 //!
-//! Depends on `qaic-tensor`, `qaic-ir`, `qaic-onnx` (loading) and `qaic-interp` (running on the
-//! reference interpreter).
+//! Depends on `qaic-tensor`, `qaic-ir`, `qaic-onnx` (loading), `qaic-interp` (running on the
+//! reference interpreter) and `qaic-quant` (profiling, quantization, fp16).
 //! Must never print to stdout or exit the process (binaries do that), and never take options
 //! as string maps: libraries below get the typed config.
 
@@ -26,6 +27,7 @@ pub mod info;
 pub mod inputs;
 pub mod npy;
 pub mod outputs;
+pub mod precision;
 pub mod run;
 
 pub use exec_options::{parse_exec_command, ExecCommand, ExecConfig, Tool};

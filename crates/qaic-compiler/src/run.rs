@@ -38,6 +38,9 @@ pub enum RunError {
     Model(String),
     #[error("not supported yet: {0}")]
     NotSupported(String),
+    /// Profiling, a profile or precision file, or the precision pass.
+    #[error(transparent)]
+    Quant(#[from] qaic_quant::QuantError),
 }
 
 /// What a run does, as it happens (for the binary to print).
@@ -49,6 +52,10 @@ pub enum RunEvent {
     RandomInputs { distribution: Distribution, unbound: bool, seed: u64 },
     /// A file was written (`Writing file:<path>`).
     WroteFile(String),
+    /// Profiling progress (`-dump-profile`, `-convert-to-quantize`): after each input of each pass.
+    Profiling(qaic_quant::Progress),
+    /// A one-line summary of the precision pass (nodes quantized / float32 / fp16).
+    Precision(String),
 }
 
 /// Result of a run.
@@ -157,28 +164,44 @@ pub struct InterpreterModel {
     extra: Vec<String>,
 }
 
+/// Loads `cfg.load.model` into the IR, binding `-onnx-define-symbol` and `-batchsize`, and
+/// checks the `-output-node-name` tensors exist.
+pub fn load_graph(cfg: &ExecConfig) -> Result<qaic_ir::Graph, RunError> {
+    let path = cfg
+        .load
+        .model
+        .as_ref()
+        .ok_or_else(|| RunError::Model("no model given: use -m=<model file>".into()))?;
+    let opts = qaic_onnx::LoadOptions {
+        define_symbols: cfg.load.symbols.iter().map(|(n, v)| (n.clone(), *v as usize)).collect(),
+        batch_size: cfg.load.batch_size.map(|b| b as usize),
+        always_expand_functions: false,
+    };
+    let graph = qaic_onnx::load(path, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+    for name in &cfg.load.extra_outputs {
+        if !graph.values.iter().any(|v| &v.name == name) {
+            return Err(RunError::Model(format!("-output-node-name: the model has no tensor named `{name}`")));
+        }
+    }
+    Ok(graph)
+}
+
 impl InterpreterModel {
     /// Loads `cfg.load.model` (binding `-onnx-define-symbol` and `-batchsize`) and plans it.
     /// Every unsupported operator is reported at once.
     pub fn load(cfg: &ExecConfig) -> Result<InterpreterModel, RunError> {
-        let path = cfg
-            .load
-            .model
-            .as_ref()
-            .ok_or_else(|| RunError::Model("no model given: use -m=<model file>".into()))?;
-        let opts = qaic_onnx::LoadOptions {
-            define_symbols: cfg.load.symbols.iter().map(|(n, v)| (n.clone(), *v as usize)).collect(),
-            batch_size: cfg.load.batch_size.map(|b| b as usize),
-            always_expand_functions: false,
-        };
-        let graph = qaic_onnx::load(path, &opts).map_err(|e| RunError::Model(e.to_string()))?;
-        for name in &cfg.load.extra_outputs {
-            if !graph.values.iter().any(|v| &v.name == name) {
-                return Err(RunError::Model(format!(
-                    "-output-node-name: the model has no tensor named `{name}`"
-                )));
-            }
-        }
+        let graph = load_graph(cfg)?;
+        InterpreterModel::from_graph(cfg, graph, &qaic_interp::Registry::standard())
+    }
+
+    /// Plans an already loaded (and possibly transformed) graph with `registry`
+    /// (`qaic_quant::registry()` for graphs made by the precision pass).
+    pub fn from_graph(
+        cfg: &ExecConfig,
+        graph: qaic_ir::Graph,
+        registry: &qaic_interp::Registry,
+    ) -> Result<InterpreterModel, RunError> {
+        let path = cfg.load.model.clone().unwrap_or_default();
         let required = graph
             .inputs
             .iter()
@@ -213,10 +236,27 @@ impl InterpreterModel {
             specs.push(spec);
             feed.push(None);
         }
-        let options = qaic_interp::PlanOptions { keep: cfg.load.extra_outputs.clone() };
-        let plan = qaic_interp::Plan::with_registry(graph, &qaic_interp::Registry::standard(), &options)
+        let options = qaic_interp::PlanOptions { keep: cfg.load.extra_outputs.clone(), ..Default::default() };
+        let plan = qaic_interp::Plan::with_registry(graph, registry, &options)
             .map_err(|e| RunError::Model(format!("{}: {e}", path.display())))?;
         Ok(InterpreterModel { plan, specs, feed, extra: cfg.load.extra_outputs.clone() })
+    }
+}
+
+impl InterpreterModel {
+    /// The values of the graph inputs for the caller's `inputs` (in [`Executable::inputs`]
+    /// order): defaulted inputs placed before a required one are filled in.
+    pub fn graph_inputs(&self, inputs: Vec<Tensor>) -> Result<Vec<qaic_tensor::Value>, RunError> {
+        let mut given = inputs.into_iter();
+        let mut values = Vec::with_capacity(self.feed.len());
+        for f in &self.feed {
+            let t = match f {
+                Some(c) => c.clone(),
+                None => given.next().ok_or_else(|| RunError::Model("too few inputs".into()))?,
+            };
+            values.push(qaic_tensor::Value::Tensor(t));
+        }
+        Ok(values)
     }
 }
 
@@ -236,15 +276,7 @@ impl Executable for InterpreterModel {
     }
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<(String, Tensor)>, RunError> {
-        let mut given = inputs.into_iter();
-        let mut values = Vec::with_capacity(self.feed.len());
-        for f in &self.feed {
-            let t = match f {
-                Some(c) => c.clone(),
-                None => given.next().ok_or_else(|| RunError::Model("too few inputs".into()))?,
-            };
-            values.push(qaic_tensor::Value::Tensor(t));
-        }
+        let values = self.graph_inputs(inputs)?;
         let mut extras: Vec<(String, qaic_tensor::Value)> = Vec::new();
         let outs = if self.extra.is_empty() {
             self.plan.run(values)
@@ -288,7 +320,14 @@ impl Executable for InterpreterModel {
 
 /// `qaic-exec -m=model.onnx -run-on-interpreter ...`: loads the model, plans it on the
 /// reference interpreter and [`execute`]s it.
+///
+/// With any quantization or precision option (`-dump-profile`, `-load-profile`,
+/// `-convert-to-quantize`, `-external-quantization`, fp16 rules), the run goes through
+/// [`crate::precision::run`] instead.
 pub fn run_on_interpreter(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunReport, RunError> {
+    if crate::precision::is_active(cfg) {
+        return crate::precision::run(cfg, events);
+    }
     let model = InterpreterModel::load(cfg)?;
     execute(cfg, &model, events)
 }

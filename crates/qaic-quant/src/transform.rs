@@ -253,6 +253,10 @@ impl Rewriter {
             None => vec![],
         };
         self.node("", "DequantizeLinear", vec![Some(qc), Some(s), Some(z)], dq, attrs);
+        match axis {
+            Some(a) => tracing::debug!("constant `{name}`: {} per axis {a} ({} scales)", q.name(), params.len()),
+            None => tracing::debug!("constant `{name}`: {} per tensor (scale {}, offset {})", q.name(), params[0].scale, params[0].offset),
+        }
         self.params.insert(name, params[0]);
         Ok(dq)
     }

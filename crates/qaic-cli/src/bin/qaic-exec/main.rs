@@ -65,6 +65,15 @@ fn main_inner(tool: Tool, args: &[String]) -> anyhow::Result<()> {
                     };
                     println!("Using {kind} random inputs (seed {seed})");
                 }
+                RunEvent::Profiling(p) => {
+                    // Every input of short runs; about every 5% of long ones.
+                    let step = (p.total / 20).max(1);
+                    if p.done == p.total || p.done % step == 0 {
+                        let what = if p.pass == 1 { "min/max" } else { "histograms" };
+                        eprintln!("Profiling pass {} of 2 ({what}): {} of {} input(s)", p.pass, p.done, p.total);
+                    }
+                }
+                RunEvent::Precision(line) => println!("{line}"),
             };
             let report = run::run_on_interpreter(&cfg, &mut on_event)?;
             println!("Ran {} inference(s) on the interpreter", report.inferences);
