@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use crate::cli_options::{
-    Action, CliError, Feature, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind,
+    Action, CliError, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind,
 };
 
 /// Feature areas that are not implemented yet; options in them are refused.
@@ -121,30 +121,29 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("profiling-threads", ANY_POS, "Threads used for profile generation (the profile does not depend on it).").default("1").group(G_PREC),
     o("quantization-report", PATH, "qaic-rs: write per-tensor SQNR (dB) between the float and the quantized run (CSV).").group(G_PREC),
     // --- compilation and device
-    o("aic-hw", FLAG, "Run on the (virtual) AIC100 device instead of the simulator default.").unsupported(DEVICE).group(G_COMPILE),
+    o("aic-hw", FLAG, "Run on the AIC100 device. There is no real card here: this runs the virtual AIC100 simulator, like the default (compile to a QPC, then simulate it).").group(G_COMPILE),
     o("run-on-interpreter", FLAG, "Run the model on the reference interpreter (host).").group(G_COMPILE),
     o("aic-hw-version", ValueKind::Enum(&["2.0", "ai100", "ai200"]), "AIC hardware version to compile for (2.0 is the old spelling of ai100).")
-        .default("ai100").unsupported(COMPILE).group(G_COMPILE),
-    o("aic-num-cores", ValueKind::Int { min: 1, max: 16 }, "Number of AIC cores to use.").default("1").unsupported(COMPILE).group(G_COMPILE),
-    o("ols", ANY_POS, "Factor increasing the splitting of network operations.").unsupported(COMPILE).group(G_COMPILE),
+        .default("ai100").group(G_COMPILE),
+    o("aic-num-cores", ValueKind::Int { min: 1, max: 16 }, "Number of AIC cores to use.").default("1").group(G_COMPILE),
+    o("ols", ANY_POS, "Factor increasing the splitting of network operations.").group(G_COMPILE),
     o("mos", ValueKind::IntList { min: -1, max: 16, max_items: 4 }, "Effort to reduce on-chip memory use (-1 = none; one value per SDP cluster).")
-        .unsupported(COMPILE).group(G_COMPILE),
-    o("allocator-dealloc-delay", ValueKind::Int { min: 0, max: 10 }, "Increase buffer lifetime (0 to 10).").unsupported(COMPILE).group(G_COMPILE),
-    o("size-split-granularity", ValueKind::Int { min: 512, max: 2048 }, "Maximum tile size in KiB (512 to 2048).").unsupported(COMPILE).group(G_COMPILE),
+        .group(G_COMPILE),
+    o("allocator-dealloc-delay", ValueKind::Int { min: 0, max: 10 }, "Increase buffer lifetime (0 to 10).").group(G_COMPILE),
+    o("size-split-granularity", ValueKind::Int { min: 512, max: 2048 }, "Maximum tile size in KiB (512 to 2048).").group(G_COMPILE),
     o("vtcm-working-set-limit-ratio", ValueKind::Float { min: 0.0, max: 1.0 }, "Ratio of fast memory (VTCM) one instruction may use (0 to 1).")
-        .unsupported(COMPILE).group(G_COMPILE),
-    o("aic-enable-depth-first", FLAG, "Enable depth-first optimizations (memory size by heuristics).").unsupported(COMPILE).group(G_COMPILE),
+        .group(G_COMPILE),
+    o("aic-enable-depth-first", FLAG, "Enable depth-first optimizations (memory size by heuristics).").group(G_COMPILE),
     o("aic-depth-first-mem", ValueKind::Enum(&["16", "20", "24", "28", "32"]), "Depth-first memory size; needs -aic-enable-depth-first.")
-        .unsupported(COMPILE).group(G_COMPILE),
-    o("aic-binary-dir", PATH, "Directory where the compiled QPC is written.").unsupported(COMPILE).group(G_COMPILE),
-    o("compile-only", FLAG, "Compile only (accepted for older scripts).")
-        .status(Status::Ignored("older scripts always pass it; qaic-compile compiles only")).group(G_COMPILE),
+        .group(G_COMPILE),
+    o("aic-binary-dir", PATH, "Directory where the compiled QPC is written.").group(G_COMPILE),
+    o("compile-only", FLAG, "Compile to a QPC (written to -aic-binary-dir) and do not run it.").group(G_COMPILE),
     o("host-preproc", FLAG, "Run pre- and post-processing on the host.")
         .status(Status::Ignored("pre- and post-processing run on the host already")).group(G_COMPILE),
     o("aic-preproc", FLAG, "Run pre- and post-processing on the device.").unsupported(DEVICE).group(G_COMPILE),
     o("retained-state", FLAG, "Keep *_RetainedState outputs on the device as the next run's inputs (KV cache).")
         .unsupported(COMPILE).group(G_COMPILE),
-    o("multicast-weights", FLAG, "Load weights used on several cores once and multicast them.").unsupported(COMPILE).group(G_COMPILE),
+    o("multicast-weights", FLAG, "Load weights used on several cores once and multicast them.").group(G_COMPILE),
     o("use-producer-dma", FLAG, "Start NSP DMAs from the thread producing the data.").unsupported(COMPILE).group(G_COMPILE),
     o("combine-inputs", FLAG, "Combine inputs into fewer buffers for transfer.").unsupported(COMPILE).group(G_COMPILE),
     o("combine-outputs", FLAG, "Combine outputs into one buffer for transfer.").unsupported(COMPILE).group(G_COMPILE),
@@ -152,17 +151,17 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
         .unsupported(PARTITION).group(G_COMPILE),
     o("mdp-dump-partition-config", PATH, "Write a multi-device partition configuration template (JSON).").unsupported(PARTITION).group(G_COMPILE),
     o("mdp-load-partition-config", PATH, "Multi-device partition configuration (JSON).").unsupported(PARTITION).group(G_COMPILE),
-    o("compile-threads", ANY_POS, "Threads used for compilation (default: host threads).").unsupported(COMPILE).group(G_COMPILE),
+    o("compile-threads", ANY_POS, "Threads used for compilation (default: host threads).").group(G_COMPILE),
     o("enable-debug", FLAG, "Debug mode during compilation.").unsupported(COMPILE).group(G_COMPILE),
-    o("time-passes", FLAG, "Print compile-time statistics.").unsupported(COMPILE).group(G_COMPILE),
+    o("time-passes", FLAG, "Print compile-time statistics.").group(G_COMPILE),
     o("io-crc", FLAG, "CRC check of network inputs and outputs.").unsupported(COMPILE).group(G_COMPILE),
     o("io-crc-stride", ANY_POS, "Stride of the I/O CRC.").default("256").unsupported(COMPILE).group(G_COMPILE),
     o("qpc-crc", FLAG, "Add a CRC to the QPC.").unsupported(COMPILE).group(G_COMPILE),
     o("io-encrypt", ValueKind::Str("mode"), "Encrypt network I/O.").unsupported(COMPILE).group(G_COMPILE),
     o("compiler-help", FLAG, "List compiler-specific help options.").unsupported(COMPILE).group(G_COMPILE),
     o("direct-api", FLAG, "Platform-specific shared memory API (not for Cloud AI 100).").unsupported(DEVICE).group(G_COMPILE),
-    o("aic-perf-warnings", FLAG, "Print performance warnings.").unsupported(COMPILE).group(G_COMPILE),
-    o("aic-perf-metrics", FLAG, "Print compiler performance metrics.").unsupported(COMPILE).group(G_COMPILE),
+    o("aic-perf-warnings", FLAG, "Print performance warnings.").group(G_COMPILE),
+    o("aic-perf-metrics", FLAG, "Print compiler performance metrics.").group(G_COMPILE),
     // --- inputs and execution
     o("input-list-file", PATH, "Text file, one line per inference: that inference's input files in model-input order, separated by commas or spaces.")
         .group(G_RUN),
@@ -176,8 +175,8 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("num-iter", ANY_POS, "Number of iterations to perform (default: one per input-list line, else 1).").group(G_RUN),
     o("time", ANY_POS, "Duration in seconds for which to submit inferences.").unsupported(RUNTIME).group(G_RUN),
     o("stats-batchsize", ANY_POS, "Normalise performance statistics to per inference.").unsupported(PROFILING).group(G_RUN),
-    o("device-id", ANY_NONNEG, "Device on which inference runs.").default("0").unsupported(DEVICE).group(G_RUN),
-    o("aic-num-of-instances", ANY_POS, "Number of network instances used for inference.").default("1").unsupported(DEVICE).group(G_RUN),
+    o("device-id", ANY_NONNEG, "Device on which inference runs.").default("0").group(G_RUN),
+    o("aic-num-of-instances", ANY_POS, "Number of network instances used for inference.").default("1").group(G_RUN),
     o("submit-timeout", ANY_NONNEG, "Kernel timeout per inference (ms).").unsupported(RUNTIME).group(G_RUN),
     o("submit-retry-count", ANY_NONNEG, "Retries when an inference times out.").unsupported(RUNTIME).group(G_RUN),
     o("aic-batch-max-memory", ANY_POS, "Batch mode: memory limit (MB) when loading files.").unsupported(RUNTIME).group(G_RUN),
@@ -186,11 +185,12 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("write-output-dir", PATH, "Write every output as <name>-activation-0-inf-<N>.bin in this directory.").group(G_OUT),
     // --- profiling and statistics
     o("stats-level", ANY_NONNEG, "Level of inference and operator statistics.").unsupported(PROFILING).group(G_PROF),
-    o("ddr-stats", FLAG, "Collect per-core DDR traffic.").unsupported(PROFILING).group(G_PROF),
+    o("ddr-stats", FLAG, "Print the simulated per-core DDR read/write bytes of one inference.").group(G_PROF),
     o("aic-pmu-recipe", ValueKind::Enum(&["AxiRd", "AxiWr", "AxiRdWr", "KernelUtil", "HmxMacs"]), "Built-in PMU event selection.")
         .unsupported(PROFILING).group(G_PROF),
     o("aic-pmu-events", ValueKind::IntList { min: 0, max: i64::MAX, max_items: 8 }, "PMU events to track in NSP cores (up to 8).")
         .unsupported(PROFILING).group(G_PROF),
+    o("stats-json", PATH, "qaic-rs: also write the run statistics as JSON (schema qaic-rs.runner-stats, version 1).").group(G_PROF),
     o("aic-profiling-start-iter", ANY_NONNEG, "First profiled iteration.").unsupported(PROFILING).group(G_PROF),
     o("aic-profiling-start-delay", ANY_NONNEG, "Start profiling after this delay (ms).").unsupported(PROFILING).group(G_PROF),
     o("aic-profiling-num-samples", ANY_POS, "Profiling samples to save.").unsupported(PROFILING).group(G_PROF),
@@ -411,6 +411,18 @@ pub struct DeviceConfig {
     pub custom_io_list_file: Option<PathBuf>,
     pub device_id: u32,
     pub num_instances: u32,
+    /// `-compile-only`: stop after writing the QPC.
+    pub compile_only: bool,
+    /// `-compile-threads` (`None`: all host threads).
+    pub compile_threads: Option<u32>,
+    /// `-time-passes`, `-aic-perf-metrics`, `-aic-perf-warnings`.
+    pub time_passes: bool,
+    pub perf_metrics: bool,
+    pub perf_warnings: bool,
+    /// `-ddr-stats`: print per-core DDR traffic of the simulated run.
+    pub ddr_stats: bool,
+    /// `-stats-json=FILE`.
+    pub stats_json: Option<PathBuf>,
 }
 
 /// Random input distribution.
@@ -500,12 +512,6 @@ where
             needs: "a model: -m=<model file> (see -h)".into(),
         });
     }
-    if cfg.device.target != Target::Interpreter {
-        return Err(CliError::NotSupportedYet {
-            option: "m without -run-on-interpreter".into(),
-            feature: Feature { name: "compiling to a QPC and simulating it (use -run-on-interpreter)", issue: COMPILE.issue },
-        });
-    }
     Ok(ExecCommand::Run(Box::new(cfg)))
 }
 
@@ -519,6 +525,8 @@ fn check_combinations(a: &ParsedArgs) -> Result<(), CliError> {
     }
     let exclusive: &[(&str, &str)] = &[
         ("aic-hw", "run-on-interpreter"),
+        ("compile-only", "run-on-interpreter"),
+        ("aic-binary-dir", "run-on-interpreter"),
         ("dump-profile", "load-profile"),
         ("convert-to-quantize", "load-profile"),
         ("host-preproc", "aic-preproc"),
@@ -682,6 +690,13 @@ impl ExecConfig {
             custom_io_list_file: path(a, "custom-IO-list-file"),
             device_id: int_or_default(a, "device-id").min(u32::MAX as i64) as u32,
             num_instances: int_or_default(a, "aic-num-of-instances").min(u32::MAX as i64) as u32,
+            compile_only: a.flag("compile-only"),
+            compile_threads: a.int("compile-threads").map(|v| v.min(u32::MAX as i64) as u32),
+            time_passes: a.flag("time-passes"),
+            perf_metrics: a.flag("aic-perf-metrics"),
+            perf_warnings: a.flag("aic-perf-warnings"),
+            ddr_stats: a.flag("ddr-stats"),
+            stats_json: path(a, "stats-json"),
         };
         let inputs = if let Some(p) = path(a, "input-list-file") {
             InputSource::ListFile(p)
@@ -789,7 +804,7 @@ mod tests {
         let c = run_cfg(&[
             "-m=a.onnx", "-run-on-interpreter", "-onnx-define-symbol=batch,2", "-onnx-define-symbol", "seq,128",
             "-batchsize=4", "-output-node-name=a,b", "-num-iter", "3", "-write-output-dir=out",
-            "-use-random-input-data=gaussian", "-random-seed=9", "-vv", "-compile-only",
+            "-use-random-input-data=gaussian", "-random-seed=9", "-vv",
         ]);
         assert_eq!(c.load.model, Some(PathBuf::from("a.onnx")));
         assert_eq!(c.load.symbols, vec![("batch".to_string(), 2), ("seq".to_string(), 128)]);
@@ -826,13 +841,18 @@ mod tests {
         assert_eq!(c.device.mos, vec![1, 4]);
         assert_eq!(c.device.depth_first_mem, Some(20));
         assert_eq!(c.device.vtcm_working_set_limit_ratio, Some(0.25));
+        let a2 = t.parse(["-compile-only", "-compile-threads=3", "-time-passes", "-aic-perf-metrics", "-aic-perf-warnings", "-ddr-stats", "-stats-json=s.json"]).unwrap().into_args().unwrap();
+        let k = ExecConfig::from_args(&a2).unwrap();
+        assert!(k.device.compile_only && k.device.time_passes && k.device.perf_metrics && k.device.perf_warnings && k.device.ddr_stats);
+        assert_eq!((k.device.compile_threads, k.device.stats_json.clone()), (Some(3), Some(PathBuf::from("s.json"))));
         assert_eq!(c.quantization.calibration, Calibration::Percentile);
     }
 
     #[test]
     fn refusals() {
         let e = |args: &[&str]| parse_exec_command(Tool::Exec, args).unwrap_err().to_string();
-        assert!(e(&["-m=a.onnx", "-aic-hw"]).starts_with("not supported yet: -aic-hw\n"));
+        assert!(e(&["-m=a.onnx", "-aic-preproc"]).starts_with("not supported yet: -aic-preproc\n"));
+        assert!(e(&["-m=a.onnx", "-compile-only", "-run-on-interpreter"]).contains("cannot be used together"));
         assert!(e(&["-m=a.onnx", "-mxfp6-matmul", "-run-on-interpreter"]).starts_with("not supported yet: -mxfp6-matmul"));
         assert!(e(&["-m=a.onnx", "-convert-to-quantize", "-load-profile=p.yaml"]).contains("cannot be used together"));
         assert!(e(&["-aic-depth-first-mem=20"]).contains("needs -aic-enable-depth-first"));
@@ -846,7 +866,7 @@ mod tests {
         assert!(e(&["-onnx-define-symbol=batch", "-run-on-interpreter", "-m=x"]).contains("NAME,VALUE"));
         assert!(e(&["-onnx-define-symbol=batch,-1", "-run-on-interpreter", "-m=x"]).contains("non-negative"));
         assert!(e(&["-run-on-interpreter"]).contains("-m="));
-        assert!(e(&["-m=x.onnx"]).starts_with("not supported yet:"));
+        assert!(matches!(parse_exec_command(Tool::Exec, ["-m=x.onnx"]), Ok(ExecCommand::Run(c)) if c.device.target == Target::Simulator));
         assert_eq!(
             e(&["-retained-stat"]),
             "Invalid option -retained-stat. Use -h, -help, or --help for list of options.\nDid you mean -retained-state?"

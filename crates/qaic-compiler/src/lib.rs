@@ -10,17 +10,21 @@
 //!   inputs, input size checks and `-dump-input-buffers`.
 //! - [`npy`]: NumPy `.npy` reading.
 //! - [`outputs`]: `-write-output-dir` file naming and atomic writing.
+//! - [`device`]: compile to a QPC (`qaic-codegen` + `qaic-runtime`) and run it on the
+//!   virtual AIC100 simulator (the default target; `-aic-hw` runs the same virtual device).
 //! - [`info`]: `-version`, `-version-extended`, `-operators-supported`.
 //! - [`precision`]: profiling, quantization and fp16 on the interpreter path (`qaic-quant`).
 //! - [`run`]: the inference loop (inputs, iterations, outputs, host timing) over any
 //!   [`run::Executable`].
 //!
 //! Depends on `qaic-tensor`, `qaic-ir`, `qaic-onnx` (loading), `qaic-interp` (running on the
-//! reference interpreter) and `qaic-quant` (profiling, quantization, fp16).
+//! reference interpreter), `qaic-quant` (profiling, quantization, fp16), `qaic-codegen`,
+//! `qaic-device`, `qaic-runtime` and `qaic-sim` (the virtual device).
 //! Must never print to stdout or exit the process (binaries do that), and never take options
 //! as string maps: libraries below get the typed config.
 
 pub mod cli_options;
+pub mod device;
 pub mod exec_options;
 pub mod fsutil;
 pub mod info;

@@ -160,6 +160,14 @@ impl Program {
     /// Refuses vendor Hexagon ELFs ([`ProgramError::VendorProgram`]), other ELFs, other format
     /// majors, and programs that fail [`Program::validate`].
     pub fn from_elf(data: &[u8]) -> Result<Program, ProgramError> {
+        // ELF structures are read in place and need 8-byte alignment; a segment inside a QPC
+        // (packed layout) may start anywhere, so parse an aligned copy then.
+        if data.as_ptr() as usize % 8 != 0 {
+            let mut buf = vec![0u8; data.len() + 8];
+            let off = buf.as_ptr().align_offset(8).min(8);
+            buf[off..off + data.len()].copy_from_slice(data);
+            return Program::from_elf(&buf[off..off + data.len()]);
+        }
         if data.len() < 20 || &data[..4] != b"\x7fELF" {
             return Err(ProgramError::NotElf);
         }
@@ -378,3 +386,4 @@ mod tests {
         }
     }
 }
+

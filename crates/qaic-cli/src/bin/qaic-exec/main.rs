@@ -4,9 +4,9 @@
 
 use std::process::ExitCode;
 
-use qaic_compiler::exec_options::{Distribution, ExecCommand, Tool};
+use qaic_compiler::exec_options::{Distribution, ExecCommand, ExecConfig, Target, Tool};
 use qaic_compiler::run::RunEvent;
-use qaic_compiler::{info, parse_exec_command, run};
+use qaic_compiler::{device, info, parse_exec_command, run};
 
 pub fn main() -> ExitCode {
     let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
@@ -75,10 +75,54 @@ fn main_inner(tool: Tool, args: &[String]) -> anyhow::Result<()> {
                 }
                 RunEvent::Precision(line) => println!("{line}"),
             };
-            let report = run::run_on_interpreter(&cfg, &mut on_event)?;
-            println!("Ran {} inference(s) on the interpreter", report.inferences);
-            println!("{}", report.timing_line());
+            if cfg.device.target == Target::Interpreter {
+                let report = run::run_on_interpreter(&cfg, &mut on_event)?;
+                println!("Ran {} inference(s) on the interpreter", report.inferences);
+                println!("{}", report.timing_line());
+            } else {
+                run_on_device(&cfg, &mut on_event)?;
+            }
         }
+    }
+    Ok(())
+}
+
+/// The default target (and `-aic-hw`): compile to a QPC, then run it on the virtual AIC100.
+fn run_on_device(cfg: &ExecConfig, on_event: &mut dyn FnMut(RunEvent)) -> anyhow::Result<()> {
+    println!("Compile started ............... ");
+    let out = device::compile(cfg)?;
+    if cfg.device.time_passes {
+        for (pass, t) in &out.pass_times {
+            println!("Pass {pass:<8} {:>10.3} ms (host)", t.as_secs_f64() * 1e3);
+        }
+    }
+    if cfg.device.perf_metrics {
+        for l in device::perf_metrics_lines(&out.compiled) {
+            println!("{l}");
+        }
+    }
+    if cfg.device.perf_warnings {
+        for l in device::perf_warning_lines(&out.compiled) {
+            println!("{l}");
+        }
+    }
+    if let Some(dir) = &cfg.device.binary_dir {
+        println!("Generated binary is present at {}", dir.display());
+    }
+    if cfg.device.compile_only {
+        return Ok(());
+    }
+    let r = device::run_qpc(cfg, &out, on_event)?;
+    if cfg.device.ddr_stats {
+        for l in r.stats.ddr_lines() {
+            println!("{l}");
+        }
+    }
+    println!("{}", r.stats.host_line());
+    print!("{}", r.stats.stats_block());
+    if let Some(p) = &cfg.device.stats_json {
+        qaic_compiler::fsutil::write_atomic(p, r.stats.to_json().as_bytes())?;
+        println!("Writing file:{}", p.display());
     }
     Ok(())
 }

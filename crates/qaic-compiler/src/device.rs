@@ -1,0 +1,228 @@
+//! Compiling to a QPC and running it on the virtual AIC100 (the default of `qaic-exec`, and
+//! `-aic-hw`): model → IR → `qaic-codegen` → `programqpc.bin` (`qaic-runtime`) → simulator.
+//!
+//! The simulator always runs the program decoded from the assembled QPC bytes, never the IR:
+//! with `-aic-binary-dir` the QPC is written there first (atomically) and memory-mapped back;
+//! without it the same bytes are assembled in memory.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use qaic_codegen::{CodegenOptions, Compiled};
+use qaic_device::{DeviceModel, Variant};
+use qaic_runtime::{DeviceFigures, IoSpec, LoadOptions, LoadedQpc, QpcContents, RunStats, Schedule};
+use qaic_sim::SimRun;
+use qaic_tensor::{Shape, Tensor};
+
+use crate::exec_options::{ExecConfig, HwVersion};
+use crate::inputs::InputSpec;
+use crate::run::{execute, Executable, RunError, RunEvent, RunReport};
+
+/// What compiling for the device produced.
+pub struct CompileOutput {
+    pub compiled: Compiled,
+    /// The assembled `programqpc.bin`.
+    pub qpc: Vec<u8>,
+    /// Where it was written (`-aic-binary-dir`), if anywhere.
+    pub written: Option<PathBuf>,
+    pub batch_size: u32,
+    /// `-time-passes`: (pass, host time).
+    pub pass_times: Vec<(&'static str, Duration)>,
+}
+
+/// Results of a compile-and-run on the simulator.
+pub struct DeviceRunReport {
+    pub run: RunReport,
+    pub stats: RunStats,
+    /// Simulator statistics of the last inference.
+    pub last: Option<SimRun>,
+}
+
+/// The device model for `-aic-hw-version` (`ai200`: no device model yet).
+pub fn device_model(cfg: &ExecConfig) -> Result<DeviceModel, RunError> {
+    let v = match cfg.device.hw_version {
+        HwVersion::Ai100 => "ai100",
+        HwVersion::Ai200 => "ai200",
+    };
+    DeviceModel::for_version(v, Variant::Pro16).map_err(|e| RunError::NotSupported(format!("-aic-hw-version={v}: {e}")))
+}
+
+/// Code generation options from the typed configuration (ranges are checked by the option
+/// table and again by `qaic-codegen`).
+pub fn codegen_options(cfg: &ExecConfig) -> Result<CodegenOptions, RunError> {
+    let d = &cfg.device;
+    if d.mos.len() > 1 {
+        return Err(RunError::NotSupported(format!("-mos with {} values (one per SDP cluster): single-device partitioning", d.mos.len())));
+    }
+    let num_cores = d.num_cores.max(1);
+    let defaults = CodegenOptions::default();
+    Ok(CodegenOptions {
+        num_cores,
+        mos: d.mos.first().copied().filter(|&m| m > 0).map(|m| m as u32),
+        ols: d.ols.unwrap_or(1),
+        size_split_granularity_kib: d.size_split_granularity_kib.unwrap_or(defaults.size_split_granularity_kib),
+        vtcm_working_set_limit_ratio: d.vtcm_working_set_limit_ratio.unwrap_or(defaults.vtcm_working_set_limit_ratio),
+        allocator_dealloc_delay: d.allocator_dealloc_delay.unwrap_or(0),
+        depth_first: d.depth_first,
+        // -aic-depth-first-mem is the working memory of a depth-first chain over all the
+        // network's cores (MiB): each core gets its share.
+        depth_first_mem_kib: d.depth_first_mem.map(|mib| mib as u64 * 1024 / num_cores as u64),
+        multicast_weights: d.multicast_weights,
+        use_producer_dma: false,
+        compile_threads: d.compile_threads.map_or(0, |t| t as usize),
+        convert_to_fp16: cfg.quantization.convert_to_fp16,
+        bindings: qaic_ir::Bindings::new(),
+    })
+}
+
+/// Batch size recorded in the QPC: `-batchsize`, else the value of an `-onnx-define-symbol`
+/// named `batch`, `batch_size` or `N`, else 1.
+pub fn batch_size(cfg: &ExecConfig) -> u32 {
+    if let Some(b) = cfg.load.batch_size {
+        return b.min(u32::MAX as u64) as u32;
+    }
+    cfg.load
+        .symbols
+        .iter()
+        .rev()
+        .find(|(n, _)| matches!(n.as_str(), "batch" | "batch_size" | "N"))
+        .map_or(1, |(_, v)| (*v).clamp(1, u32::MAX as u64) as u32)
+}
+
+/// Loads the model, generates the per-core programs and assembles the QPC (written to
+/// `-aic-binary-dir`/programqpc.bin when given).
+pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
+    let dev = device_model(cfg)?;
+    let opts = codegen_options(cfg)?;
+    let mut pass_times = Vec::new();
+    let t = Instant::now();
+    let graph = crate::run::load_graph(cfg)?;
+    pass_times.push(("load", t.elapsed()));
+    let t = Instant::now();
+    let compiled = qaic_codegen::compile(&graph, &dev, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+    pass_times.push(("codegen", t.elapsed()));
+    let t = Instant::now();
+    let io: Vec<IoSpec> = compiled
+        .io
+        .iter()
+        .map(|b| IoSpec { name: b.name.clone(), is_input: b.is_input, dtype: b.dtype, shape: b.shape.clone(), buffer: b.buffer })
+        .collect();
+    let batch_size = batch_size(cfg);
+    let contents = QpcContents { program: &compiled.program, constants: &compiled.constants, io: &io, batch_size };
+    let writer = qaic_runtime::qpc_writer(&contents).map_err(|e| RunError::Model(e.to_string()))?;
+    let qpc = writer.to_vec().map_err(|e| RunError::Model(e.to_string()))?;
+    let written = match &cfg.device.binary_dir {
+        Some(dir) => {
+            let (p, _) = qaic_runtime::write_qpc_dir(dir, &contents).map_err(|e| RunError::Model(e.to_string()))?;
+            Some(p)
+        }
+        None => None,
+    };
+    pass_times.push(("qpc", t.elapsed()));
+    Ok(CompileOutput { compiled, qpc, written, batch_size, pass_times })
+}
+
+/// `-aic-perf-metrics` lines: estimates of the compiled program.
+pub fn perf_metrics_lines(c: &Compiled) -> Vec<String> {
+    let r = &c.report;
+    let mut v = vec![
+        format!("AIC MAC estimate: {}", r.macs),
+        format!("Constants size: {} (bytes)", r.constants_bytes),
+        format!("StaticSharedDDRSize: {} B", r.scratch_bytes),
+    ];
+    for (i, core) in r.cores.iter().enumerate() {
+        v.push(format!("VTCM{i}Size: {} B", core.vtcm_bytes));
+    }
+    v.push(format!("VTCMMaxSize: {} B", r.cores.iter().map(|c| c.vtcm_bytes).max().unwrap_or(0)));
+    v.push("Compiler estimated memory traffic:".into());
+    for (i, core) in r.cores.iter().enumerate() {
+        v.push(format!("    c{i:02}: DDR traffic  read: {:>10} B", core.ddr_read_bytes));
+        v.push(format!("    c{i:02}: DDR traffic write: {:>10} B", core.ddr_write_bytes));
+    }
+    v.push(format!("  total: DDR traffic  read: {:>10} B", r.cores.iter().map(|c| c.ddr_read_bytes).sum::<u64>()));
+    v.push(format!("  total: DDR traffic write: {:>10} B", r.cores.iter().map(|c| c.ddr_write_bytes).sum::<u64>()));
+    for (i, core) in r.cores.iter().enumerate() {
+        v.push(format!("  c{i:02} MAC estimate: {}  instructions: {}", core.macs, core.instructions));
+    }
+    v
+}
+
+/// `-aic-perf-warnings` lines.
+pub fn perf_warning_lines(c: &Compiled) -> Vec<String> {
+    c.report.warnings.iter().map(|w| format!("AIC WARNING: {w}")).collect()
+}
+
+/// A QPC loaded for the simulator, as an [`Executable`] for [`execute`]. Each run is one
+/// simulated inference; the predicted device time is accumulated over instances.
+pub struct SimulatedQpc {
+    qpc: LoadedQpc,
+    specs: Vec<InputSpec>,
+    schedule: Mutex<Schedule>,
+    last: Mutex<Option<SimRun>>,
+}
+
+impl SimulatedQpc {
+    /// Wraps a loaded QPC.
+    pub fn new(qpc: LoadedQpc) -> SimulatedQpc {
+        let specs = qpc.inputs().iter().map(|i| InputSpec { name: i.name.clone(), dtype: i.dtype, shape: Shape::known(&i.shape) }).collect();
+        let instances = qpc.instances();
+        SimulatedQpc { qpc, specs, schedule: Mutex::new(Schedule::new(instances)), last: Mutex::new(None) }
+    }
+    /// The loaded QPC.
+    pub fn qpc(&self) -> &LoadedQpc {
+        &self.qpc
+    }
+    /// The statistics of the inferences run so far.
+    pub fn stats(&self, host_times: &[Duration]) -> (RunStats, Option<SimRun>) {
+        let schedule = self.schedule.lock().map(|s| s.clone()).unwrap_or_default();
+        let last = self.last.lock().ok().and_then(|l| l.clone());
+        let io_bytes: u64 = self.qpc.inputs().iter().chain(self.qpc.outputs()).map(|i| i.bytes).sum();
+        let dev = self.qpc.simulator().device();
+        let fig = last.as_ref().map_or_else(DeviceFigures::default, |r| {
+            DeviceFigures::from_sim(&r.stats, qaic_runtime::inference_occupancy_ps(dev, r.stats.total_ps, io_bytes))
+        });
+        (RunStats::new(&schedule, self.qpc.batch_size(), self.qpc.instances(), self.qpc.num_cores(), host_times, fig), last)
+    }
+}
+
+impl Executable for SimulatedQpc {
+    fn inputs(&self) -> &[InputSpec] {
+        &self.specs
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<(String, Tensor)>, RunError> {
+        let bytes: Vec<&[u8]> = inputs.iter().map(|t| t.raw_bytes().map_err(|e| RunError::Model(e.to_string()))).collect::<Result<_, _>>()?;
+        let (outs, run) = self.qpc.run(&bytes).map_err(|e| RunError::Model(e.to_string()))?;
+        let io_bytes: u64 = self.qpc.inputs().iter().chain(self.qpc.outputs()).map(|i| i.bytes).sum();
+        let occ = qaic_runtime::inference_occupancy_ps(self.qpc.simulator().device(), run.stats.total_ps, io_bytes);
+        if let Ok(mut s) = self.schedule.lock() {
+            s.add(occ);
+        }
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(run);
+        }
+        self.qpc
+            .outputs()
+            .iter()
+            .zip(outs)
+            .map(|(o, b)| Tensor::from_bytes(o.dtype, o.shape.clone(), bytes::Bytes::from(b)).map(|t| (o.name.clone(), t)).map_err(|e| RunError::Model(format!("output `{}`: {e}", o.name))))
+            .collect()
+    }
+}
+
+/// Load options of the runtime from the configuration (`-aic-num-of-instances`, `-device-id`).
+pub fn load_options(cfg: &ExecConfig) -> LoadOptions {
+    LoadOptions { variant: Variant::Pro16, instances: cfg.device.num_instances.max(1), device_id: cfg.device.device_id }
+}
+
+/// Runs a compiled QPC (its bytes) on the simulator with the configuration's inputs,
+/// iterations and outputs.
+pub fn run_qpc(cfg: &ExecConfig, out: &CompileOutput, events: &mut dyn FnMut(RunEvent)) -> Result<DeviceRunReport, RunError> {
+    let name = out.written.as_ref().map_or_else(|| "<in-memory programqpc.bin>".to_string(), |p| p.display().to_string());
+    let qpc = LoadedQpc::from_bytes(&out.qpc, &name, &load_options(cfg)).map_err(|e| RunError::Model(e.to_string()))?;
+    let model = SimulatedQpc::new(qpc);
+    let run = execute(cfg, &model, events)?;
+    let (stats, last) = model.stats(&run.times);
+    Ok(DeviceRunReport { run, stats, last })
+}

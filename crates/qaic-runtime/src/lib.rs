@@ -1,0 +1,82 @@
+//! # qaic-runtime
+//!
+//! The runtime of the virtual AIC100 (`docs/virtual-aic100.md`, "QPC and runtime"):
+//!
+//! * **Assembly** ([`qpc_writer`], [`write_qpc_dir`]): a compiled [`qaic_device::Program`], its
+//!   constants blob and I/O bindings become `programqpc.bin` — `network.elf` (the program ELF),
+//!   `networkdesc.bin` (one DMA buffer and one `CopyDMABuffer` step per I/O, core count, batch
+//!   size), `constants.bin` and `constantsdesc.bin` — written atomically with the `qaic-qpc`
+//!   writer. Equal inputs give byte-identical QPCs.
+//! * **Loading** ([`LoadedQpc::open`]): memory-maps a QPC, validates it, decodes the program
+//!   from `network.elf` (a vendor-compiled Hexagon ELF is refused by name), checks it against
+//!   the device model of its hardware version and the requested instances, and binds the
+//!   descriptor's inputs and outputs to the program's DDR buffers. No model file is involved.
+//! * **Running** ([`LoadedQpc::run`]): one inference on the simulator; [`Schedule`] and
+//!   [`RunStats`] turn a series of them into the vendor's ` ---- Stats ----` block (simulated
+//!   device time), a host wall-time line and a versioned JSON twin; [`trace`] writes the
+//!   Chrome-trace profile.
+//!
+//! Depends on `qaic-qpc`, `qaic-device`, `qaic-sim` and `qaic-tensor`; never on the IR, a
+//! loader, the interpreter or codegen (the compiler driver converts codegen's output into
+//! [`QpcContents`]).
+//!
+//! ```
+//! use qaic_device::*;
+//! use qaic_runtime::{write_qpc_dir, IoSpec, LoadOptions, LoadedQpc, QpcContents};
+//! use qaic_tensor::DType;
+//! // y = relu(x) on one core.
+//! let mut p = Program::new("relu", "2.0", 1, 4096);
+//! p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: 16, binding: Some(0) });
+//! p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 16, binding: Some(1) });
+//! let dma = |src, dst| Instr::Dma(Dma { src, src_offset: 0, dst, dst_offset: 0,
+//!     shape: DmaShape::contiguous(16), multicast: None, tag: 0, signal: None });
+//! let t = || Tile::vtcm(0, DType::F32, vec![4]);
+//! p.cores[0].instrs = vec![dma(Space::Ddr(0), Space::Vtcm), Instr::DmaWait { tag: 0 },
+//!     Instr::Op(Op::new("Relu", DType::F32, vec![t()], vec![t()])),
+//!     dma(Space::Vtcm, Space::Ddr(1)), Instr::DmaWait { tag: 0 }, Instr::End];
+//! let io = [IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0 },
+//!           IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1 }];
+//! let dir = tempfile::tempdir()?;
+//! write_qpc_dir(dir.path(), &QpcContents { program: &p, constants: &[], io: &io, batch_size: 1 })?;
+//! let qpc = LoadedQpc::open(dir.path(), &LoadOptions::default())?;
+//! let x: Vec<u8> = [-1.0f32, 2.0, -3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+//! let (outs, run) = qpc.run(&[&x])?;
+//! assert_eq!(outs[0], [0.0f32, 2.0, 0.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>());
+//! assert!(run.stats.total_ps > 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod assemble;
+mod loaded;
+mod stats;
+pub mod trace;
+
+pub use assemble::{data_type, dtype_of, network_descriptor, qpc_writer, write_qpc_dir, IoSpec, QpcContents};
+pub use loaded::{qpc_path, IoInfo, LoadOptions, LoadedQpc};
+pub use stats::{inference_occupancy_ps, CoreFigures, DeviceFigures, RunStats, Schedule, STATS_SCHEMA, STATS_SCHEMA_VERSION};
+
+/// The QPC file name inside a binary directory.
+pub const QPC_FILE: &str = "programqpc.bin";
+
+/// Errors of QPC assembly, loading and running.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The compiled program and its I/O description do not fit together.
+    #[error("QPC assembly: {0}")]
+    Assemble(String),
+    /// A QPC that cannot be opened, is invalid, or holds a program the simulator cannot run.
+    #[error("{path}: {msg}")]
+    Qpc { path: String, msg: String },
+    /// A file system error.
+    #[error("{path}: {msg}")]
+    Io { path: String, msg: String },
+    /// The requested device, cores or instances do not exist.
+    #[error("{0}")]
+    Device(String),
+    /// Wrong number or size of inputs.
+    #[error("{0}")]
+    Input(String),
+    /// The simulator failed.
+    #[error("simulator: {0}")]
+    Sim(String),
+}

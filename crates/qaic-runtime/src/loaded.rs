@@ -1,0 +1,214 @@
+//! Opening a QPC and running it on the simulator.
+
+use std::path::{Path, PathBuf};
+
+use qaic_device::{BufferKind, DeviceModel, Program, ProgramError, Variant};
+use qaic_qpc::{DataType, NetworkDescriptor, Qpc, Severity};
+use qaic_sim::{SimRun, Simulator};
+use qaic_tensor::DType;
+
+use crate::RuntimeError;
+
+/// How to load a QPC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Card variant simulated (`Pro16` by default: 16 cores; `Standard14`: 14).
+    pub variant: Variant,
+    /// Network instances (activations) loaded side by side on disjoint core sets
+    /// (`-a` / `-aic-num-of-instances`): `instances × cores` must fit the device.
+    pub instances: u32,
+    /// Device id (`-d` / `-device-id`): only 0 exists (one virtual card).
+    pub device_id: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { variant: Variant::Pro16, instances: 1, device_id: 0 }
+    }
+}
+
+/// One input or output as the descriptor binds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoInfo {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub bytes: u64,
+    /// Position of the program buffer among the program's buffers of its kind (the order
+    /// [`Simulator::run`] takes inputs and returns outputs).
+    pub sim_index: usize,
+}
+
+/// A QPC opened, validated and decoded, ready to run inferences on the simulator.
+pub struct LoadedQpc {
+    path: PathBuf,
+    desc: NetworkDescriptor,
+    inputs: Vec<IoInfo>,
+    outputs: Vec<IoInfo>,
+    sim: Simulator,
+    instances: u32,
+}
+
+impl std::fmt::Debug for LoadedQpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedQpc").field("path", &self.path).field("inputs", &self.inputs).field("outputs", &self.outputs).finish()
+    }
+}
+
+fn check_device(options: &LoadOptions) -> Result<(), RuntimeError> {
+    if options.device_id != 0 {
+        return Err(RuntimeError::Device(format!("invalid device id {}: the virtual AIC100 is device 0 (the only device)", options.device_id)));
+    }
+    Ok(())
+}
+
+/// `path` itself if it is a file, else `path/programqpc.bin` (qaic-runner's `-t <dir>`).
+pub fn qpc_path(path: &Path) -> PathBuf {
+    if path.is_dir() { path.join(crate::QPC_FILE) } else { path.to_path_buf() }
+}
+
+impl LoadedQpc {
+    /// Opens `path` (a `programqpc.bin` or the directory holding it) memory-mapped, validates
+    /// the container, decodes the program from `network.elf` (a vendor-compiled ELF is refused),
+    /// checks it against the device model of its hardware version and `options`, and binds the
+    /// descriptor's inputs and outputs to the program's DDR buffers. No model file is needed.
+    pub fn open(path: &Path, options: &LoadOptions) -> Result<LoadedQpc, RuntimeError> {
+        let path = qpc_path(path);
+        check_device(options)?;
+        let qpc = Qpc::open(&path).map_err(|e| RuntimeError::Qpc { path: path.display().to_string(), msg: e.to_string() })?;
+        LoadedQpc::from_qpc(&qpc, path, options)
+    }
+
+    /// Like [`LoadedQpc::open`] for a QPC held in memory; `name` stands for its path in errors.
+    pub fn from_bytes(bytes: &[u8], name: &str, options: &LoadOptions) -> Result<LoadedQpc, RuntimeError> {
+        check_device(options)?;
+        let qpc = Qpc::from_bytes(bytes).map_err(|e| RuntimeError::Qpc { path: name.to_string(), msg: e.to_string() })?;
+        LoadedQpc::from_qpc(&qpc, PathBuf::from(name), options)
+    }
+
+    fn from_qpc(qpc: &Qpc<'_>, path: PathBuf, options: &LoadOptions) -> Result<LoadedQpc, RuntimeError> {
+        let p = path.display().to_string();
+        let qerr = |msg: String| RuntimeError::Qpc { path: p.clone(), msg };
+        let report = qaic_qpc::validate(qpc);
+        if !report.is_ok() {
+            let errs: Vec<String> = report.with_severity(Severity::Error).map(|f| f.message.clone()).collect();
+            return Err(qerr(format!("invalid QPC: {}", errs.join("; "))));
+        }
+        let elf = qpc.segment(qaic_qpc::NETWORK_ELF).ok_or_else(|| qerr("no network.elf segment".into()))?;
+        let program = Program::from_elf(elf).map_err(|e| match e {
+            ProgramError::VendorProgram => qerr(format!("network.elf: {e}")),
+            e => qerr(format!("network.elf: {e}")),
+        })?;
+        let desc = qpc.network_descriptor().map_err(|e| qerr(e.to_string()))?.ok_or_else(|| qerr("no networkdesc.bin segment".into()))?;
+        let device = DeviceModel::for_version(&program.device_version, options.variant).map_err(|e| qerr(e.to_string()))?;
+        let cores = program.cores.len() as u32;
+        if desc.num_cores != cores {
+            return Err(qerr(format!("networkdesc.bin num_cores = {} but network.elf has {cores} core programs", desc.num_cores)));
+        }
+        let instances = options.instances.max(1);
+        if cores.saturating_mul(instances) > device.num_cores {
+            return Err(RuntimeError::Device(format!(
+                "{instances} instance(s) of a {cores}-core network need {} cores; the device ({}) has {}",
+                cores.saturating_mul(instances),
+                device.variant.name(),
+                device.num_cores
+            )));
+        }
+        let constants = qpc.segment(qaic_qpc::CONSTANTS).unwrap_or(&[]).to_vec();
+        let buffers = program.buffers.clone();
+        let sim = Simulator::new(program, constants, device).map_err(|e| qerr(e.to_string()))?;
+        let bind = |b: &qaic_qpc::IoBinding, kind: BufferKind| -> Result<IoInfo, RuntimeError> {
+            let what = if kind == BufferKind::Input { "input" } else { "output" };
+            let e = |m: String| qerr(format!("networkdesc.bin: {what} `{}`: {m}", b.name));
+            let step = b.copy_step().and_then(|t| t.copy_dma_buffer.as_ref()).ok_or_else(|| e("no CopyDMABuffer step".into()))?;
+            if step.offset != 0 {
+                return Err(e(format!("offset {} in DMA buffer {} (combined buffers are not supported)", step.offset, step.buffer_num)));
+            }
+            let io = b.io_initial.as_ref().ok_or_else(|| e("no io_initial".into()))?;
+            let ty = DataType::try_from(io.r#type).map_err(|_| e(format!("unknown data type {}", io.r#type)))?;
+            if b.transformseq.len() != 1 {
+                return Err(e(format!("{} transform steps; only a plain copy is supported by the simulator runtime", b.transformseq.len())));
+            }
+            let same_kind: Vec<(usize, &qaic_device::Buffer)> = buffers.iter().filter(|x| x.kind == kind).enumerate().collect();
+            let (sim_index, buf) = same_kind
+                .into_iter()
+                .find(|(_, x)| x.binding == Some(step.buffer_num))
+                .ok_or_else(|| e(format!("DMA buffer {} is not a program {what} buffer", step.buffer_num)))?;
+            let bytes = io.byte_size().ok_or_else(|| e("size not computable".into()))?;
+            if bytes != buf.size {
+                return Err(e(format!("{bytes} bytes by the descriptor, program buffer `{}` holds {}", buf.name, buf.size)));
+            }
+            Ok(IoInfo { name: b.name.clone(), dtype: crate::assemble::dtype_of(ty), shape: io.dims.iter().map(|&d| d.max(0) as usize).collect(), bytes, sim_index })
+        };
+        let inputs = desc.inputs.iter().map(|b| bind(b, BufferKind::Input)).collect::<Result<Vec<_>, _>>()?;
+        let outputs = desc.outputs.iter().map(|b| bind(b, BufferKind::Output)).collect::<Result<Vec<_>, _>>()?;
+        if inputs.len() != sim.inputs().len() || outputs.len() != sim.outputs().len() {
+            return Err(qerr(format!(
+                "networkdesc.bin binds {} inputs and {} outputs, the program has {} and {}",
+                inputs.len(),
+                outputs.len(),
+                sim.inputs().len(),
+                sim.outputs().len()
+            )));
+        }
+        Ok(LoadedQpc { path, desc, inputs, outputs, sim, instances })
+    }
+
+    /// The QPC file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The decoded network descriptor.
+    pub fn descriptor(&self) -> &NetworkDescriptor {
+        &self.desc
+    }
+    /// Inputs in descriptor (user) order.
+    pub fn inputs(&self) -> &[IoInfo] {
+        &self.inputs
+    }
+    /// Outputs in descriptor order.
+    pub fn outputs(&self) -> &[IoInfo] {
+        &self.outputs
+    }
+    /// Compiled batch size (`networkdesc.batch_size`, at least 1).
+    pub fn batch_size(&self) -> u32 {
+        self.desc.batch_size.max(1) as u32
+    }
+    /// Cores one instance uses.
+    pub fn num_cores(&self) -> u32 {
+        self.sim.program().cores.len() as u32
+    }
+    /// Instances loaded side by side.
+    pub fn instances(&self) -> u32 {
+        self.instances
+    }
+    /// The simulator (program and device model).
+    pub fn simulator(&self) -> &Simulator {
+        &self.sim
+    }
+
+    /// Runs one inference: `inputs` in descriptor order, each exactly its binding's size.
+    /// Returns the outputs in descriptor order and the simulated timing.
+    pub fn run(&self, inputs: &[&[u8]]) -> Result<(Vec<Vec<u8>>, SimRun), RuntimeError> {
+        if inputs.len() != self.inputs.len() {
+            return Err(RuntimeError::Input(format!("the QPC has {} input(s), {} given", self.inputs.len(), inputs.len())));
+        }
+        let mut ordered = vec![Vec::new(); inputs.len()];
+        for (io, data) in self.inputs.iter().zip(inputs) {
+            if data.len() as u64 != io.bytes {
+                return Err(RuntimeError::Input(format!(
+                    "input `{}` ({} {:?}) needs {} bytes, {} given",
+                    io.name,
+                    io.dtype.name(),
+                    io.shape,
+                    io.bytes,
+                    data.len()
+                )));
+            }
+            ordered[io.sim_index] = data.to_vec();
+        }
+        let run = self.sim.run(&ordered).map_err(|e| RuntimeError::Sim(e.to_string()))?;
+        let outs = self.outputs.iter().map(|o| run.outputs[o.sim_index].clone()).collect();
+        Ok((outs, run))
+    }
+}

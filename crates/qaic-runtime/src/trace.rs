@@ -1,0 +1,1 @@
+//! Chrome-trace profiles (`-aic-profiling-type=trace`).
