@@ -13,6 +13,7 @@ mod cmd;
 mod conformance;
 mod demo;
 mod paths;
+mod quant_report;
 mod setup;
 mod test;
 mod zoo;
@@ -47,6 +48,9 @@ enum Task {
         #[arg(default_value = zoo::LIGHT_RESNET50)]
         model: String,
     },
+    /// Int8 accuracy of every schema x calibration (per-tensor and per-channel) vs onnxruntime quantize_static
+    /// on the zoo's calibration/evaluation samples; table in target/quant-report/table.md.
+    QuantReport(quant_report::QuantReportArgs),
     /// Print `export` lines for the test data variables (for `eval "$(cargo xtask env)"`).
     Env,
     /// Everything CI runs: setup, conformance-data, zoo-models, then `cargo test --workspace --release --no-fail-fast`.
@@ -74,6 +78,7 @@ fn run(task: Task) -> Result<()> {
         Task::BenchOrt(args) => bench::run(&p, &args, true),
         Task::Bench(args) => bench::run(&p, &args, false),
         Task::Demo { model } => demo::run(&p, &model),
+        Task::QuantReport(args) => quant_report::run(&p, &args),
         Task::Env => {
             for (k, v) in test::test_env(&p)? {
                 println!("export {k}='{v}'");

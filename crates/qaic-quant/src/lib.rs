@@ -26,6 +26,7 @@ pub mod calibration;
 mod config;
 mod files;
 mod ops;
+mod prepare;
 mod profile;
 mod profiler;
 mod report;
@@ -39,6 +40,7 @@ pub use config::{
 };
 pub use files::{ExternalEntry, ExternalQuantization, NodePrecision};
 pub use ops::{registry, DOMAIN};
+pub use prepare::{prepare_graph, Prepared};
 pub use profile::{format_exact_f32, graph_fingerprint, Profile, ProfileInfo, TensorProfile};
 pub use profiler::{float_values, profile_graph, InputLoader, Progress};
 pub use report::{quantization_report, QuantReport, ReportRow};

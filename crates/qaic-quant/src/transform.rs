@@ -54,7 +54,8 @@ pub struct NodeDecision {
 pub struct PrecisionResult {
     /// Run it with [`crate::registry`] (it may contain `qaic.quant.Quantize`).
     pub graph: Graph,
-    /// One decision per node of the input graph (top level), in node order.
+    /// One decision per node (top level, after constant folding and BatchNormalization
+    /// merging), in node order.
     pub decisions: Vec<NodeDecision>,
     /// Quantization params chosen per tensor name (activations per tensor; weights/bias list
     /// their first row/channel when per-axis).
@@ -324,6 +325,15 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
             )));
         }
     }
+    // Glow's pre-quantization clean-up: constant folding, BatchNormalization into Conv.
+    let prepared = crate::prepare::prepare_graph(&mut g)?;
+    if prepared != crate::prepare::Prepared::default() {
+        tracing::info!(
+            "before quantization: {} constant node(s) folded, {} BatchNormalization merged into Conv",
+            prepared.folded_nodes,
+            prepared.merged_batchnorms
+        );
+    }
     let quantizing = profile.is_some() || cfg.external.is_some();
     let act_q = qtype_of(cfg.precision);
     let bias_q = match cfg.bias_precision {
@@ -338,8 +348,25 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
             let q = e.qtype.unwrap_or(if r == Role::Bias { bias_q } else { act_q });
             return Some((e.params, q));
         }
-        let tp = profile?.entries.get(&d.name)?;
         let is_const = d.constant.is_some();
+        // Constants are quantized from their data (the profile holds the same min/max for the
+        // original ones; folded and merged constants are not in it).
+        let from_data;
+        let tp = match d.constant.as_ref().filter(|t| t.dtype() == DType::F32).and_then(|t| t.view::<f32>().ok()) {
+            Some(data) if profile.is_some() => {
+                let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+                for &x in data.iter().filter(|x| !x.is_nan()) {
+                    lo = lo.min(x);
+                    hi = hi.max(x);
+                }
+                if lo > hi {
+                    (lo, hi) = (0.0, 0.0);
+                }
+                from_data = crate::TensorProfile { min: lo, max: hi, histogram: Vec::new() };
+                &from_data
+            }
+            _ => profile?.entries.get(&d.name)?,
+        };
         let scalar = d.constant.as_ref().map(|t| t.len() == 1).unwrap_or(false)
             || d.ty.as_ref().and_then(|t| t.tensor_shape()).and_then(|s| s.concrete()).is_some_and(|s| s.iter().product::<usize>() == 1);
         let (schema, q) = match r {
