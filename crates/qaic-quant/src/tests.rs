@@ -235,3 +235,88 @@ fn quantize_op_uses_glow_rounding() {
     let out = plan.run(vec![Tensor::from_vec(vec![1], vec![x]).unwrap().into()]).unwrap();
     assert_eq!(out[0].as_tensor().unwrap().as_slice::<i8>().unwrap(), &[-54]);
 }
+
+#[test]
+fn bias_precision_int8() {
+    let g = graph();
+    let p = profile(&g);
+    let r = apply_precision(&g, Some(&p), &QuantConfig { bias_precision: BiasPrecision::Int8, ..Default::default() }).unwrap();
+    assert_eq!(constant(&r.graph, "b__q").dtype(), DType::I8);
+    assert_eq!(constant(&r.graph, "kb__q").dtype(), DType::I8);
+    assert_eq!(constant(&r.graph, "w__q").dtype(), DType::I8);
+    for i in 0..3 {
+        for (a, b) in run(&g, i).iter().zip(&run(&r.graph, i)) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 0.06, "{x} vs {y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn calibration_applies_to_activations_only() {
+    let g = graph();
+    let p = profile(&g);
+    let r0 = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
+    let mut changed = 0;
+    for c in Calibration::ALL {
+        let r = apply_precision(&g, Some(&p), &QuantConfig { calibration: c, ..Default::default() }).unwrap();
+        // Constants (weights, biases) never calibrate.
+        for w in ["w", "k", "b", "kb"] {
+            assert_eq!(r.params[w], r0.params[w], "{c:?} changed constant {w}");
+        }
+        if ["x", "m", "a", "y", "c", "z"].iter().any(|t| r.params[*t] != r0.params[*t]) {
+            changed += 1;
+        }
+        run(&r.graph, 1);
+    }
+    // (This tiny profile has 11 distinct values per tensor; real histograms: see docs/quantization.md.)
+    assert!(changed >= 1, "no calibration changed an activation range");
+}
+
+#[test]
+fn schema_constants_and_activations_are_separate() {
+    let g = graph();
+    let p = profile(&g);
+    let cfg = QuantConfig { schema_constants: Schema::Symmetric, ..Default::default() };
+    let r = apply_precision(&g, Some(&p), &cfg).unwrap();
+    assert_eq!(r.params["w"].offset, 0, "symmetric weights");
+    assert_ne!(r.params["x"].offset, 0, "asymmetric activations");
+    let cfg = QuantConfig { schema_activations: Schema::Symmetric, ..Default::default() };
+    let r = apply_precision(&g, Some(&p), &cfg).unwrap();
+    assert_eq!(r.params["x"].offset, 0);
+    assert_ne!(r.params["w"].offset, 0);
+}
+
+/// Weights stored as `Cast(int8) × scale` (like minilm_l6_v2_int8) are folded into a float
+/// constant before quantization, so they quantize as weights (per row with -enable-rowwise).
+#[test]
+fn folded_weights_quantize_as_weights() {
+    let mut g = Graph::new("t");
+    g.set_opset("", 13);
+    let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[2, 4])));
+    let wi = g.add_constant("wi", Tensor::from_vec(vec![4, 3], vec![10i8, -30, 50, 20, -20, 60, 5, 40, -10, 30, 0, 25]).unwrap());
+    let s = g.add_constant("s", Tensor::scalar(0.01f32));
+    let wf = g.add_value("wf", None);
+    let w = g.add_value("w", None);
+    let y = g.add_value("y", ty(&[2, 3]));
+    let mut cast = node("Cast", &[wi], wf);
+    cast.attrs.insert("to".into(), Attr::Int(DType::F32 as i64));
+    g.add_node(cast);
+    g.add_node(node("Mul", &[wf, s], w));
+    g.add_node(node("MatMul", &[x, w], y));
+    g.outputs.push(y);
+    let p = profile_graph(&g, &ProfileConfig { num_histogram_bins: 64, threads: 1 }, 4, &|i| Ok(vec![input(i).remove(0)]), &|_| {}).unwrap();
+    assert!(p.entries.contains_key("w"), "the profile is taken on the original graph");
+    let r = apply_precision(&g, Some(&p), &QuantConfig { rowwise: true, ..Default::default() }).unwrap();
+    assert_eq!(r.decisions.len(), 1, "Cast and Mul were folded: {:?}", r.decisions);
+    assert_eq!(constant(&r.graph, "w__q").dtype(), DType::I8);
+    assert_eq!(constant(&r.graph, "w__scale").shape(), &[3]);
+    let plan = Plan::with_registry(r.graph.clone(), &registry(), &PlanOptions::default()).unwrap();
+    let fplan = Plan::new(g.clone()).unwrap();
+    let q = plan.run(vec![input(1).remove(0)]).unwrap()[0].as_tensor().unwrap().to_vec::<f32>().unwrap();
+    let f = fplan.run(vec![input(1).remove(0)]).unwrap()[0].as_tensor().unwrap().to_vec::<f32>().unwrap();
+    for (a, b) in f.iter().zip(&q) {
+        assert!((a - b).abs() < 0.02, "{a} vs {b}");
+    }
+}
