@@ -93,6 +93,14 @@ pub fn batch_size(cfg: &ExecConfig) -> u32 {
 /// Loads the model, generates the per-core programs and assembles the QPC (written to
 /// `-aic-binary-dir`/programqpc.bin when given).
 pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
+    // -convert-to-fp16 alone reaches codegen (which says it does not support it yet).
+    let mut without_fp16 = cfg.clone();
+    without_fp16.quantization.convert_to_fp16 = false;
+    if crate::precision::is_active(&without_fp16) {
+        return Err(RunError::NotSupported(
+            "quantization options with the virtual AIC100: the code generator computes in float32 only (use -run-on-interpreter)".into(),
+        ));
+    }
     let dev = device_model(cfg)?;
     let opts = codegen_options(cfg)?;
     let mut pass_times = Vec::new();

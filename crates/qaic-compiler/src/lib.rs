@@ -14,6 +14,7 @@
 //!   virtual AIC100 simulator (the default target; `-aic-hw` runs the same virtual device).
 //! - [`info`]: `-version`, `-version-extended`, `-operators-supported`.
 //! - [`precision`]: profiling, quantization and fp16 on the interpreter path (`qaic-quant`).
+//! - [`runner`]: `qaic-runner`'s option table, configuration and run loop over a QPC.
 //! - [`run`]: the inference loop (inputs, iterations, outputs, host timing) over any
 //!   [`run::Executable`].
 //!
@@ -33,5 +34,6 @@ pub mod npy;
 pub mod outputs;
 pub mod precision;
 pub mod run;
+pub mod runner;
 
 pub use exec_options::{parse_exec_command, ExecCommand, ExecConfig, Tool};

@@ -1,0 +1,307 @@
+//! `qaic-runner`: runs a compiled QPC (`-t <dir>`) on the virtual AIC100 — option table
+//! ([`RUNNER_OPTIONS`]), typed configuration ([`RunnerConfig`]) and the run loop ([`run`]).
+//!
+//! The vendor's runner parses with `getopt_long_only`, so `-t dir`, `--test-data dir`,
+//! `--test-data=dir` and `-write-output-dir=out` are all accepted; the shared
+//! [`crate::cli_options`] parser does the same.
+//!
+//! ```
+//! use qaic_compiler::runner::{parse_runner_command, RunnerCommand};
+//! let RunnerCommand::Run(c) = parse_runner_command(["-t", "qpc", "--num-iter", "5", "-a", "2"]).unwrap() else { panic!() };
+//! assert_eq!((c.num_iter, c.activations), (5, 2));
+//! ```
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use qaic_runtime::{DeviceFigures, LoadOptions, LoadedQpc, RunStats, Schedule};
+use qaic_sim::SimRun;
+use qaic_tensor::Shape;
+
+use crate::cli_options::{Action, CliError, Feature, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind};
+use crate::exec_options::RandomInputs;
+use crate::inputs::InputSpec;
+use crate::outputs::{join_dir, output_file_name};
+use crate::run::RunError;
+
+const PATH: ValueKind = ValueKind::Str("path");
+const FLAG: ValueKind = ValueKind::Flag;
+const ANY_POS: ValueKind = ValueKind::Int { min: 1, max: i64::MAX };
+const ANY_NONNEG: ValueKind = ValueKind::Int { min: 0, max: i64::MAX };
+const G_RUN: &str = "Running";
+const G_OUT: &str = "Outputs";
+const G_PROF: &str = "Profiling and statistics";
+const G_INFO: &str = "Information";
+
+const PARTITION: Feature = Feature { name: "multi-device partitioning", issue: None };
+const RUNTIME: Feature = Feature { name: "this runtime control", issue: None };
+const PROFILING: Feature = Feature { name: "this profiling type", issue: None };
+const BATCH: Feature = Feature { name: "batch input modes", issue: None };
+
+const fn o(name: &'static str, kind: ValueKind, help: &'static str) -> OptSpec {
+    OptSpec::new(name, kind, help)
+}
+
+/// The option table of `qaic-runner` (facts: qaic-in-practice.md §(a)).
+pub static RUNNER_OPTIONS: &[OptSpec] = &[
+    o("t", PATH, "QPC directory (holding programqpc.bin) or the programqpc.bin file itself.").aliases(&["test-data"]).group(G_RUN),
+    o("i", PATH, "Raw input file; repeat once per input, in binding order. Without -i: bounded random inputs.")
+        .aliases(&["input-file"]).repeatable().group(G_RUN),
+    o("n", ANY_POS, "Number of inferences (total over all activations).").aliases(&["num-iter"]).default("40").group(G_RUN),
+    o("time", ANY_POS, "Run for this many seconds of host time instead of -n.").group(G_RUN),
+    o("a", ANY_POS, "Instances (activations) of the network loaded side by side on disjoint cores.")
+        .aliases(&["aic-num-of-activations"]).default("1").group(G_RUN),
+    o("d", ANY_NONNEG, "Device id: the virtual AIC100 is device 0.").aliases(&["aic-device-id"]).default("0").group(G_RUN),
+    o("S", ANY_POS, "Inferences queued per activation on the host.").aliases(&["set-size"]).default("10")
+        .status(Status::Ignored("the simulator runs inferences one after another; queue depth does not change simulated device time"))
+        .group(G_RUN),
+    o("T", ANY_POS, "Host threads per queue.").aliases(&["aic-threads-per-queue"]).default("4")
+        .status(Status::Ignored("one host thread drives the simulator")).group(G_RUN),
+    o("random-seed", ANY_NONNEG, "qaic-rs: seed of the random inputs.").default("0").group(G_RUN),
+    o("unbound-random", FLAG, "Random inputs: every byte 0..255 regardless of the data type.").group(G_RUN),
+    o("D", ValueKind::Str("qid[:qid]"), "Device list of multi-device QPCs.").aliases(&["aic-device-map", "dev-list"]).unsupported(PARTITION).group(G_RUN),
+    o("o", PATH, "Expected output file for validation.").aliases(&["output-file"]).repeatable().unsupported(RUNTIME).group(G_RUN),
+    o("l", FLAG, "Live reporting.").aliases(&["live-reporting"]).unsupported(RUNTIME).group(G_RUN),
+    o("r", ANY_POS, "Live reporting period (ms).").aliases(&["live-reporting-period"]).unsupported(RUNTIME).group(G_RUN),
+    o("s", FLAG, "Periodic live profiling stats.").aliases(&["stats"]).unsupported(RUNTIME).group(G_RUN),
+    o("p", ValueKind::Enum(&["on", "off"]), "Host pre/post processing.").aliases(&["pre-post-processing"]).unsupported(RUNTIME).group(G_RUN),
+    o("auto-batch-input", FLAG, "Batch single-sample inputs up to the QPC batch size.").unsupported(BATCH).group(G_RUN),
+    o("aic-batch-input-directory", PATH, "Batch mode: every file in a directory.").unsupported(BATCH).group(G_RUN),
+    o("aic-batch-input-file-list", PATH, "Batch mode: one line of input files per inference.").unsupported(BATCH).group(G_RUN),
+    o("aic-batch-json-input", PATH, "Batch mode: JSON list of I/O sets.").unsupported(BATCH).group(G_RUN),
+    o("aic-batch-max-memory", ANY_POS, "Batch mode memory cap (MB).").unsupported(BATCH).group(G_RUN),
+    o("submit-timeout", ANY_NONNEG, "Wait per request (ms).").unsupported(RUNTIME).group(G_RUN),
+    o("submit-retry-count", ANY_NONNEG, "Retries on timeout.").unsupported(RUNTIME).group(G_RUN),
+    o("dump-input-buffers", FLAG, "Dump the input buffers used.").unsupported(RUNTIME).group(G_RUN),
+    o("write-output-dir", PATH, "Write outputs as <name>-activation-<k>-inf-<N>.bin here.").group(G_OUT),
+    o("write-output-start-iter", ANY_NONNEG, "First inference whose outputs are written.").default("0").group(G_OUT),
+    o("write-output-num-samples", ANY_POS, "Number of inferences whose outputs are written.").default("1").group(G_OUT),
+    o("stats-json", PATH, "qaic-rs: also write the statistics as JSON (schema qaic-rs.runner-stats, version 1).").group(G_PROF),
+    o("ddr-stats", FLAG, "qaic-rs: print the simulated per-core DDR traffic of one inference.").group(G_PROF),
+    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeatable.")
+        .repeatable().unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-format", ValueKind::Enum(&["latency", "ascii", "json"]), "Deprecated: use --aic-profiling-type.").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-start-iter", ANY_NONNEG, "First profiled inference.").default("0").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-num-samples", ANY_POS, "Profiled inferences to save.").default("1").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-out-dir", PATH, "Directory of profiling files (must exist).").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-start-delay", ANY_NONNEG, "Stream profiling start delay (ms).").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-duration", ANY_POS, "Stream profiling duration (ms).").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-sampling-rate", ValueKind::Enum(&["full", "half", "fourth", "eighth", "sixteenth"]), "Stream profiling sampling rate.")
+        .unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-reporting-rate", ValueKind::Enum(&["500", "1000", "2000", "4000"]), "Stream profiling report interval (ms).")
+        .unsupported(PROFILING).group(G_PROF),
+    o("v", FLAG, "Verbose: informational logs on stderr.").aliases(&["verbose"]).group(G_INFO),
+    o("h", FLAG, "Lists help options.").aliases(&["help", "usage"]).action(Action::Help).group(G_INFO),
+    o("u", FLAG, "Detailed help with options and defaults.").action(Action::DetailedHelp).group(G_INFO),
+];
+
+/// The runner's option table.
+pub fn runner_option_table() -> OptionTable {
+    OptionTable {
+        tool: "qaic-runner",
+        about: "qaic-rs runner of compiled QPCs (compatible with the Qualcomm Cloud AI 100 qaic-runner options). \
+                There is no real card here: QPCs run on the virtual AIC100 simulator; the Stats block reports simulated device time.",
+        options: RUNNER_OPTIONS,
+    }
+}
+
+/// What a qaic-runner command line asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunnerCommand {
+    Help(String),
+    Run(Box<RunnerConfig>),
+}
+
+/// Everything qaic-runner was asked to do, typed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunnerConfig {
+    pub test_data: PathBuf,
+    pub input_files: Vec<PathBuf>,
+    pub num_iter: u64,
+    /// `--time`: seconds of host time (wins over `-n`).
+    pub time_s: Option<u64>,
+    pub activations: u32,
+    pub device_id: u32,
+    pub random: RandomInputs,
+    pub write_output_dir: Option<String>,
+    pub write_output_start_iter: u64,
+    pub write_output_num_samples: u64,
+    pub stats_json: Option<PathBuf>,
+    pub ddr_stats: bool,
+    pub verbose: bool,
+}
+
+fn int(a: &ParsedArgs, name: &str, default: i64) -> i64 {
+    a.int(name).unwrap_or(default)
+}
+
+/// Parses a qaic-runner command line (without the program name).
+pub fn parse_runner_command<I, S>(args: I) -> Result<RunnerCommand, CliError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let table = runner_option_table();
+    let a = match table.parse(args)? {
+        Parsed::Help => return Ok(RunnerCommand::Help(table.help())),
+        Parsed::DetailedHelp => return Ok(RunnerCommand::Help(table.detailed_help())),
+        Parsed::Args(a) => a,
+    };
+    if let Some(e) = a.first_unsupported() {
+        return Err(e);
+    }
+    let test_data = a.str("t").map(PathBuf::from).ok_or_else(|| CliError::Requires { option: "qaic-runner".into(), needs: "a QPC: -t <qpc dir> (Error: Missing test data path)".into() })?;
+    let write_any = a.given("write-output-dir") || a.given("write-output-start-iter") || a.given("write-output-num-samples");
+    let cfg = RunnerConfig {
+        test_data,
+        input_files: a.strings("i").into_iter().map(PathBuf::from).collect(),
+        num_iter: int(&a, "n", 40) as u64,
+        time_s: a.int("time").map(|t| t as u64),
+        activations: int(&a, "a", 1).min(u32::MAX as i64) as u32,
+        device_id: int(&a, "d", 0).min(u32::MAX as i64) as u32,
+        random: RandomInputs { unbound: a.flag("unbound-random"), seed: int(&a, "random-seed", 0) as u64, ..Default::default() },
+        write_output_dir: if write_any { Some(a.str("write-output-dir").unwrap_or(".").to_string()) } else { None },
+        write_output_start_iter: int(&a, "write-output-start-iter", 0) as u64,
+        write_output_num_samples: int(&a, "write-output-num-samples", 1) as u64,
+        stats_json: a.str("stats-json").map(PathBuf::from),
+        ddr_stats: a.flag("ddr-stats"),
+        verbose: a.flag("v"),
+    };
+    if cfg.time_s.is_none() && cfg.write_output_dir.is_some() && cfg.write_output_start_iter + cfg.write_output_num_samples > cfg.num_iter {
+        return Err(CliError::Invalid {
+            option: "-write-output-num-samples".into(),
+            message: format!(
+                "The sum of write-output-start-iter({}) and write-output-num-samples({}) should be <= numInf({}).",
+                cfg.write_output_start_iter, cfg.write_output_num_samples, cfg.num_iter
+            ),
+        });
+    }
+    Ok(RunnerCommand::Run(Box::new(cfg)))
+}
+
+/// What the runner does, as it happens.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunnerEvent {
+    /// `Input file: <path>`.
+    InputFile(String),
+    /// `Using bounded random inputs` / unbound.
+    RandomInputs { unbound: bool },
+    /// `Writing file:<path>`.
+    WroteFile(String),
+}
+
+/// Result of a runner run.
+pub struct RunnerReport {
+    pub stats: RunStats,
+    pub last: Option<SimRun>,
+}
+
+/// Loads the QPC and runs the inferences. Inputs are read and checked before any run; output
+/// files are written atomically.
+pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<RunnerReport, RunError> {
+    let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, ..Default::default() };
+    let qpc = LoadedQpc::open(&cfg.test_data, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+    let ios = qpc.inputs().to_vec();
+    let data: Vec<Vec<u8>> = if cfg.input_files.is_empty() {
+        events(RunnerEvent::RandomInputs { unbound: cfg.random.unbound });
+        let specs: Vec<InputSpec> = ios.iter().map(|i| InputSpec { name: i.name.clone(), dtype: i.dtype, shape: Shape::known(&i.shape) }).collect();
+        crate::inputs::random_inputs(&specs, &cfg.random)?
+            .iter()
+            .map(|t| t.raw_bytes().map(|b| b.to_vec()).map_err(|e| RunError::Model(e.to_string())))
+            .collect::<Result<_, _>>()?
+    } else {
+        if cfg.input_files.len() != ios.len() {
+            return Err(RunError::Model(format!("the QPC has {} input(s) ({}), {} -i file(s) given", ios.len(), ios.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "), cfg.input_files.len())));
+        }
+        let mut v = Vec::new();
+        for (f, io) in cfg.input_files.iter().zip(&ios) {
+            let b = std::fs::read(f).map_err(|e| RunError::Model(format!("input file {}: {e}", f.display())))?;
+            if b.len() as u64 != io.bytes {
+                return Err(RunError::Model(format!(
+                    "input file {}: {} bytes, input `{}` ({} {:?}) needs {}",
+                    f.display(),
+                    b.len(),
+                    io.name,
+                    io.dtype.name(),
+                    io.shape,
+                    io.bytes
+                )));
+            }
+            events(RunnerEvent::InputFile(f.display().to_string()));
+            v.push(b);
+        }
+        v
+    };
+    let refs: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
+    let io_bytes: u64 = qpc.inputs().iter().chain(qpc.outputs()).map(|i| i.bytes).sum();
+    let dev = qpc.simulator().device().clone();
+    let mut schedule = Schedule::new(qpc.instances());
+    let mut times: Vec<Duration> = Vec::new();
+    let mut last: Option<SimRun> = None;
+    let start = Instant::now();
+    let mut i = 0u64;
+    loop {
+        match cfg.time_s {
+            Some(t) if start.elapsed() >= Duration::from_secs(t) => break,
+            None if i >= cfg.num_iter => break,
+            _ => {}
+        }
+        let t0 = Instant::now();
+        let (outs, r) = qpc.run(&refs).map_err(|e| RunError::Model(e.to_string()))?;
+        times.push(t0.elapsed());
+        schedule.add(qaic_runtime::inference_occupancy_ps(&dev, r.stats.total_ps, io_bytes));
+        if let Some(dir) = &cfg.write_output_dir
+            && i >= cfg.write_output_start_iter
+            && i < cfg.write_output_start_iter + cfg.write_output_num_samples
+        {
+            std::fs::create_dir_all(dir).map_err(|e| RunError::Model(format!("Invalid output dir: {dir}: {e}")))?;
+            let activation = (i % qpc.instances() as u64) as u32;
+            for (o, bytes) in qpc.outputs().iter().zip(&outs) {
+                let p = join_dir(dir, &output_file_name(&o.name, activation, i));
+                crate::fsutil::write_atomic(std::path::Path::new(&p), bytes).map_err(|e| RunError::Model(e.to_string()))?;
+                events(RunnerEvent::WroteFile(p));
+            }
+        }
+        last = Some(r);
+        i += 1;
+    }
+    let fig = last.as_ref().map_or_else(DeviceFigures::default, |r| DeviceFigures::from_sim(&r.stats, qaic_runtime::inference_occupancy_ps(&dev, r.stats.total_ps, io_bytes)));
+    let stats = RunStats::new(&schedule, qpc.batch_size(), qpc.instances(), qpc.num_cores(), &times, fig);
+    Ok(RunnerReport { stats, last })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(args: &[&str]) -> RunnerConfig {
+        match parse_runner_command(args).unwrap() {
+            RunnerCommand::Run(c) => *c,
+            RunnerCommand::Help(_) => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn spellings_and_defaults() {
+        let c = cfg(&["-t", "q", "-i", "a.raw", "--input-file=b.raw", "-write-output-dir", "out", "--num-iter", "7", "-a=2", "--aic-device-id", "0"]);
+        assert_eq!(c.test_data, PathBuf::from("q"));
+        assert_eq!(c.input_files, vec![PathBuf::from("a.raw"), PathBuf::from("b.raw")]);
+        assert_eq!((c.num_iter, c.activations, c.device_id), (7, 2, 0));
+        assert_eq!(c.write_output_dir.as_deref(), Some("out"));
+        let d = cfg(&["--test-data=q", "--time", "3"]);
+        assert_eq!((d.num_iter, d.time_s, d.write_output_dir), (40, Some(3), None));
+        let w = cfg(&["-t", "q", "--write-output-num-samples", "2"]);
+        assert_eq!(w.write_output_dir.as_deref(), Some("."));
+    }
+
+    #[test]
+    fn errors() {
+        let e = |a: &[&str]| parse_runner_command(a).unwrap_err().to_string();
+        assert!(e(&["-n", "3"]).contains("Missing test data path"));
+        assert!(e(&["-t", "q", "-n", "0"]).contains("out of range"));
+        assert!(e(&["-t", "q", "-n", "2", "--write-output-start-iter", "2"]).contains("should be <= numInf(2)"));
+        assert!(e(&["-t", "q", "-D", "0:1"]).starts_with("not supported yet: -D"));
+        assert!(e(&["-t", "q", "--num-iters", "2"]).starts_with("Invalid option --num-iters."));
+        assert!(matches!(parse_runner_command(["--help"]), Ok(RunnerCommand::Help(t)) if t.contains("qaic-runner")));
+    }
+}
