@@ -45,6 +45,9 @@ pub struct QuantReportArgs {
     /// Reuse qaic output folders that already hold every output file (after an interrupted run).
     #[arg(long)]
     pub resume: bool,
+    /// Only rebuild table.md from the results.jsonl of an earlier run.
+    #[arg(long)]
+    pub render_only: bool,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -61,11 +64,24 @@ struct Row {
 pub fn run(p: &Paths, args: &QuantReportArgs) -> Result<()> {
     let shared = p.shared()?;
     let zoo = shared.join("zoo");
-    let exe = build_qaic_exec(p)?;
     let root = p.data.join("quant-report");
     fs::create_dir_all(&root)?;
     let script = p.tool("quant_report.py");
     let mut all: Vec<Row> = Vec::new();
+    if args.render_only {
+        for model in &args.models {
+            let f = root.join(model).join("results.jsonl");
+            let text = fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+            for line in text.lines().filter(|l| l.trim_start().starts_with('{')) {
+                all.push(serde_json::from_str(line).with_context(|| format!("bad result line: {line}"))?);
+            }
+        }
+        let table = render(&all, &args.models);
+        cmd::write_atomic(&root.join("table.md"), table.as_bytes())?;
+        println!("{table}");
+        return Ok(());
+    }
+    let exe = build_qaic_exec(p)?;
     for model in &args.models {
         let t0 = Instant::now();
         let out = root.join(model);
@@ -155,12 +171,20 @@ fn fmt_db(v: Option<f64>) -> String {
     }
 }
 
-/// Per model: the best qaic and onnxruntime rows, then every row.
+fn cell(r: Option<&Row>) -> String {
+    match r {
+        Some(Row { error: Some(_), .. }) => "error".into(),
+        Some(r) => format!("{} / {}", fmt_db(r.sqnr_db), r.value.map(|v| format!("{v:.3}")).unwrap_or_default()),
+        None => "—".into(),
+    }
+}
+
+/// The summary (best SQNR per model and tool), then per model a matrix: one row per schema ×
+/// calibration (onnxruntime: per method), columns per-channel off / on, cells `SQNR dB / metric`.
 fn render(rows: &[Row], models: &[String]) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "### Summary: best SQNR per model\n");
-    let _ = writeln!(o, "| model | task metric | qaic best config | qaic SQNR dB | metric | onnxruntime best config | ORT SQNR dB | metric | qaic ≥ ORT |");
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(o, "| model | task metric | qaic best (SQNR dB / metric) | onnxruntime best (SQNR dB / metric) | qaic − ORT |");
+    let _ = writeln!(o, "|---|---|---|---|---|");
     let best = |m: &str, tool: &str| -> Option<&Row> {
         rows.iter()
             .filter(|r| r.model == m && r.tool == tool && !r.config.starts_with("fp32") && r.sqnr_db.is_some())
@@ -169,38 +193,37 @@ fn render(rows: &[Row], models: &[String]) -> String {
     for m in models {
         let (q, r) = (best(m, "qaic"), best(m, "onnxruntime"));
         let metric = q.or(r).and_then(|x| x.metric.clone()).unwrap_or_default();
-        let cell = |x: Option<&Row>| match x {
-            Some(x) => (x.config.clone(), fmt_db(x.sqnr_db), x.value.map(|v| format!("{v:.4}")).unwrap_or_default()),
-            None => ("—".into(), "—".into(), "—".into()),
-        };
-        let (qc, qs, qv) = cell(q);
-        let (rc, rs, rv) = cell(r);
-        let win = match (q.and_then(|x| x.sqnr_db), r.and_then(|x| x.sqnr_db)) {
-            (Some(a), Some(b)) => if a >= b { format!("yes (+{:.2} dB)", a - b) } else { format!("**no** ({:.2} dB)", a - b) },
+        let d = match (q.and_then(|x| x.sqnr_db), r.and_then(|x| x.sqnr_db)) {
+            (Some(a), Some(b)) => format!("{:+.2} dB", a - b),
             _ => "—".into(),
         };
-        let _ = writeln!(o, "| {m} | {metric} | {qc} | {qs} | {qv} | {rc} | {rs} | {rv} | {win} |");
+        let name = |x: Option<&Row>| x.map(|x| x.config.clone()).unwrap_or_default();
+        let _ = writeln!(o, "| {m} | {metric} | {} ({}) | {} ({}) | {d} |", cell(q), name(q), cell(r), name(r));
     }
     for m in models {
-        let _ = writeln!(o, "\n### {m}\n");
-        let _ = writeln!(o, "| tool | configuration | output SQNR dB | task metric |");
-        let _ = writeln!(o, "|---|---|---|---|");
-        for r in rows.iter().filter(|r| &r.model == m) {
-            match &r.error {
-                Some(e) => {
-                    let _ = writeln!(o, "| {} | {} | error: {} | |", r.tool, r.config, e.replace('|', "/"));
+        let of = |tool: &str, cfg: &str| rows.iter().find(|r| &r.model == m && r.tool == tool && r.config == cfg);
+        let metric = rows.iter().find(|r| &r.model == m && r.metric.is_some()).and_then(|r| r.metric.clone()).unwrap_or_default();
+        let _ = writeln!(o, "\n#### {m} (cells: output SQNR dB vs fp32 / {metric})\n");
+        let _ = writeln!(o, "| tool | schema | calibration | per-tensor | per-channel |");
+        let _ = writeln!(o, "|---|---|---|---|---|");
+        let _ = writeln!(o, "| qaic | fp32 interpreter | — | {} | |", cell(of("qaic", "fp32 (interpreter)")));
+        for s in SCHEMAS {
+            for c in CALIBRATIONS {
+                let off = of("qaic", &format!("{s}, {c}, per-channel off"));
+                let on = of("qaic", &format!("{s}, {c}, per-channel on"));
+                if off.is_none() && on.is_none() {
+                    continue;
                 }
-                None => {
-                    let _ = writeln!(
-                        o,
-                        "| {} | {} | {} | {} |",
-                        r.tool,
-                        r.config,
-                        fmt_db(r.sqnr_db),
-                        r.value.map(|v| format!("{v:.4}")).unwrap_or_default()
-                    );
-                }
+                let _ = writeln!(o, "| qaic | {s} | {c} | {} | {} |", cell(off), cell(on));
             }
+        }
+        for method in ["MinMax", "Entropy", "Percentile 99.999"] {
+            let off = of("onnxruntime", &format!("{method}, per-channel off"));
+            let on = of("onnxruntime", &format!("{method}, per-channel on"));
+            let _ = writeln!(o, "| onnxruntime | QDQ int8 (asymmetric activations) | {method} | {} | {} |", cell(off), cell(on));
+        }
+        for r in rows.iter().filter(|r| &r.model == m && r.error.is_some()) {
+            let _ = writeln!(o, "\n- {} `{}` failed: {}", r.tool, r.config, r.error.as_deref().unwrap_or("").replace('|', "/"));
         }
     }
     o

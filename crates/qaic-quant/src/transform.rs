@@ -326,7 +326,7 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
         }
     }
     // Glow's pre-quantization clean-up: constant folding, BatchNormalization into Conv.
-    let prepared = crate::prepare::prepare_graph(&mut g)?;
+    let prepared = crate::prepare::prepare_graph(&mut g, cfg.channelwise)?;
     if prepared != crate::prepare::Prepared::default() {
         tracing::info!(
             "before quantization: {} constant node(s) folded, {} BatchNormalization merged into Conv",
@@ -451,6 +451,9 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
     let mut const_cache: HashMap<ValueId, ValueId> = HashMap::new();
     // Glow's FC lowered to MatMul + BatchedAdd: `Add(MatMul(x, W), b)` with constant W [K, N]
     // and constant b [N] gets an accumulator bias (facts §4), keyed by the Add's node index.
+    // The MatMul result of such a pair stays an unrounded accumulator when the Add is its only
+    // reader (Glow's FullyConnected requantizes once, after the bias).
+    let mut fc_accumulators: HashSet<ValueId> = HashSet::new();
     let fc_bias: HashMap<usize, (usize, ValueId, ValueId)> = {
         // (`rw.g.nodes` is empty here: the nodes are being rebuilt.)
         let mut producers: HashMap<ValueId, usize> = HashMap::new();
@@ -477,6 +480,10 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
                     && bt.is_some_and(|t| t.rank() == 1 && t.dtype() == DType::F32 && Some(t.shape()[0]) == wt.map(|w| w.shape()[1]))
                 {
                     m.insert(ai, (1 - k, *x, *w));
+                    let readers = old_nodes.iter().flat_map(|n| n.inputs.iter().flatten()).filter(|v| **v == mv).count();
+                    if readers == 1 && !rw.g.outputs.contains(&mv) {
+                        fc_accumulators.insert(mv);
+                    }
                     break;
                 }
             }
@@ -613,6 +620,11 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
                 for k in 0..n.outputs.len() {
                     let Some(o) = n.outputs[k] else { continue };
                     if dtype_of(&rw.g, o) != Some(DType::F32) {
+                        continue;
+                    }
+                    if fc_accumulators.contains(&o) {
+                        // Read unrounded by its bias Add (see above).
+                        rw.qdq.insert(o, o);
                         continue;
                     }
                     let (p, q) = params_for(o, Role::Activation, &rw.g).ok_or_else(|| QuantError::Graph("params vanished".into()))?;
