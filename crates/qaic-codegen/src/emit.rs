@@ -396,6 +396,9 @@ struct Plan {
     members: Vec<usize>,
     participants: Vec<u32>,
     multicast: bool,
+    /// One tile buffer instead of two: a tile's loads wait for the previous tile's stores
+    /// (used only when a double-buffered tile of the smallest size does not fit).
+    single: bool,
 }
 
 fn tile_shape(s: &[usize], ax: Option<usize>, r: (usize, usize)) -> Vec<u64> {
@@ -819,6 +822,7 @@ fn plan_group(
             members: members.clone(),
             participants,
             multicast,
+            single: false,
         }
     };
     let out_bytes_per = |a: usize| cx.bytes(last.output) / cx.shape(last.output)[a].max(1) as u64;
@@ -837,6 +841,12 @@ fn plan_group(
                 break Some(p);
             }
             if chunk == 1 {
+                // Last resort before giving up: single-buffered tiles (no load/compute overlap).
+                let single = p.half_base + p.half;
+                smallest = smallest.min(single);
+                if single <= budget {
+                    break Some(Plan { single: true, vtcm: single, ..p });
+                }
                 break None;
             }
             chunk = chunk.div_ceil(2).min(chunk - 1);
@@ -845,7 +855,12 @@ fn plan_group(
         if o.ols > 1 {
             let ntiles = per.div_ceil(chunk) * o.ols as usize;
             let c2 = per.div_ceil(ntiles).max(1);
+            let single = plan.single;
             plan = build(Some(a), c2, parts);
+            if single {
+                plan.vtcm = plan.half_base + plan.half;
+                plan.single = true;
+            }
         }
         // The axis with the lowest estimated layer time wins (then fewer tiles, then the outer
         // axis): splitting output channels makes every core read the whole input, splitting
@@ -965,7 +980,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
     if p.multicast {
         v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + p.resident.len() as u32 });
     }
-    let base = |t: usize| p.half_base + (t % 2) as u64 * p.half;
+    let base = |t: usize| if p.single { p.half_base } else { p.half_base + (t % 2) as u64 * p.half };
     let issue_in = |v: &mut Vec<Instr>, t: usize| {
         for &(val, ia, slot) in &p.sliced {
             let (b, o) = loc(val);
@@ -975,9 +990,17 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         }
     };
     let n = tiles.len();
-    issue_in(&mut v, 0);
+    if !p.single {
+        issue_in(&mut v, 0);
+    }
     for t in 0..n {
-        if t + 1 < n {
+        if p.single {
+            // One buffer: the previous tile's outputs must have left before loading this one.
+            if t >= 1 {
+                v.push(Instr::DmaWait { tag: 2 + ((t - 1) % 2) as u8 });
+            }
+            issue_in(&mut v, t);
+        } else if t + 1 < n {
             if t >= 1 {
                 // The other half's outputs must have left before its inputs are overwritten.
                 v.push(Instr::DmaWait { tag: 2 + ((t + 1) % 2) as u8 });

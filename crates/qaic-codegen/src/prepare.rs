@@ -83,12 +83,19 @@ fn eval_node(g: &Graph, node: &Node) -> Result<Vec<Option<Tensor>>, String> {
     let mut sub = Graph::new("fold");
     sub.opsets = g.opsets.clone();
     let mut n2 = node.clone();
+    // A value read twice (e.g. Slice axes == steps) becomes one constant of the subgraph.
+    let mut added: Vec<(ValueId, ValueId)> = Vec::new();
     n2.inputs = node
         .inputs
         .iter()
         .map(|i| i.map(|i| {
+            if let Some(&(_, s)) = added.iter().find(|(o, _)| *o == i) {
+                return s;
+            }
             let d: &ValueData = g.value(i);
-            sub.add_constant(d.name.clone(), d.constant.clone().unwrap_or_else(|| Tensor::scalar(0f32)))
+            let s = sub.add_constant(d.name.clone(), d.constant.clone().unwrap_or_else(|| Tensor::scalar(0f32)));
+            added.push((i, s));
+            s
         }))
         .collect();
     n2.outputs = node.outputs.iter().map(|o| o.map(|o| sub.add_value(g.value(o).name.clone(), None))).collect();

@@ -339,3 +339,18 @@ fn changing_a_constant_byte_changes_results() {
     let (changed, _) = simulate(&c2, &ins);
     assert_ne!(base, changed);
 }
+
+#[test]
+fn a_layer_that_only_fits_single_buffered_still_compiles() {
+    // One image in + out of a 1×1 conv is 512 KiB; double-buffered 1 MiB. A 671 KB budget
+    // leaves single-buffered tiles (the whole 1 MiB input cannot stay resident either).
+    let mut b = B::new("single");
+    let x = b.input("x", &[4, 64, 32, 32]);
+    let c = b.conv(x, 64, 64, 1, 1, 1);
+    let y = b.node("Relu", &[c], &[]);
+    let g = b.finish(&[y]);
+    let o = CodegenOptions { vtcm_working_set_limit_ratio: 0.08, ..opts(1) };
+    let (c, _) = check(&g, &o);
+    assert!(c.program.vtcm_bytes <= (8u64 << 20) * 8 / 100, "{}", c.program.vtcm_bytes);
+    assert_eq!(c.report.layers[0].tiles_per_core, 4);
+}
