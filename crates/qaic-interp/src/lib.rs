@@ -11,6 +11,7 @@
 
 mod error;
 pub mod ops;
+mod optimize;
 mod plan;
 mod registry;
 

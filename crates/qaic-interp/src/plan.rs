@@ -1,7 +1,8 @@
 //! Plans: a graph whose nodes have been turned into prepared kernels, ready to run many times.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use qaic_ir::{Graph, ValueId, ValueType};
 use qaic_tensor::{Dim, Value};
@@ -10,10 +11,21 @@ use crate::error::{InterpError, OpError, Unsupported};
 use crate::registry::{BuildCtx, Kernel, NoScope, Registry, RunCtx, Scope};
 
 /// Options for planning.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PlanOptions {
     /// Values to keep alive and report even when they are not graph outputs.
     pub keep: Vec<String>,
+    /// Plan-time rewrites (default on): constant folding, BatchNormalization and activations
+    /// fused into Conv, bias into MatMul (see `docs/architecture.md`). Fusion removes
+    /// intermediate values, so turn this off when an observer must see every value of the
+    /// original graph (quantization profiling); values named in `keep` are never removed.
+    pub optimize: bool,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions { keep: Vec::new(), optimize: true }
+    }
 }
 
 struct Step {
@@ -37,6 +49,10 @@ pub struct Plan {
     names: HashMap<String, ValueId>,
     /// Number of leading inputs without a default value (the rest may be omitted).
     required_inputs: usize,
+    /// Per-step wall time, when `QAIC_PROFILE_OPS` is set (printed per op type on drop).
+    op_times: Option<Mutex<Vec<(Duration, u32)>>>,
+    /// Values computed at plan time by constant folding (shown to observers on every run).
+    folded: Vec<ValueId>,
 }
 
 /// Observer of every value a run produces (intermediate outputs, profiling).
@@ -66,6 +82,11 @@ impl Plan {
             graph.verify_detached()?;
         } else {
             graph.verify()?;
+        }
+        let mut folded = Vec::new();
+        if options.optimize {
+            folded = crate::optimize::fold_constants(&mut graph, registry, options);
+            crate::optimize::fuse(&mut graph, options);
         }
         let mut unsupported = Vec::new();
         let mut first_error: Option<InterpError> = None;
@@ -151,7 +172,9 @@ impl Plan {
             .rposition(|i| graph.value(*i).constant.is_none())
             .map(|p| p + 1)
             .unwrap_or(0);
-        Ok(Plan { graph: Arc::new(graph), steps, names, required_inputs })
+        let op_times = (!detached && std::env::var_os("QAIC_PROFILE_OPS").is_some())
+            .then(|| Mutex::new(vec![(Duration::ZERO, 0); steps.len()]));
+        Ok(Plan { graph: Arc::new(graph), steps, names, required_inputs, op_times, folded })
     }
 
     pub fn graph(&self) -> &Graph {
@@ -206,6 +229,13 @@ impl Plan {
             }
             slots[id.index()] = Some(value);
         }
+        if let Some(obs) = observer.as_deref_mut() {
+            for &id in &self.folded {
+                if let Some(v) = &slots[id.index()] {
+                    obs(g, id, v);
+                }
+            }
+        }
         for &c in &g.captures {
             let name = &g.value(c).name;
             let v = scope
@@ -213,8 +243,10 @@ impl Plan {
                 .ok_or_else(|| InterpError::Other(format!("captured value `{name}` is not in scope")))?;
             slots[c.index()] = Some(v);
         }
+        let mut times = self.op_times.as_ref().map(|_| Vec::with_capacity(self.steps.len()));
         for step in &self.steps {
             let node = &g.nodes[step.node];
+            let t0 = times.as_ref().map(|_| Instant::now());
             let outs = {
                 let args: Vec<Option<&Value>> =
                     node.inputs.iter().map(|i| i.and_then(|id| slots[id.index()].as_ref())).collect();
@@ -237,6 +269,17 @@ impl Plan {
             for f in &step.free_after {
                 slots[f.index()] = None;
             }
+            if let (Some(t), Some(t0)) = (times.as_mut(), t0) {
+                t.push(t0.elapsed());
+            }
+        }
+        if let (Some(acc), Some(t)) = (&self.op_times, times) {
+            if let Ok(mut acc) = acc.lock() {
+                for (a, d) in acc.iter_mut().zip(t) {
+                    a.0 += d;
+                    a.1 += 1;
+                }
+            }
         }
         g.outputs
             .iter()
@@ -251,6 +294,37 @@ impl Plan {
     /// The value id of a name in this plan's graph.
     pub fn value_id(&self, name: &str) -> Option<ValueId> {
         self.names.get(name).copied()
+    }
+}
+
+impl Drop for Plan {
+    /// Prints the `QAIC_PROFILE_OPS` table: time per op type, largest first, then the ten
+    /// slowest nodes. A developer aid for finding where a model's time goes.
+    fn drop(&mut self) {
+        let Some(times) = self.op_times.take().and_then(|m| m.into_inner().ok()) else { return };
+        let runs = times.iter().map(|t| t.1).max().unwrap_or(0).max(1);
+        let total: Duration = times.iter().map(|t| t.0).sum();
+        let mut by_op: HashMap<String, (Duration, usize)> = HashMap::new();
+        for (step, (d, _)) in self.steps.iter().zip(&times) {
+            let e = by_op.entry(self.graph.nodes[step.node].qualified_op()).or_default();
+            e.0 += *d;
+            e.1 += 1;
+        }
+        let mut rows: Vec<_> = by_op.into_iter().collect();
+        rows.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+        let ms = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(runs);
+        let mut out = format!("op profile of `{}`: {:.3} ms per run over {runs} run(s)\n", self.graph.name, ms(total));
+        for (op, (d, n)) in rows {
+            let pct = 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
+            out += &format!("  {op:<28} {n:>5} nodes {:>10.3} ms {pct:>5.1}%\n", ms(d));
+        }
+        let mut nodes: Vec<(usize, Duration)> = self.steps.iter().zip(&times).map(|(s, t)| (s.node, t.0)).collect();
+        nodes.sort_by(|a, b| b.1.cmp(&a.1));
+        for (n, d) in nodes.into_iter().take(10) {
+            let node = &self.graph.nodes[n];
+            out += &format!("  slow: {:<40} {:<20} {:>10.3} ms\n", node.display_name(&self.graph), node.op_type, ms(d));
+        }
+        eprint!("{out}");
     }
 }
 

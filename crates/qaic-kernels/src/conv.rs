@@ -336,74 +336,108 @@ fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, mut data: Vec<f32>
     PackedB::from_parts(k.isa, rows, os, nr, kc, data)
 }
 
+thread_local! {
+    /// Padded phase planes and the accumulator of the depthwise kernel, reused across calls.
+    static DW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One depthwise plane. The input is copied once into zero-padded *phase planes* (for
+/// stride `s`, `s x s` planes holding rows `a, a+s, ...` and columns `b, b+s, ...`), so that
+/// every kernel tap becomes one long contiguous multiply-add over the flattened
+/// `out_rows x phase_width` grid (columns past the output width are computed and dropped).
+/// Long vectors keep small planes (7x7, 14x14) as efficient as large ones.
 #[inline(always)]
 fn depthwise_body<const FMA: bool>(g: &Geo3, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
+    let (ih_n, iw_n) = (g.i[1], g.i[2]);
     let (oh_n, ow_n) = (g.o[1], g.o[2]);
     let (kh_n, kw_n) = (g.k[1], g.k[2]);
-    let (iw_n, sw) = (g.i[2], g.s[2]);
-    // Strided rows are split into `sw` phases (phase p holds columns p, p+sw, ...) so every
-    // kernel column becomes a contiguous, vectorisable axpy.
-    let pw = iw_n.div_ceil(sw);
-    // The whole plane is split once: row ih, phase p lives at `(ih * sw + p) * pw`.
-    let mut phases = Vec::new();
-    if sw > 1 {
-        phases = vec![0f32; g.i[1] * sw * pw];
-        for (ih, irow) in x.chunks_exact(iw_n).take(g.i[1]).enumerate() {
-            let dst = &mut phases[ih * sw * pw..(ih + 1) * sw * pw];
-            if sw == 2 {
-                // Interleaved access: vectorises as a de-interleave.
-                let (even, odd) = dst.split_at_mut(pw);
-                for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(irow.chunks_exact(2)) {
-                    *e = pair[0];
-                    *o = pair[1];
-                }
-                if iw_n % 2 == 1 {
-                    even[pw - 1] = irow[iw_n - 1];
-                }
-            } else {
-                for p in 0..sw {
-                    for (d, &v) in dst[p * pw..(p + 1) * pw].iter_mut().zip(irow[p..].iter().step_by(sw)) {
-                        *d = v;
+    let (sh, sw) = (g.s[1], g.s[2]);
+    let (dh, dw) = (g.d[1], g.d[2]);
+    let (pt, pl) = (g.pb[1], g.pb[2]);
+    if oh_n == 0 || ow_n == 0 {
+        return;
+    }
+    // Padded extent actually read, and the phase planes' extent.
+    let ph = (oh_n - 1) * sh + (kh_n - 1) * dh + 1;
+    let pw = (ow_n - 1) * sw + (kw_n - 1) * dw + 1;
+    let (phs, pws) = (ph.div_ceil(sh), pw.div_ceil(sw));
+    let cmax = (kw_n - 1) * dw / sw;
+    let plane = phs * pws + cmax;
+    let grid = oh_n * pws;
+    // The buffer is taken out of the thread-local rather than used inside `with`: a closure
+    // would not inherit this function's target features (its FMAs would become libm calls).
+    let mut buf = DW.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    {
+        let need = sh * sw * plane + grid;
+        if buf.len() < need {
+            buf.resize(need, 0.0);
+        }
+        let (phases, acc) = buf.split_at_mut(sh * sw * plane);
+        let acc = &mut acc[..grid];
+        for a in 0..sh {
+            for b in 0..sw {
+                let dst = &mut phases[(a * sw + b) * plane..(a * sw + b + 1) * plane];
+                dst[phs * pws..].fill(0.0);
+                for (r, drow) in dst[..phs * pws].chunks_exact_mut(pws).enumerate() {
+                    // Padded row r * sh + a is input row r * sh + a - pt.
+                    let prow = r * sh + a;
+                    if prow < pt || prow - pt >= ih_n {
+                        drow.fill(0.0);
+                        continue;
+                    }
+                    let irow = &x[(prow - pt) * iw_n..(prow - pt + 1) * iw_n];
+                    if sw == 1 {
+                        // Columns [pl, pl + iw) hold the input row; the rest is padding.
+                        let lo = pl.min(pws);
+                        let hi = (pl + iw_n).min(pws);
+                        drow[..lo].fill(0.0);
+                        drow[lo..hi].copy_from_slice(&irow[..hi - lo]);
+                        drow[hi..].fill(0.0);
+                    } else {
+                        // Phase column c is padded column c * sw + b, input column c * sw + b - pl.
+                        let lo = if pl > b { (pl - b).div_ceil(sw) } else { 0 }.min(pws);
+                        let hi = (pl + iw_n).saturating_sub(b).div_ceil(sw).clamp(lo, pws);
+                        drow[..lo].fill(0.0);
+                        drow[hi..].fill(0.0);
+                        if hi > lo {
+                            let first = lo * sw + b - pl;
+                            for (d, &v) in drow[lo..hi].iter_mut().zip(irow[first..].iter().step_by(sw)) {
+                                *d = v;
+                            }
+                        }
                     }
                 }
             }
         }
-    }
-    // Valid ranges hoisted out of the row loop (they cost integer divisions).
-    let hr: Vec<(usize, usize)> = (0..kh_n).map(|kh| g.valid_range(1, kh)).collect();
-    let wr: Vec<(usize, usize)> = (0..kw_n).map(|kw| g.valid_range(2, kw)).collect();
-    for oh in 0..oh_n {
-        let orow = &mut out[oh * ow_n..(oh + 1) * ow_n];
-        orow.fill(bias);
-        for (kh, &(h0, h1)) in hr.iter().enumerate() {
-            if oh < h0 || oh >= h1 {
-                continue;
-            }
-            let ih = oh * g.s[1] + kh * g.d[1] - g.pb[1];
-            let irow = &x[ih * iw_n..(ih + 1) * iw_n];
-            for (kw, &(w0, w1)) in wr.iter().enumerate() {
-                let wv = w[kh * kw_n + kw];
-                if w0 >= w1 {
-                    continue;
-                }
-                let iw0 = w0 * sw + kw * g.d[2] - g.pb[2];
-                let src = if sw == 1 {
-                    &irow[iw0..iw0 + (w1 - w0)]
-                } else {
-                    let b = (ih * sw + iw0 % sw) * pw + iw0 / sw;
-                    &phases[b..b + (w1 - w0)]
-                };
-                for (ov, iv) in orow[w0..w1].iter_mut().zip(src) {
-                    *ov = crate::elementwise::math::mad::<FMA>(wv, *iv, *ov);
+        acc.fill(bias);
+        // Chunks of the grid small enough that the accumulator stays in L1 across all taps.
+        const CHUNK: usize = 1024;
+        for g0 in (0..grid).step_by(CHUNK) {
+            let len = CHUNK.min(grid - g0);
+            let accc = &mut acc[g0..g0 + len];
+            for kh in 0..kh_n {
+                for kw in 0..kw_n {
+                    let (r, c) = (kh * dh, kw * dw);
+                    let src = &phases[((r % sh) * sw + c % sw) * plane..];
+                    let off = (r / sh) * pws + c / sw + g0;
+                    let wv = w[kh * kw_n + kw];
+                    for (o, &v) in accc.iter_mut().zip(&src[off..off + len]) {
+                        *o = crate::elementwise::math::mad::<FMA>(wv, v, *o);
+                    }
                 }
             }
         }
-        if act != Activation::None {
-            for v in orow.iter_mut() {
-                *v = act.apply(*v);
+        for (orow, arow) in out.chunks_exact_mut(ow_n).zip(acc.chunks_exact(pws)) {
+            if act == Activation::None {
+                orow.copy_from_slice(&arow[..ow_n]);
+            } else {
+                for (o, &v) in orow.iter_mut().zip(arow) {
+                    *o = act.apply(v);
+                }
             }
         }
     }
+    DW.with(|b| *b.borrow_mut() = buf);
 }
 multiversion!(fn depthwise(g: &Geo3, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_body);
 
@@ -475,6 +509,34 @@ impl Kernels {
         if x_shape.len() < 3 || w_shape.len() != x_shape.len() {
             return Err(KernelError::invalid("conv", format!("input {x_shape:?} and weights {w_shape:?} ranks")));
         }
+        // Spatial axes of extent 1 with a 1-wide kernel and no padding (e.g. the W of a 1-D
+        // convolution exported as 2-D, [N, C, L, 1]) carry no work: dropping them keeps the
+        // im2col runs long instead of one element each.
+        let r = x_shape.len() - 2;
+        let trivial = |d: usize| {
+            x_shape[2 + d] == 1 && w_shape[2 + d] == 1 && p.pads.get(d) == Some(&0) && p.pads.get(r + d) == Some(&0)
+        };
+        let keep: Vec<usize> = (0..r).filter(|&d| !trivial(d)).collect();
+        if !keep.is_empty() && keep.len() < r && p.kernel.len() == r && p.strides.len() == r && p.dilations.len() == r {
+            let pick = |v: &[usize]| keep.iter().map(|&d| v[d]).collect::<Vec<usize>>();
+            let p2 = ConvParams {
+                kernel: pick(&p.kernel),
+                strides: pick(&p.strides),
+                dilations: pick(&p.dilations),
+                pads: keep.iter().map(|&d| p.pads[d]).chain(keep.iter().map(|&d| p.pads[r + d])).collect(),
+                group: p.group,
+            };
+            let xs2: Vec<usize> = x_shape[..2].iter().copied().chain(pick(&x_shape[2..])).collect();
+            let ws2: Vec<usize> = w_shape[..2].iter().copied().chain(pick(&w_shape[2..])).collect();
+            let mut oshape = self.conv_impl(&p2, x, &xs2, w, &ws2, bias, act, out)?;
+            // Put the dropped axes back (their output extent is 1).
+            for d in 0..r {
+                if trivial(d) {
+                    oshape.insert(2 + d, 1);
+                }
+            }
+            return Ok(oshape);
+        }
         let (n, c) = (x_shape[0], x_shape[1]);
         let m = w_shape[0];
         let grp = p.group;
@@ -508,7 +570,7 @@ impl Kernels {
             W::Packed(pw) => &pw.raw,
         };
         // Depthwise: direct kernel.
-        if grp == c && mg == 1 && g.k[0] == 1 {
+        if grp == c && mg == 1 && g.k[0] == 1 && g.i[0] == 1 {
             let outp = SendPtr(out.as_mut_ptr());
             let isa = self.isa;
             parallel_for(n * c, |nc| {

@@ -19,9 +19,23 @@ pub fn set_num_threads(n: usize) {
 /// The number of intra-op threads kernels use.
 pub fn num_threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        0 => default_threads(),
         n => n,
     }
+}
+
+/// The default thread count, read once: `QAIC_NUM_THREADS` when set to a positive number,
+/// else the available parallelism (`available_parallelism` reads cgroup files on every call,
+/// several system calls, far too slow for a per-kernel query).
+fn default_threads() -> usize {
+    static DEFAULT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        std::env::var("QAIC_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    })
 }
 
 fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {

@@ -189,7 +189,7 @@ pub fn profile_graph(
     for (k, v) in targets.iter().enumerate() {
         slot[v.index()] = Some(k);
     }
-    let plan = Plan::with_registry(graph.clone(), &crate::registry(), &PlanOptions::default())
+    let plan = Plan::with_registry(graph.clone(), &crate::registry(), &PlanOptions { optimize: false, ..Default::default() })
         .map_err(|e| QuantError::Run(format!("cannot profile graph `{}`: {e}", graph.name)))?;
     let nt = targets.len();
     let bins = cfg.num_histogram_bins;

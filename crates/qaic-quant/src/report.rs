@@ -71,8 +71,8 @@ pub fn quantization_report(
     load: InputLoader<'_>,
 ) -> Result<QuantReport, QuantError> {
     let reg = crate::registry();
-    let fp = Plan::with_registry(float.clone(), &reg, &PlanOptions::default()).map_err(|e| QuantError::Run(e.to_string()))?;
-    let qp = Plan::with_registry(quantized.graph.clone(), &reg, &PlanOptions::default())
+    let fp = Plan::with_registry(float.clone(), &reg, &PlanOptions { optimize: false, ..Default::default() }).map_err(|e| QuantError::Run(e.to_string()))?;
+    let qp = Plan::with_registry(quantized.graph.clone(), &reg, &PlanOptions { optimize: false, ..Default::default() })
         .map_err(|e| QuantError::Run(e.to_string()))?;
     let targets = crate::profiler::float_values(float);
     let qnames = quantized.graph.name_index();

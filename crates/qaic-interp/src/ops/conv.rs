@@ -200,6 +200,24 @@ struct ConvOp {
     group: usize,
     /// Weights packed once by the shared kernels, when they are a constant f32 tensor.
     packed: Option<Arc<PackedConvWeights>>,
+    /// Activation fused by the plan optimizer (`crate::optimize`).
+    act: Activation,
+}
+
+/// The activation the plan optimizer fused into a Conv node, if any.
+fn fused_activation(ctx: &BuildCtx<'_>) -> Result<Activation, OpError> {
+    use crate::optimize::{ACTIVATION, ALPHA, BETA};
+    let kind = ctx.attr_s(ACTIVATION, "")?;
+    let (alpha, beta) = (ctx.attr_f(ALPHA, 0.0)?, ctx.attr_f(BETA, 0.0)?);
+    Ok(match kind.as_str() {
+        "" => Activation::None,
+        "Relu" => Activation::Relu,
+        "LeakyRelu" => Activation::LeakyRelu(alpha),
+        "Clip" => Activation::Clip { min: alpha, max: beta },
+        "HardSigmoid" => Activation::HardSigmoid { alpha, beta },
+        "HardSwish" => Activation::HardSwish,
+        other => return Err(OpError::Msg(format!("unknown fused activation `{other}`"))),
+    })
 }
 
 fn conv(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
@@ -217,7 +235,7 @@ fn conv(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         }
         _ => None,
     };
-    Ok(Box::new(ConvOp { k, geo, group, packed }))
+    Ok(Box::new(ConvOp { k, geo, group, packed, act: fused_activation(ctx)? }))
 }
 
 impl Kernel for ConvOp {
@@ -246,7 +264,6 @@ impl Kernel for ConvOp {
         let sp = &xt.shape()[2..];
         let rs = self.geo.resolve(sp, &kshape, false)?;
         let x: std::borrow::Cow<[f32]> = if xt.dtype() == DType::F32 { xt.view::<f32>()? } else { to_f32(xt)?.into() };
-        let w: std::borrow::Cow<[f32]> = if wt.dtype() == DType::F32 { wt.view::<f32>()? } else { to_f32(wt)?.into() };
         let bias: Option<Vec<f32>> = bt.map(floats_of).transpose()?;
         if bias.as_ref().is_some_and(|b| b.len() != m) {
             return Err(OpError::Msg(format!("bias has {} values for {m} output channels", bias.as_ref().map_or(0, |b| b.len()))));
@@ -263,9 +280,15 @@ impl Kernel for ConvOp {
         let mut out = vec![0f32; shape.iter().product()];
         let kerr = |e: qaic_kernels::KernelError| OpError::Msg(e.to_string());
         match &self.packed {
-            Some(p) => self.k.conv_packed(&params, &x, xt.shape(), p, bias.as_deref(), Activation::None, &mut out).map_err(kerr)?,
-            None => self.k.conv(&params, &x, xt.shape(), &w, wt.shape(), bias.as_deref(), Activation::None, &mut out).map_err(kerr)?,
+            Some(p) => self.k.conv_packed(&params, &x, xt.shape(), p, bias.as_deref(), self.act, &mut out).map_err(kerr)?,
+            None => {
+                let w: std::borrow::Cow<[f32]> = if wt.dtype() == DType::F32 { wt.view::<f32>()? } else { to_f32(wt)?.into() };
+                self.k.conv(&params, &x, xt.shape(), &w, wt.shape(), bias.as_deref(), self.act, &mut out).map_err(kerr)?
+            }
         };
+        if xt.dtype() == DType::F32 {
+            return out1(Tensor::from_vec(shape, out)?);
+        }
         out1(from_f32(xt.dtype(), shape, &out)?)
     }
 }

@@ -28,6 +28,8 @@ struct MatMulOp {
     k: &'static Kernels,
     /// Constant 2-D f32 right operand, packed once.
     packed_b: Option<Arc<PackedB>>,
+    /// A bias vector fused by the plan optimizer (`crate::optimize`), added in the epilogue.
+    bias: Option<Vec<f32>>,
 }
 
 fn matmul(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
@@ -39,7 +41,13 @@ fn matmul(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         }
         _ => None,
     };
-    Ok(Box::new(MatMulOp { k, packed_b }))
+    let bias = if ctx.attr_i(crate::optimize::BIAS, 0)? != 0 {
+        let b = ctx.const_input(2).ok_or("fused MatMul bias is not a constant")?;
+        Some(b.to_vec::<f32>()?)
+    } else {
+        None
+    };
+    Ok(Box::new(MatMulOp { k, packed_b, bias }))
 }
 
 impl Kernel for MatMulOp {
@@ -56,11 +64,18 @@ impl Kernel for MatMulOp {
                 let mut out = vec![0f32; shape.iter().product()];
                 match &self.packed_b {
                     Some(pb) if b.rank() == 2 => {
-                        self.k.matmul_packed(&av, a.shape(), pb, &mut out, &Default::default()).map_err(kerr)?;
+                        let epi = qaic_kernels::gemm::Epilogue {
+                            bias: self.bias.as_deref().map_or(Default::default(), qaic_kernels::gemm::Bias::Col),
+                            ..Default::default()
+                        };
+                        self.k.matmul_packed(&av, a.shape(), pb, &mut out, &epi).map_err(kerr)?;
                     }
                     _ => {
                         let bv = b.view::<f32>()?;
                         self.k.matmul(&av, a.shape(), &bv, b.shape(), &mut out).map_err(kerr)?;
+                        if let Some(bias) = &self.bias {
+                            add_rows(&mut out, bias)?;
+                        }
                     }
                 }
                 out1(Tensor::from_vec(shape, out)?)
@@ -81,6 +96,17 @@ impl Kernel for MatMulOp {
             d => Err(OpError::Msg(format!("MatMul of {d} is not supported"))),
         }
     }
+}
+
+/// Adds a fused bias vector to every row of a row-major result.
+fn add_rows(out: &mut [f32], bias: &[f32]) -> Result<(), OpError> {
+    if bias.is_empty() || out.len() % bias.len() != 0 {
+        return Err(OpError::Msg(format!("fused bias of {} values does not divide {} outputs", bias.len(), out.len())));
+    }
+    for row in out.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+    }
+    Ok(())
 }
 
 pub(crate) fn to_f32(t: &Tensor) -> Result<Vec<f32>, OpError> {

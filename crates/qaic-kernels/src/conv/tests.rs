@@ -57,6 +57,16 @@ fn conv_matches_naive_on_all_isas() {
         (vec![12, 13], vec![5, 5], vec![1, 1], vec![1, 1], vec![2, 2, 2, 2], 1, 8, 8, 8),
         (vec![12, 13], vec![3, 3], vec![1, 2], vec![2, 1], vec![1, 1, 1, 1], 1, 6, 12, 3),
         (vec![17], vec![3], vec![2], vec![2], vec![2, 1], 2, 3, 5, 1),
+        // Depthwise with dilation, mixed strides and asymmetric padding; tiny planes.
+        (vec![15, 10], vec![3, 3], vec![2, 1], vec![2, 2], vec![2, 1, 0, 3], 2, 5, 5, 5),
+        (vec![7, 7], vec![5, 5], vec![1, 1], vec![1, 1], vec![2, 2, 2, 2], 1, 3, 3, 3),
+        (vec![14, 14], vec![5, 5], vec![2, 2], vec![1, 1], vec![2, 2, 2, 2], 1, 2, 2, 2),
+        (vec![9], vec![3], vec![3], vec![1], vec![1, 1], 1, 4, 4, 4),
+        // Trivial axes (extent 1, kernel 1, no padding) are dropped before im2col.
+        (vec![40, 1], vec![5, 1], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 2, 6, 9, 1),
+        (vec![1, 23], vec![1, 3], vec![1, 2], vec![1, 1], vec![0, 1, 0, 1], 1, 4, 6, 2),
+        (vec![1, 1], vec![1, 1], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 3, 40, 70, 1),
+        (vec![1, 1], vec![1, 1], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 1, 300, 2, 1),
         (vec![5, 6, 7], vec![2, 3, 2], vec![1, 2, 1], vec![1, 1, 2], vec![1, 0, 1, 0, 1, 1], 1, 4, 6, 2),
         (vec![7, 7], vec![3, 3], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 1, 3, 6, 3),
         (vec![5, 5], vec![3, 3], vec![3, 3], vec![1, 1], vec![4, 4, 4, 4], 1, 2, 2, 2),
@@ -197,3 +207,4 @@ fn conv_breakdown() {
     }
     crate::set_num_threads(0);
 }
+

@@ -9,6 +9,7 @@
 //! Operands are strided views ([`Mat`]); transposition is a stride swap ([`Mat::t`]). Constant
 //! operands can be packed once ([`PackedA`], [`PackedB`]) and reused across calls.
 
+mod small;
 pub mod ukernels;
 
 use std::cell::RefCell;
@@ -132,6 +133,10 @@ pub enum Activation {
     LeakyRelu(f32),
     /// `min(max(x, min), max)` (ONNX Clip, Relu6).
     Clip { min: f32, max: f32 },
+    /// `clamp(alpha * x + beta, 0, 1)` (ONNX HardSigmoid).
+    HardSigmoid { alpha: f32, beta: f32 },
+    /// `x * clamp(x / 6 + 1/2, 0, 1)` (ONNX HardSwish).
+    HardSwish,
 }
 
 impl Activation {
@@ -148,6 +153,8 @@ impl Activation {
                 }
             }
             Activation::Clip { min, max } => x.max(min).min(max),
+            Activation::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            Activation::HardSwish => x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0),
         }
     }
 }
@@ -407,22 +414,53 @@ unsafe fn apply_epilogue(
     m: usize,
     n: usize,
 ) {
-    for i in 0..m {
-        let rb = match epi.bias {
-            Bias::Row(b) => b[i0 + i],
-            _ => 0.0,
-        };
-        for j in 0..n {
-            let cb = match epi.bias {
-                Bias::Col(b) => b[j0 + j],
-                _ => 0.0,
-            };
-            // SAFETY: (i, j) lies in the tile the caller owns.
-            unsafe {
-                let p = c.add(i * rsc + j * csc);
-                *p = epi.activation.apply(*p + rb + cb);
+    // One loop per activation so each vectorises (the activation is constant inside it).
+    macro_rules! run {
+        ($f:expr) => {{
+            let f = $f;
+            for i in 0..m {
+                let rb = match epi.bias {
+                    Bias::Row(b) => b[i0 + i],
+                    _ => 0.0,
+                };
+                // SAFETY: row i of the tile lies in C and is owned by the caller.
+                let row = unsafe { c.add(i * rsc) };
+                match (epi.bias, csc) {
+                    (Bias::Col(b), 1) => {
+                        let r = unsafe { std::slice::from_raw_parts_mut(row, n) };
+                        for (x, &cb) in r.iter_mut().zip(&b[j0..j0 + n]) {
+                            *x = f(*x + cb);
+                        }
+                    }
+                    (_, 1) => {
+                        let r = unsafe { std::slice::from_raw_parts_mut(row, n) };
+                        for x in r.iter_mut() {
+                            *x = f(*x + rb);
+                        }
+                    }
+                    _ => {
+                        for j in 0..n {
+                            let cb = match epi.bias {
+                                Bias::Col(b) => b[j0 + j],
+                                _ => 0.0,
+                            };
+                            unsafe {
+                                let p = row.add(j * csc);
+                                *p = f(*p + rb + cb);
+                            }
+                        }
+                    }
+                }
             }
-        }
+        }};
+    }
+    match epi.activation {
+        Activation::None => run!(|x: f32| x),
+        Activation::Relu => run!(|x: f32| x.max(0.0)),
+        Activation::LeakyRelu(a) => run!(|x: f32| if x < 0.0 { a * x } else { x }),
+        Activation::Clip { min, max } => run!(|x: f32| x.max(min).min(max)),
+        Activation::HardSigmoid { alpha, beta } => run!(|x: f32| (alpha * x + beta).clamp(0.0, 1.0)),
+        Activation::HardSwish => run!(|x: f32| x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
     }
 }
 
@@ -488,6 +526,9 @@ pub(crate) fn gemm_impl(
         }
         // SAFETY: the whole C is ours.
         unsafe { apply_epilogue(epi, cptr.get(), rsc, csc, 0, 0, m, n) };
+        return Ok(());
+    }
+    if (n <= small::SMALL || m <= small::SMALL) && small::small_gemm(isa, a, b, alpha, beta, c, epi, k, parallel) {
         return Ok(());
     }
     let (mr, nr) = (g.mr, g.nr);

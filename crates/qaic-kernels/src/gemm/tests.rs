@@ -23,6 +23,13 @@ fn gemm_matches_naive_on_all_isas() {
     for case in 0..64 {
         let (m, n, k) = match case {
             // Several MC row blocks, several NC column blocks.
+            // Matrix-vector shapes (the few-rows / few-columns paths).
+            54 => (700, 1, 300),
+            55 => (130, 3, 50),
+            56 => (1, 300, 700),
+            57 => (4, 90, 33),
+            58 => (2, 2, 5),
+            59 => (1280, 1, 512),
             60 => (300, 40, 20),
             61 => (3, 4200, 7),
             62 => (130, 4100, 9),
@@ -58,8 +65,13 @@ fn gemm_matches_naive_on_all_isas() {
 
 #[test]
 fn epilogue_bias_and_activation() {
+    for (m, n, k) in [(13, 37, 70), (200, 2, 30), (3, 50, 40)] {
+        epilogue_case(m, n, k);
+    }
+}
+
+fn epilogue_case(m: usize, n: usize, k: usize) {
     let mut rng = Rng::new(2);
-    let (m, n, k) = (13, 37, 70);
     let a = rng.vec(m * k);
     let b = rng.vec(k * n);
     let rb = rng.vec(m);
@@ -79,6 +91,15 @@ fn epilogue_bias_and_activation() {
         kern.gemm_with(1.0, am, bm, 0.0, &mut MatMut::row_major(&mut fused, m, n).unwrap(), &epi).unwrap();
         let want: Vec<f32> = (0..m * n).map(|x| (plain[x] + cb[x % n]).max(0.0)).collect();
         assert_close("col bias", &fused, &want, 1e-5, 1e-6);
+        let epi = Epilogue { bias: Bias::Col(&cb), activation: Activation::HardSwish };
+        kern.gemm_with(1.0, am, bm, 0.0, &mut MatMut::row_major(&mut fused, m, n).unwrap(), &epi).unwrap();
+        let hs = |x: f32| x * (x / 6.0 + 0.5).clamp(0.0, 1.0);
+        let want: Vec<f32> = (0..m * n).map(|x| hs(plain[x] + cb[x % n])).collect();
+        assert_close("hardswish", &fused, &want, 1e-5, 1e-6);
+        let epi = Epilogue { bias: Bias::Row(&rb), activation: Activation::HardSigmoid { alpha: 0.2, beta: 0.5 } };
+        kern.gemm_with(1.0, am, bm, 0.0, &mut MatMut::row_major(&mut fused, m, n).unwrap(), &epi).unwrap();
+        let want: Vec<f32> = (0..m * n).map(|x| (0.2 * (plain[x] + rb[x / n]) + 0.5).clamp(0.0, 1.0)).collect();
+        assert_close("hardsigmoid", &fused, &want, 1e-5, 1e-6);
     }
 }
 

@@ -1,0 +1,317 @@
+//! Plan-time graph rewrites that make a plan faster without changing what it computes beyond
+//! float rounding (see `docs/architecture.md`, "qaic-interp"):
+//!
+//! 1. **Constant folding**: a node whose inputs are all constants (and that is deterministic
+//!    and has no subgraph) is run once at plan time with its own kernel, so folding has
+//!    exactly the interpreter's semantics; its outputs become constants. Real exports are
+//!    full of these (weights stored as int8 and dequantized by `Cast`/`Mul`, shape arithmetic
+//!    on constant shapes).
+//! 2. **BatchNormalization into Conv**: `Conv -> BatchNormalization` (inference mode, constant
+//!    parameters) becomes one Conv with scaled weights and bias, computed in f64.
+//! 3. **Activation into Conv**: `Conv -> Relu|LeakyRelu|Clip|HardSigmoid|HardSwish` runs the
+//!    activation in the convolution's epilogue (internal attributes `qaic.activation`,
+//!    `qaic.alpha`, `qaic.beta` on the Conv node).
+//! 4. **Bias into MatMul**: `MatMul(A, constant B) -> Add(constant vector)` adds the bias in
+//!    the GEMM epilogue (internal attribute `qaic.bias`; the bias becomes the third input).
+//!
+//! Rewrites 2–4 remove intermediate values, so they never touch a value that is a graph
+//! output, that [`crate::PlanOptions::keep`] names, or that a subgraph captures; and they are
+//! off when [`crate::PlanOptions::optimize`] is false (quantization profiling wants every
+//! value of the original graph).
+
+use qaic_ir::{Attr, Graph, Node, ValueId};
+use qaic_tensor::{DType, Tensor, Value};
+
+use crate::registry::{BuildCtx, NoScope, Registry, RunCtx};
+use crate::PlanOptions;
+
+/// Internal attribute names of fused nodes (never present in a loaded model: ONNX attribute
+/// names cannot contain a dot in any registered schema).
+pub(crate) const ACTIVATION: &str = "qaic.activation";
+pub(crate) const ALPHA: &str = "qaic.alpha";
+pub(crate) const BETA: &str = "qaic.beta";
+pub(crate) const BIAS: &str = "qaic.bias";
+
+/// Ops whose results differ from run to run; never folded.
+const NONDETERMINISTIC: &[&str] =
+    &["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"];
+
+/// Folds every node whose inputs are all constants; returns the values that became constants.
+/// Folded nodes are removed from the graph.
+pub(crate) fn fold_constants(graph: &mut Graph, registry: &Registry, options: &PlanOptions) -> Vec<ValueId> {
+    let mut folded = Vec::new();
+    let mut remove = vec![false; graph.nodes.len()];
+    for ni in 0..graph.nodes.len() {
+        let node = &graph.nodes[ni];
+        let has_subgraph = node.attrs.values().any(|a| matches!(a, Attr::Graph(_) | Attr::Graphs(_)));
+        let all_const = node.inputs.iter().flatten().all(|v| graph.value(*v).constant.is_some());
+        if !all_const
+            || has_subgraph
+            || node.inputs.iter().flatten().next().is_none()
+            || (node.domain.is_empty() && NONDETERMINISTIC.contains(&node.op_type.as_str()))
+        {
+            continue;
+        }
+        let opset = graph.opset_version(&node.domain).unwrap_or(0);
+        let Some(def) = registry.lookup(&node.domain, &node.op_type, opset) else { continue };
+        let ctx = BuildCtx { node, graph, opset, registry, options };
+        let Ok(kernel) = (def.build)(&ctx) else { continue };
+        let args: Vec<Option<Value>> = node
+            .inputs
+            .iter()
+            .map(|i| i.and_then(|id| graph.value(id).constant.clone()).map(Value::Tensor))
+            .collect();
+        let refs: Vec<Option<&Value>> = args.iter().map(Option::as_ref).collect();
+        // A node that fails here fails at run time too, with its error in context.
+        let Ok(outs) = kernel.run(&RunCtx { scope: &NoScope }, &refs) else { continue };
+        let mut results: Vec<(ValueId, Tensor)> = Vec::new();
+        let mut all_tensors = true;
+        for (slot, out) in node.outputs.iter().zip(outs.into_iter().chain(std::iter::repeat(None))) {
+            match (slot, out) {
+                (Some(id), Some(Value::Tensor(t))) => results.push((*id, t)),
+                (Some(_), _) => all_tensors = false,
+                (None, _) => {}
+            }
+        }
+        if !all_tensors {
+            continue;
+        }
+        for (id, t) in results {
+            graph.value_mut(id).constant = Some(t);
+            folded.push(id);
+        }
+        remove[ni] = true;
+    }
+    retain_nodes(graph, &remove);
+    folded
+}
+
+fn retain_nodes(graph: &mut Graph, remove: &[bool]) {
+    let mut i = 0;
+    graph.nodes.retain(|_| {
+        let r = remove[i];
+        i += 1;
+        !r
+    });
+}
+
+/// Rewrites 2–4 of the module documentation.
+pub(crate) fn fuse(graph: &mut Graph, options: &PlanOptions) {
+    fold_batch_norms(graph, options);
+    fuse_activations(graph, options);
+    fuse_matmul_bias(graph, options);
+}
+
+/// How many times each value is read (node inputs and subgraph captures); graph outputs and
+/// kept values count as an extra, unremovable reader.
+fn readers(graph: &Graph, options: &PlanOptions) -> Vec<usize> {
+    let mut n = vec![0usize; graph.values.len()];
+    for node in &graph.nodes {
+        for v in graph.node_reads(node) {
+            n[v.index()] += 1;
+        }
+    }
+    for o in &graph.outputs {
+        n[o.index()] += usize::MAX / 2;
+    }
+    for k in &options.keep {
+        if let Some(id) = graph.find_value(k) {
+            n[id.index()] += usize::MAX / 2;
+        }
+    }
+    n
+}
+
+/// For each value, the index of the single node reading it, when exactly one node reads it
+/// once and it is not otherwise needed.
+fn sole_reader(graph: &Graph, options: &PlanOptions) -> Vec<Option<usize>> {
+    let counts = readers(graph, options);
+    let mut sole = vec![None; graph.values.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        for v in node.inputs.iter().flatten() {
+            if counts[v.index()] == 1 {
+                sole[v.index()] = Some(i);
+            }
+        }
+    }
+    sole
+}
+
+fn const_f32(graph: &Graph, v: Option<&Option<ValueId>>) -> Option<Vec<f32>> {
+    let t = graph.value((*v?)?).constant.as_ref()?;
+    if t.dtype() != DType::F32 {
+        return None;
+    }
+    t.to_vec::<f32>().ok()
+}
+
+fn is_plain(node: &Node, op: &str) -> bool {
+    node.domain.is_empty() && node.op_type == op
+}
+
+/// A Conv whose weights are a constant f32 tensor and that has no fused epilogue yet.
+fn plain_conv(graph: &Graph, node: &Node) -> bool {
+    is_plain(node, "Conv")
+        && !node.attrs.contains_key(ACTIVATION)
+        && node.outputs.len() == 1
+        && node.inputs.get(1).copied().flatten().and_then(|w| graph.value(w).constant.as_ref()).is_some_and(|w| w.dtype() == DType::F32 && w.rank() >= 3)
+}
+
+fn fold_batch_norms(graph: &mut Graph, options: &PlanOptions) {
+    let sole = sole_reader(graph, options);
+    let mut remove = vec![false; graph.nodes.len()];
+    for ci in 0..graph.nodes.len() {
+        let conv = &graph.nodes[ci];
+        if !plain_conv(graph, conv) {
+            continue;
+        }
+        let Some(Some(y)) = conv.outputs.first().copied() else { continue };
+        let Some(bi) = sole[y.index()] else { continue };
+        let bn = &graph.nodes[bi];
+        if !is_plain(bn, "BatchNormalization")
+            || bn.inputs.first().copied().flatten() != Some(y)
+            || bn.outputs.iter().skip(1).any(Option::is_some)
+            || bn.attr_int("training_mode").unwrap_or(0) != 0
+        {
+            continue;
+        }
+        let Some(w) = conv.inputs.get(1).copied().flatten().and_then(|w| graph.value(w).constant.clone()) else { continue };
+        let m = w.shape()[0];
+        let params: Option<Vec<Vec<f32>>> = (1..5).map(|i| const_f32(graph, bn.inputs.get(i))).collect();
+        let Some(p) = params else { continue };
+        if m == 0 || p.iter().any(|v| v.len() != m) {
+            continue;
+        }
+        let bias = match conv.inputs.get(2).copied().flatten() {
+            Some(_) => match const_f32(graph, conv.inputs.get(2)) {
+                Some(b) if b.len() == m => b,
+                _ => continue,
+            },
+            None => vec![0.0; m],
+        };
+        let Ok(wv) = w.to_vec::<f32>() else { continue };
+        let eps = f64::from(bn.attr_float("epsilon").unwrap_or(1e-5));
+        let per = wv.len() / m;
+        let mut nw = wv;
+        let mut nb = vec![0f32; m];
+        for c in 0..m {
+            let a = f64::from(p[0][c]) / (f64::from(p[3][c]) + eps).sqrt();
+            for v in &mut nw[c * per..(c + 1) * per] {
+                *v = (f64::from(*v) * a) as f32;
+            }
+            nb[c] = ((f64::from(bias[c]) - f64::from(p[2][c])) * a + f64::from(p[1][c])) as f32;
+        }
+        let (Ok(wt), Ok(bt)) = (Tensor::from_vec(w.shape().to_vec(), nw), Tensor::from_vec(vec![m], nb)) else { continue };
+        let bn_out = bn.outputs[0];
+        let name = graph.value(y).name.clone();
+        let wid = graph.add_constant(format!("{name}.qaic_folded_w"), wt);
+        let bid = graph.add_constant(format!("{name}.qaic_folded_b"), bt);
+        let conv = &mut graph.nodes[ci];
+        conv.inputs = vec![conv.inputs[0], Some(wid), Some(bid)];
+        conv.outputs = vec![bn_out];
+        remove[bi] = true;
+    }
+    retain_nodes(graph, &remove);
+}
+
+/// The epilogue activation of a node, as (kind, alpha, beta), when it is one the convolution
+/// epilogue runs.
+fn epilogue_activation(graph: &Graph, node: &Node) -> Option<(&'static str, f32, f32)> {
+    if !node.domain.is_empty() || node.inputs.is_empty() {
+        return None;
+    }
+    let opset = graph.opset_version("").unwrap_or(0);
+    match node.op_type.as_str() {
+        "Relu" => Some(("Relu", 0.0, 0.0)),
+        "LeakyRelu" => Some(("LeakyRelu", node.attr_float("alpha").unwrap_or(0.01), 0.0)),
+        "HardSigmoid" => Some(("HardSigmoid", node.attr_float("alpha").unwrap_or(0.2), node.attr_float("beta").unwrap_or(0.5))),
+        "HardSwish" => Some(("HardSwish", 1.0 / 6.0, 0.5)),
+        "Clip" if opset < 11 => {
+            Some(("Clip", node.attr_float("min").unwrap_or(f32::MIN), node.attr_float("max").unwrap_or(f32::MAX)))
+        }
+        "Clip" => {
+            let bound = |i: usize, default: f32| -> Option<f32> {
+                match node.inputs.get(i).copied().flatten() {
+                    None => Some(default),
+                    Some(v) => {
+                        let t = graph.value(v).constant.as_ref()?;
+                        (t.dtype() == DType::F32 && t.len() == 1).then(|| t.to_vec::<f32>().ok()?.first().copied()).flatten()
+                    }
+                }
+            };
+            Some(("Clip", bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?))
+        }
+        _ => None,
+    }
+}
+
+fn fuse_activations(graph: &mut Graph, options: &PlanOptions) {
+    let sole = sole_reader(graph, options);
+    let mut remove = vec![false; graph.nodes.len()];
+    for ci in 0..graph.nodes.len() {
+        if !plain_conv(graph, &graph.nodes[ci]) {
+            continue;
+        }
+        let Some(Some(y)) = graph.nodes[ci].outputs.first().copied() else { continue };
+        let Some(ai) = sole[y.index()] else { continue };
+        let act = &graph.nodes[ai];
+        if act.inputs.first().copied().flatten() != Some(y) || act.outputs.len() != 1 {
+            continue;
+        }
+        let Some((kind, alpha, beta)) = epilogue_activation(graph, act) else { continue };
+        let out = act.outputs[0];
+        let conv = &mut graph.nodes[ci];
+        conv.attrs.insert(ACTIVATION.into(), Attr::String(kind.into()));
+        conv.attrs.insert(ALPHA.into(), Attr::Float(alpha));
+        conv.attrs.insert(BETA.into(), Attr::Float(beta));
+        conv.outputs = vec![out];
+        remove[ai] = true;
+    }
+    retain_nodes(graph, &remove);
+}
+
+fn fuse_matmul_bias(graph: &mut Graph, options: &PlanOptions) {
+    let sole = sole_reader(graph, options);
+    let mut remove = vec![false; graph.nodes.len()];
+    for mi in 0..graph.nodes.len() {
+        let mm = &graph.nodes[mi];
+        if !is_plain(mm, "MatMul") || mm.inputs.len() != 2 || mm.attrs.contains_key(BIAS) {
+            continue;
+        }
+        let Some(b) = mm.inputs[1].and_then(|b| graph.value(b).constant.as_ref()) else { continue };
+        if b.dtype() != DType::F32 || b.rank() != 2 {
+            continue;
+        }
+        let n = b.shape()[1];
+        let Some(Some(y)) = mm.outputs.first().copied() else { continue };
+        let Some(ai) = sole[y.index()] else { continue };
+        let add = &graph.nodes[ai];
+        if !is_plain(add, "Add") || add.inputs.len() != 2 || add.outputs.len() != 1 {
+            continue;
+        }
+        // The bias is the other operand: a constant f32 vector of N values (any leading 1s),
+        // so broadcasting cannot change the output shape.
+        let other = if add.inputs[0] == Some(y) { add.inputs[1] } else { add.inputs[0] };
+        if add.inputs[0] != Some(y) && add.inputs[1] != Some(y) {
+            continue;
+        }
+        let Some(bias) = other.and_then(|v| graph.value(v).constant.as_ref()) else { continue };
+        let a_rank = mm.inputs[0].and_then(|a| graph.value(a).ty.as_ref()).and_then(|t| t.tensor_shape()).map(|s| s.rank());
+        let rank_ok = bias.rank() == 1 || a_rank.is_some_and(|r| r >= 2 && bias.rank() <= r);
+        if bias.dtype() != DType::F32
+            || bias.len() != n
+            || bias.shape().last() != Some(&n)
+            || !rank_ok
+            || !bias.shape()[..bias.rank() - 1].iter().all(|&d| d == 1)
+        {
+            continue;
+        }
+        let out = add.outputs[0];
+        let mm = &mut graph.nodes[mi];
+        mm.inputs.push(other);
+        mm.attrs.insert(BIAS.into(), Attr::Int(1));
+        mm.outputs = vec![out];
+        remove[ai] = true;
+    }
+    retain_nodes(graph, &remove);
+}
