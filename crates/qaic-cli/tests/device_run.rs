@@ -253,3 +253,36 @@ fn bad_qpcs_inputs_and_options_are_refused() {
     let e = err(&f.exec(&["-convert-to-quantize", "-compile-only"]));
     assert!(e.contains("-run-on-interpreter"), "{e}");
 }
+
+#[test]
+fn trace_profiles_have_a_track_per_core_unit_and_dma_engine() {
+    let f = Fixture::new();
+    f.compile("qpc", &[]);
+    std::fs::create_dir_all(f.dir.path().join("prof")).unwrap();
+    let out = ok(&f.runner(&["-t", "qpc", "-n", "3", "--aic-profiling-type", "trace", "--aic-profiling-start-iter=1", "--aic-profiling-num-samples", "2", "--aic-profiling-out-dir", "prof"]));
+    assert!(out.contains("Writing file:prof/aic-profiling-program-0-trace.json\n"), "{out}");
+    check_stats(&out, 3, 2);
+    let check = |path: &str, samples: usize| {
+        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(f.dir.path().join(path)).unwrap()).unwrap();
+        let ev = j["traceEvents"].as_array().unwrap();
+        let names = |what: &str| -> Vec<String> { ev.iter().filter(|e| e["name"] == what).map(|e| e["args"]["name"].as_str().unwrap().to_string()).collect() };
+        let procs = names("process_name");
+        assert_eq!(procs, ["HOST_PROC", "Process 0", "Process 1", "Process 2", "Process 3"]);
+        assert!(names("thread_name").iter().filter(|n| *n == "t5 DMAIssue").count() == 4);
+        let spans: Vec<&serde_json::Value> = ev.iter().filter(|e| e["ph"] == "X").collect();
+        assert_eq!(spans.iter().filter(|e| e["cat"] == "inference").count(), samples);
+        for core in 1..=4 {
+            assert!(spans.iter().any(|e| e["pid"] == core && e["cat"] == "op"), "core {core} has no op");
+            assert!(spans.iter().any(|e| e["pid"] == core && e["cat"] == "dma" && e["tid"] == 5), "core {core} has no DMA");
+        }
+    };
+    check("prof/aic-profiling-program-0-trace.json", 2);
+    std::fs::create_dir_all(f.dir.path().join("prof2")).unwrap();
+    let out = ok(&f.exec(&["-aic-num-cores=4", "-aic-profiling-type=trace", "-aic-profiling-out-dir=prof2", "-num-iter=2"]));
+    assert!(out.contains("Writing file:prof2/aic-profiling-program-0-trace.json\n"), "{out}");
+    check("prof2/aic-profiling-program-0-trace.json", 1);
+    let e = err(&f.runner(&["-t", "qpc", "--aic-profiling-type", "latency"]));
+    assert!(e.starts_with("not supported yet: -aic-profiling-type=latency"), "{e}");
+    let e = err(&f.exec(&["-run-on-interpreter", "-aic-profiling-type=trace"]));
+    assert!(e.starts_with("not supported yet:"), "{e}");
+}

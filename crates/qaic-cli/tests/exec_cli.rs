@@ -110,7 +110,7 @@ fn unsupported_features_are_refused_by_name() {
         (&["-m=m.onnx", "-run-on-interpreter", "-mxint8"][..], "-mxint8"),
         (&["-m=m.onnx", "-mxfp6-matmul"][..], "-mxfp6-matmul"),
         (&["-m=m.onnx", "-retained-state"][..], "-retained-state"),
-        (&["-m=m.onnx", "-aic-profiling-type=stats", "-aic-profiling-type", "trace"][..], "-aic-profiling-type"),
+        (&["-m=m.onnx", "-aic-profiling-type=stats", "-aic-profiling-type", "trace"][..], "-aic-profiling-type=stats"),
         (&["-m=m.onnx", "-custom-IO-list-file=io.yaml", "-input-list-file=l.txt"][..], "-custom-IO-list-file"),
     ] {
         let o = exec(args);

@@ -168,6 +168,9 @@ pub struct SimulatedQpc {
     specs: Vec<InputSpec>,
     schedule: Mutex<Schedule>,
     last: Mutex<Option<SimRun>>,
+    trace: Option<crate::runner::TraceConfig>,
+    /// Traced inferences: (number, start on the simulated timeline in ps, run).
+    traced: Mutex<Vec<(u64, u64, SimRun)>>,
 }
 
 impl SimulatedQpc {
@@ -175,7 +178,20 @@ impl SimulatedQpc {
     pub fn new(qpc: LoadedQpc) -> SimulatedQpc {
         let specs = qpc.inputs().iter().map(|i| InputSpec { name: i.name.clone(), dtype: i.dtype, shape: Shape::known(&i.shape) }).collect();
         let instances = qpc.instances();
-        SimulatedQpc { qpc, specs, schedule: Mutex::new(Schedule::new(instances)), last: Mutex::new(None) }
+        SimulatedQpc { qpc, specs, schedule: Mutex::new(Schedule::new(instances)), last: Mutex::new(None), trace: None, traced: Mutex::new(Vec::new()) }
+    }
+    /// Records the simulated timeline of the inferences `trace` selects.
+    pub fn with_trace(mut self, trace: Option<crate::runner::TraceConfig>) -> SimulatedQpc {
+        self.trace = trace;
+        self
+    }
+    /// Writes the trace file (`-aic-profiling-type=trace`); returns its printed path.
+    pub fn write_trace(&self) -> Result<Option<String>, RunError> {
+        let Some(t) = &self.trace else { return Ok(None) };
+        let traced = self.traced.lock().map_err(|_| RunError::Model("trace lock poisoned".into()))?;
+        let samples: Vec<qaic_runtime::trace::Sample<'_>> = traced.iter().map(|(i, at, r)| qaic_runtime::trace::Sample { inference: *i, start_ps: *at, stats: &r.stats }).collect();
+        qaic_runtime::trace::write_trace(std::path::Path::new(&t.out_dir), &samples, self.qpc.num_cores() as usize).map_err(|e| RunError::Model(e.to_string()))?;
+        Ok(Some(crate::outputs::join_dir(&t.out_dir, &qaic_runtime::trace::trace_file_name(0))))
     }
     /// The loaded QPC.
     pub fn qpc(&self) -> &LoadedQpc {
@@ -201,11 +217,16 @@ impl Executable for SimulatedQpc {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<(String, Tensor)>, RunError> {
         let bytes: Vec<&[u8]> = inputs.iter().map(|t| t.raw_bytes().map_err(|e| RunError::Model(e.to_string()))).collect::<Result<_, _>>()?;
-        let (outs, run) = self.qpc.run(&bytes).map_err(|e| RunError::Model(e.to_string()))?;
+        let (n, at) = self.schedule.lock().map(|s| (s.count(), s.next_start_ps())).unwrap_or((0, 0));
+        let trace_this = self.trace.as_ref().is_some_and(|t| n >= t.start_iter && n < t.start_iter + t.num_samples);
+        let (outs, run) = if trace_this { self.qpc.run_traced(&bytes) } else { self.qpc.run(&bytes) }.map_err(|e| RunError::Model(e.to_string()))?;
         let io_bytes: u64 = self.qpc.inputs().iter().chain(self.qpc.outputs()).map(|i| i.bytes).sum();
         let occ = qaic_runtime::inference_occupancy_ps(self.qpc.simulator().device(), run.stats.total_ps, io_bytes);
         if let Ok(mut s) = self.schedule.lock() {
             s.add(occ);
+        }
+        if trace_this && let Ok(mut t) = self.traced.lock() {
+            t.push((n, at, run.clone()));
         }
         if let Ok(mut l) = self.last.lock() {
             *l = Some(run);
@@ -229,8 +250,16 @@ pub fn load_options(cfg: &ExecConfig) -> LoadOptions {
 pub fn run_qpc(cfg: &ExecConfig, out: &CompileOutput, events: &mut dyn FnMut(RunEvent)) -> Result<DeviceRunReport, RunError> {
     let name = out.written.as_ref().map_or_else(|| "<in-memory programqpc.bin>".to_string(), |p| p.display().to_string());
     let qpc = LoadedQpc::from_bytes(&out.qpc, &name, &load_options(cfg)).map_err(|e| RunError::Model(e.to_string()))?;
-    let model = SimulatedQpc::new(qpc);
+    if let Some(t) = &cfg.device.trace
+        && !std::path::Path::new(&t.out_dir).is_dir()
+    {
+        return Err(RunError::Model(format!("-aic-profiling-out-dir={}: not a directory (it must exist)", t.out_dir)));
+    }
+    let model = SimulatedQpc::new(qpc).with_trace(cfg.device.trace.clone());
     let run = execute(cfg, &model, events)?;
+    if let Some(p) = model.write_trace()? {
+        events(RunEvent::WroteFile(p));
+    }
     let (stats, last) = model.stats(&run.times);
     Ok(DeviceRunReport { run, stats, last })
 }

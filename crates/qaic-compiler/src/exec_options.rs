@@ -191,19 +191,19 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("aic-pmu-events", ValueKind::IntList { min: 0, max: i64::MAX, max_items: 8 }, "PMU events to track in NSP cores (up to 8).")
         .unsupported(PROFILING).group(G_PROF),
     o("stats-json", PATH, "qaic-rs: also write the run statistics as JSON (schema qaic-rs.runner-stats, version 1).").group(G_PROF),
-    o("aic-profiling-start-iter", ANY_NONNEG, "First profiled iteration.").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-start-iter", ANY_NONNEG, "First profiled iteration.").group(G_PROF),
     o("aic-profiling-start-delay", ANY_NONNEG, "Start profiling after this delay (ms).").unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-num-samples", ANY_POS, "Profiling samples to save.").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-num-samples", ANY_POS, "Profiling samples to save.").group(G_PROF),
     o("aic-profiling-format", ValueKind::Enum(&["ascii", "json", "latency", "stats", "trace"]), "Deprecated: use -aic-profiling-type.")
         .repeatable().unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeat for several.")
-        .repeatable().unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeat for several. trace: Chrome-trace JSON of the simulated timeline (aic-profiling-program-0-trace.json); the others are not supported yet.")
+        .repeatable().group(G_PROF),
     o("aic-profiling-duration", ANY_POS, "Stream profiling duration (ms).").unsupported(PROFILING).group(G_PROF),
     o("aic-profiling-sampling-rate", ValueKind::Enum(&["full", "half", "fourth", "eighth", "sixteenth"]), "Stream profiling sampling rate.")
         .unsupported(PROFILING).group(G_PROF),
     o("aic-profiling-reporting-rate", ValueKind::Enum(&["500", "1000", "2000", "4000"]), "Stream profiling report interval (ms).")
         .unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-out-dir", PATH, "Directory for profiling files.").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-out-dir", PATH, "Directory for profiling files.").group(G_PROF),
     // --- information
     o("v", FLAG, "Verbose: informational logs on stderr.").group(G_INFO),
     o("vv", FLAG, "More verbose: debug logs.").group(G_INFO),
@@ -423,6 +423,8 @@ pub struct DeviceConfig {
     pub ddr_stats: bool,
     /// `-stats-json=FILE`.
     pub stats_json: Option<PathBuf>,
+    /// `-aic-profiling-type=trace` with its start iteration, sample count and directory.
+    pub trace: Option<crate::runner::TraceConfig>,
 }
 
 /// Random input distribution.
@@ -506,6 +508,12 @@ where
         return Err(e);
     }
     let cfg = ExecConfig::from_args(&args)?;
+    if cfg.device.trace.is_some() && cfg.device.target == Target::Interpreter {
+        return Err(CliError::NotSupportedYet {
+            option: "aic-profiling-type with -run-on-interpreter".into(),
+            feature: PROFILING,
+        });
+    }
     if cfg.load.model.is_none() {
         return Err(CliError::Requires {
             option: tool.name().into(),
@@ -697,6 +705,7 @@ impl ExecConfig {
             perf_warnings: a.flag("aic-perf-warnings"),
             ddr_stats: a.flag("ddr-stats"),
             stats_json: path(a, "stats-json"),
+            trace: crate::runner::profiling_trace(a, "aic-profiling-type")?,
         };
         let inputs = if let Some(p) = path(a, "input-list-file") {
             InputSource::ListFile(p)

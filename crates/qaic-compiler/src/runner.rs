@@ -78,12 +78,12 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
     o("write-output-num-samples", ANY_POS, "Number of inferences whose outputs are written.").default("1").group(G_OUT),
     o("stats-json", PATH, "qaic-rs: also write the statistics as JSON (schema qaic-rs.runner-stats, version 1).").group(G_PROF),
     o("ddr-stats", FLAG, "qaic-rs: print the simulated per-core DDR traffic of one inference.").group(G_PROF),
-    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeatable.")
-        .repeatable().unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeatable. trace: Chrome-trace JSON of the simulated timeline (a process per core, a thread per unit and DMA engine); the others are not supported yet.")
+        .repeatable().group(G_PROF),
     o("aic-profiling-format", ValueKind::Enum(&["latency", "ascii", "json"]), "Deprecated: use --aic-profiling-type.").unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-start-iter", ANY_NONNEG, "First profiled inference.").default("0").unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-num-samples", ANY_POS, "Profiled inferences to save.").default("1").unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-out-dir", PATH, "Directory of profiling files (must exist).").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-start-iter", ANY_NONNEG, "First profiled inference.").default("0").group(G_PROF),
+    o("aic-profiling-num-samples", ANY_POS, "Profiled inferences to save.").default("1").group(G_PROF),
+    o("aic-profiling-out-dir", PATH, "Directory of profiling files (must exist).").default(".").group(G_PROF),
     o("aic-profiling-start-delay", ANY_NONNEG, "Stream profiling start delay (ms).").unsupported(PROFILING).group(G_PROF),
     o("aic-profiling-duration", ANY_POS, "Stream profiling duration (ms).").unsupported(PROFILING).group(G_PROF),
     o("aic-profiling-sampling-rate", ValueKind::Enum(&["full", "half", "fourth", "eighth", "sixteenth"]), "Stream profiling sampling rate.")
@@ -129,6 +129,32 @@ pub struct RunnerConfig {
     pub stats_json: Option<PathBuf>,
     pub ddr_stats: bool,
     pub verbose: bool,
+    /// `--aic-profiling-type=trace`: (first inference, count, output directory).
+    pub trace: Option<TraceConfig>,
+}
+
+/// Which inferences are traced, and where the trace goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceConfig {
+    pub start_iter: u64,
+    pub num_samples: u64,
+    pub out_dir: String,
+}
+
+/// Profiling types other than `trace` are refused by name (shared with qaic-exec).
+pub fn profiling_trace(a: &ParsedArgs, option: &str) -> Result<Option<TraceConfig>, CliError> {
+    let types = a.strings(option);
+    if let Some(t) = types.iter().find(|t| t.as_str() != "trace") {
+        return Err(CliError::NotSupportedYet { option: format!("{option}={t}"), feature: PROFILING });
+    }
+    if types.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(TraceConfig {
+        start_iter: a.int("aic-profiling-start-iter").unwrap_or(0) as u64,
+        num_samples: a.int("aic-profiling-num-samples").unwrap_or(1) as u64,
+        out_dir: a.str("aic-profiling-out-dir").unwrap_or(".").to_string(),
+    }))
 }
 
 fn int(a: &ParsedArgs, name: &str, default: i64) -> i64 {
@@ -166,6 +192,7 @@ where
         stats_json: a.str("stats-json").map(PathBuf::from),
         ddr_stats: a.flag("ddr-stats"),
         verbose: a.flag("v"),
+        trace: profiling_trace(&a, "aic-profiling-type")?,
     };
     if cfg.time_s.is_none() && cfg.write_output_dir.is_some() && cfg.write_output_start_iter + cfg.write_output_num_samples > cfg.num_iter {
         return Err(CliError::Invalid {
@@ -238,6 +265,12 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
     let mut schedule = Schedule::new(qpc.instances());
     let mut times: Vec<Duration> = Vec::new();
     let mut last: Option<SimRun> = None;
+    let mut traced: Vec<(u64, u64, SimRun)> = Vec::new();
+    if let Some(t) = &cfg.trace
+        && !std::path::Path::new(&t.out_dir).is_dir()
+    {
+        return Err(RunError::Model(format!("--aic-profiling-out-dir {}: not a directory (it must exist)", t.out_dir)));
+    }
     let start = Instant::now();
     let mut i = 0u64;
     loop {
@@ -246,9 +279,11 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             None if i >= cfg.num_iter => break,
             _ => {}
         }
+        let trace_this = cfg.trace.as_ref().is_some_and(|t| i >= t.start_iter && i < t.start_iter + t.num_samples);
         let t0 = Instant::now();
-        let (outs, r) = qpc.run(&refs).map_err(|e| RunError::Model(e.to_string()))?;
+        let (outs, r) = if trace_this { qpc.run_traced(&refs) } else { qpc.run(&refs) }.map_err(|e| RunError::Model(e.to_string()))?;
         times.push(t0.elapsed());
+        let at = schedule.next_start_ps();
         schedule.add(qaic_runtime::inference_occupancy_ps(&dev, r.stats.total_ps, io_bytes));
         if let Some(dir) = &cfg.write_output_dir
             && i >= cfg.write_output_start_iter
@@ -262,8 +297,16 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
                 events(RunnerEvent::WroteFile(p));
             }
         }
+        if trace_this {
+            traced.push((i, at, r.clone()));
+        }
         last = Some(r);
         i += 1;
+    }
+    if let Some(t) = &cfg.trace {
+        let samples: Vec<qaic_runtime::trace::Sample<'_>> = traced.iter().map(|(i, at, r)| qaic_runtime::trace::Sample { inference: *i, start_ps: *at, stats: &r.stats }).collect();
+        qaic_runtime::trace::write_trace(std::path::Path::new(&t.out_dir), &samples, qpc.num_cores() as usize).map_err(|e| RunError::Model(e.to_string()))?;
+        events(RunnerEvent::WroteFile(join_dir(&t.out_dir, &qaic_runtime::trace::trace_file_name(0))));
     }
     let fig = last.as_ref().map_or_else(DeviceFigures::default, |r| DeviceFigures::from_sim(&r.stats, qaic_runtime::inference_occupancy_ps(&dev, r.stats.total_ps, io_bytes)));
     let stats = RunStats::new(&schedule, qpc.batch_size(), qpc.instances(), qpc.num_cores(), &times, fig);

@@ -190,6 +190,16 @@ impl LoadedQpc {
     /// Runs one inference: `inputs` in descriptor order, each exactly its binding's size.
     /// Returns the outputs in descriptor order and the simulated timing.
     pub fn run(&self, inputs: &[&[u8]]) -> Result<(Vec<Vec<u8>>, SimRun), RuntimeError> {
+        self.run_with(inputs, false)
+    }
+
+    /// Like [`LoadedQpc::run`], also recording the simulated timeline (`SimStats::trace`) for
+    /// `-aic-profiling-type=trace`.
+    pub fn run_traced(&self, inputs: &[&[u8]]) -> Result<(Vec<Vec<u8>>, SimRun), RuntimeError> {
+        self.run_with(inputs, true)
+    }
+
+    fn run_with(&self, inputs: &[&[u8]], traced: bool) -> Result<(Vec<Vec<u8>>, SimRun), RuntimeError> {
         if inputs.len() != self.inputs.len() {
             return Err(RuntimeError::Input(format!("the QPC has {} input(s), {} given", self.inputs.len(), inputs.len())));
         }
@@ -207,7 +217,7 @@ impl LoadedQpc {
             }
             ordered[io.sim_index] = data.to_vec();
         }
-        let run = self.sim.run(&ordered).map_err(|e| RuntimeError::Sim(e.to_string()))?;
+        let run = if traced { self.sim.run_traced(&ordered) } else { self.sim.run(&ordered) }.map_err(|e| RuntimeError::Sim(e.to_string()))?;
         let outs = self.outputs.iter().map(|o| run.outputs[o.sim_index].clone()).collect();
         Ok((outs, run))
     }

@@ -40,6 +40,11 @@ impl Schedule {
         self.busy_ps[i] = self.busy_ps[i].saturating_add(ps);
         self.count += 1;
     }
+    /// Simulated time at which the next inference starts on its instance, ps.
+    pub fn next_start_ps(&self) -> u64 {
+        let n = self.busy_ps.len() as u64;
+        self.busy_ps[(self.count % n) as usize]
+    }
     /// Inferences added.
     pub fn count(&self) -> u64 {
         self.count

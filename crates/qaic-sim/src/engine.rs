@@ -51,6 +51,30 @@ pub struct LayerStats {
     pub end_ps: u64,
 }
 
+/// Where a [`TraceEvent`] happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TraceTrack {
+    /// A core's tensor unit (HMX).
+    Matrix(usize),
+    /// A core's vector unit (HVX), including data-movement ops.
+    Vector(usize),
+    /// A core's DMA engine (setup and transfer of each descriptor).
+    Dma(usize),
+    /// A core blocked on a DMA wait, semaphore or barrier.
+    Wait(usize),
+    /// A core's layer spans (`layer` marker to the next one).
+    Layer(usize),
+}
+
+/// One timed interval of a traced run (simulated device time, ps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEvent {
+    pub track: TraceTrack,
+    pub name: String,
+    pub start_ps: u64,
+    pub dur_ps: u64,
+}
+
 /// Predicted device timing and traffic of one inference.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimStats {
@@ -63,6 +87,8 @@ pub struct SimStats {
     pub ddr_write_bytes: u64,
     pub multicast_bytes: u64,
     pub macs: u64,
+    /// Timeline of ops, DMAs, waits and layers ([`crate::Simulator::run_traced`] only).
+    pub trace: Vec<TraceEvent>,
 }
 
 impl SimStats {
@@ -119,7 +145,13 @@ struct DmaEngine {
 }
 
 /// Runs the program once on `ddr` (one byte array per buffer) and returns its statistics.
-pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [Cow<'_, [u8]>]) -> Result<SimStats, SimError> {
+pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [Cow<'_, [u8]>], traced: bool) -> Result<SimStats, SimError> {
+    let mut trace: Vec<TraceEvent> = Vec::new();
+    let mut ev = |track: TraceTrack, name: &dyn Fn() -> String, start_ps: u64, end_ps: u64| {
+        if traced && end_ps > start_ps {
+            trace.push(TraceEvent { track, name: name(), start_ps, dur_ps: end_ps - start_ps });
+        }
+    };
     let n = p.cores.len();
     let mut vtcm: Vec<Vec<u8>> = vec![vec![0u8; p.vtcm_bytes as usize]; n];
     let mut cores: Vec<Core> = (0..n)
@@ -204,16 +236,18 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                         st.multicast_bytes += cost.bytes;
                     }
                     st.dma_ps += now - start;
+                    ev(TraceTrack::Dma(ei), &|| format!("dma {} -> {} {} B", space_name(dma.src), if dma.multicast.is_some() { "multicast".to_string() } else { space_name(dma.dst) }, dma.shape.total_bytes()), start, now);
                     let c = &mut cores[ei];
                     c.outstanding[dma.tag as usize] -= 1;
                     if c.state == State::DmaWait(dma.tag) && c.outstanding[dma.tag as usize] == 0 {
+                        ev(TraceTrack::Wait(ei), &|| format!("dma.wait {}", dma.tag), c.blocked_at, now);
                         c.stats.dma_wait_ps += now.saturating_sub(c.blocked_at);
                         c.t = c.t.max(now);
                         c.state = State::Run;
                     }
                     if let Some(s) = dma.signal {
                         sems[s.sem as usize] += s.add as u64;
-                        wake_sem(&mut cores, &sems, now, sync);
+                        wake_sem(&mut cores, &sems, now, sync, &mut ev);
                     }
                     start_next(&mut engines[ei], now, dev);
                 }
@@ -282,6 +316,8 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                     Unit::Matrix => st.matrix_ps += dur,
                     _ => st.vector_ps += dur,
                 }
+                let track = if cost.unit == Unit::Matrix { TraceTrack::Matrix(ci) } else { TraceTrack::Vector(ci) };
+                ev(track, &|| op.op.clone(), t + issue, t + issue + dur);
                 st.macs += cost.macs;
                 st.busy_ps += issue + dur;
                 cores[ci].t = t + issue + dur;
@@ -291,7 +327,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                 c.t = t + issue;
                 c.stats.busy_ps += issue;
                 sems[*sem as usize] += *add as u64;
-                wake_sem(&mut cores, &sems, t + issue, sync);
+                wake_sem(&mut cores, &sems, t + issue, sync, &mut ev);
             }
             Instr::SemWait { sem, at_least } => {
                 let c = &mut cores[ci];
@@ -313,6 +349,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                     let release = t + sync;
                     for &w in &list {
                         let c = &mut cores[w];
+                        ev(TraceTrack::Wait(w), &|| "barrier".to_string(), c.blocked_at, release);
                         c.stats.sync_wait_ps += release - c.blocked_at;
                         c.t = release;
                         c.state = State::Run;
@@ -341,9 +378,10 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
 
     let total = cores.iter().map(|c| c.stats.end_ps).max().unwrap_or(0);
     let mut layers: Vec<LayerStats> = Vec::new();
-    for c in &cores {
+    for (ci, c) in cores.iter().enumerate() {
         for (i, (name, start)) in c.layer_marks.iter().enumerate() {
             let end = c.layer_marks.get(i + 1).map_or(c.stats.end_ps, |m| m.1);
+            ev(TraceTrack::Layer(ci), &|| name.clone(), *start, end);
             match layers.get_mut(i) {
                 Some(l) if &l.name == name => {
                     l.start_ps = l.start_ps.min(*start);
@@ -354,7 +392,8 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
             }
         }
     }
-    let mut stats = SimStats { total_ps: total, layers, ..Default::default() };
+    trace.sort_by(|a, b| (a.track, a.start_ps).cmp(&(b.track, b.start_ps)));
+    let mut stats = SimStats { total_ps: total, layers, trace, ..Default::default() };
     for c in cores {
         let mut s = c.stats;
         s.idle_ps = total.saturating_sub(s.busy_ps);
@@ -374,11 +413,12 @@ fn start_next(e: &mut DmaEngine, now: u64, dev: &DeviceModel) {
     }
 }
 
-fn wake_sem(cores: &mut [Core], sems: &[u64], at: u64, sync: u64) {
-    for c in cores.iter_mut() {
+fn wake_sem(cores: &mut [Core], sems: &[u64], at: u64, sync: u64, ev: &mut impl FnMut(TraceTrack, &dyn Fn() -> String, u64, u64)) {
+    for (i, c) in cores.iter_mut().enumerate() {
         if let State::SemWait(s, n) = c.state {
             if sems[s as usize] >= n as u64 {
                 let resume = at.max(c.blocked_at) + sync;
+                ev(TraceTrack::Wait(i), &|| format!("sem.wait {s} >= {n}"), c.blocked_at, resume);
                 c.stats.sync_wait_ps += resume - c.blocked_at;
                 c.t = resume;
                 c.state = State::Run;
@@ -432,5 +472,13 @@ fn copy(p: &Program, d: &Dma, core: usize, ddr: &mut [Cow<'_, [u8]>], vtcm: &mut
         (None, Space::Ddr(b)) => put(ddr[b as usize].to_mut()),
         (None, Space::Vtcm) => put(&mut vtcm[core]),
         (None, Space::PeerVtcm(c)) => put(&mut vtcm[c as usize]),
+    }
+}
+
+fn space_name(s: Space) -> String {
+    match s {
+        Space::Ddr(b) => format!("ddr{b}"),
+        Space::Vtcm => "vtcm".into(),
+        Space::PeerVtcm(c) => format!("vtcm@c{c}"),
     }
 }

@@ -47,7 +47,7 @@
 mod engine;
 mod exec;
 
-pub use engine::{CoreStats, LayerStats, SimStats};
+pub use engine::{CoreStats, LayerStats, SimStats, TraceEvent, TraceTrack};
 pub use exec::SUPPORTED_OPS;
 
 use qaic_device::{BufferKind, DeviceModel, Program};
@@ -129,6 +129,16 @@ impl Simulator {
     /// Runs one inference: `inputs` are the bytes of every `Input` buffer in table order, each
     /// exactly the buffer's size.
     pub fn run(&self, inputs: &[Vec<u8>]) -> Result<SimRun, SimError> {
+        self.run_with(inputs, false)
+    }
+
+    /// Like [`Simulator::run`], also recording the timeline ([`SimStats::trace`]): every op on
+    /// its unit, every DMA on its core's engine, every wait and every layer span.
+    pub fn run_traced(&self, inputs: &[Vec<u8>]) -> Result<SimRun, SimError> {
+        self.run_with(inputs, true)
+    }
+
+    fn run_with(&self, inputs: &[Vec<u8>], traced: bool) -> Result<SimRun, SimError> {
         let ins = self.inputs();
         if inputs.len() != ins.len() {
             return Err(SimError::Input { index: inputs.len().min(ins.len()), name: String::new(), msg: format!("program has {} inputs, {} given", ins.len(), inputs.len()) });
@@ -154,7 +164,7 @@ impl Simulator {
                 _ => std::borrow::Cow::Owned(vec![0u8; b.size as usize]),
             });
         }
-        let stats = engine::simulate(&self.program, &self.device, self.kernels, &mut ddr)?;
+        let stats = engine::simulate(&self.program, &self.device, self.kernels, &mut ddr, traced)?;
         let outputs = self.program.buffers.iter().zip(ddr).filter(|(b, _)| b.kind == BufferKind::Output).map(|(_, d)| d.into_owned()).collect();
         Ok(SimRun { outputs, stats })
     }
