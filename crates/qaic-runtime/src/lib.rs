@@ -80,3 +80,100 @@ pub enum RuntimeError {
     #[error("simulator: {0}")]
     Sim(String),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qaic_device::*;
+    use qaic_tensor::DType;
+
+    fn relu_program(cores: usize) -> Program {
+        let mut p = Program::new("relu", "2.0", cores, 4096);
+        p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: 16, binding: Some(0) });
+        p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 16, binding: Some(1) });
+        p.buffers.push(Buffer { name: "constants".into(), kind: BufferKind::Constants, size: 64, binding: None });
+        let dma = |src, dst| Instr::Dma(Dma { src, src_offset: 0, dst, dst_offset: 0, shape: DmaShape::contiguous(16), multicast: None, tag: 0, signal: None });
+        let t = || Tile::vtcm(0, DType::F32, vec![4]);
+        p.cores[0].instrs = vec![
+            dma(Space::Ddr(0), Space::Vtcm),
+            Instr::DmaWait { tag: 0 },
+            Instr::Op(Op::new("Relu", DType::F32, vec![t()], vec![t()])),
+            dma(Space::Vtcm, Space::Ddr(1)),
+            Instr::DmaWait { tag: 0 },
+            Instr::End,
+        ];
+        for c in 1..cores {
+            p.cores[c].instrs = vec![Instr::End];
+        }
+        p
+    }
+
+    fn io() -> Vec<IoSpec> {
+        vec![
+            IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0 },
+            IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1 },
+        ]
+    }
+
+    fn bytes(p: &Program, io: &[IoSpec], batch: u32) -> Result<Vec<u8>, RuntimeError> {
+        let c = vec![7u8; 64];
+        Ok(qpc_writer(&QpcContents { program: p, constants: &c, io, batch_size: batch })?.to_vec().unwrap())
+    }
+
+    #[test]
+    fn descriptor_binds_io_and_records_cores_and_batch() {
+        let p = relu_program(3);
+        let b = bytes(&p, &io(), 8).unwrap();
+        let q = LoadedQpc::from_bytes(&b, "mem", &LoadOptions::default()).unwrap();
+        assert_eq!((q.num_cores(), q.batch_size()), (3, 8));
+        assert_eq!(q.inputs()[0].name, "x");
+        assert_eq!(q.outputs()[0].bytes, 16);
+        assert_eq!(bytes(&p, &io(), 8).unwrap(), b, "assembly is deterministic");
+    }
+
+    #[test]
+    fn assembly_refuses_inconsistent_io() {
+        let p = relu_program(1);
+        let mut bad = io();
+        bad[0].shape = vec![5];
+        let e = bytes(&p, &bad, 1).unwrap_err().to_string();
+        assert!(e.contains("input `x`") && e.contains("20 bytes"), "{e}");
+        let mut bad = io();
+        bad[1].buffer = 0;
+        assert!(bytes(&p, &bad, 1).unwrap_err().to_string().contains("Input buffer"));
+        let e = qpc_writer(&QpcContents { program: &p, constants: &[1, 2], io: &io(), batch_size: 1 }).unwrap_err().to_string();
+        assert!(e.contains("constants blob has 2 bytes"), "{e}");
+        let mut bad = io();
+        bad[0].dtype = DType::Bool;
+        assert!(bytes(&p, &bad, 1).unwrap_err().to_string().contains("no networkdesc data type"));
+    }
+
+    #[test]
+    fn loading_checks_instances_device_and_inputs() {
+        let b = bytes(&relu_program(6), &io(), 1).unwrap();
+        let e = LoadedQpc::from_bytes(&b, "q", &LoadOptions { instances: 3, ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("3 instance(s) of a 6-core network need 18 cores"), "{e}");
+        let e = LoadedQpc::from_bytes(&b, "q", &LoadOptions { variant: Variant::Standard14, instances: 3, ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("has 14"), "{e}");
+        let e = LoadedQpc::from_bytes(&b, "q", &LoadOptions { device_id: 1, ..Default::default() }).unwrap_err().to_string();
+        assert!(e.contains("invalid device id 1"), "{e}");
+        let q = LoadedQpc::from_bytes(&b, "q", &LoadOptions::default()).unwrap();
+        let e = q.run(&[&[0u8; 12]]).unwrap_err().to_string();
+        assert!(e.contains("input `x`") && e.contains("needs 16 bytes, 12 given"), "{e}");
+        assert!(LoadedQpc::from_bytes(&b[..b.len() - 30], "q", &LoadOptions::default()).is_err());
+    }
+
+    #[test]
+    fn schedule_spreads_inferences_over_instances() {
+        let mut s = Schedule::new(2);
+        for _ in 0..5 {
+            s.add(1_000_000);
+        }
+        assert_eq!((s.count(), s.total_ps(), s.next_start_ps()), (5, 3_000_000, 2_000_000));
+        let r = RunStats::new(&s, 4, 2, 1, &[], DeviceFigures::default());
+        assert_eq!(r.stats_block(), " ---- Stats ----\nInferenceCnt 5 TotalDuration 3us BatchSize 4 Inf/Sec 6666666.667\n");
+        assert!(!r.host_line().contains("Inf/Sec"));
+        let j: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!((j["schema"].as_str(), j["version"].as_u64()), (Some(STATS_SCHEMA), Some(1)));
+    }
+}
