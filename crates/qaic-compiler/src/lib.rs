@@ -24,6 +24,7 @@
 //! Must never print to stdout or exit the process (binaries do that), and never take options
 //! as string maps: libraries below get the typed config.
 
+pub mod alloc_tuning;
 pub mod cli_options;
 pub mod device;
 pub mod exec_options;

@@ -32,7 +32,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let bytes = std::fs::read(file)?;
         let elem = dtype.size_of().ok_or("sub-byte input")?;
         let known: usize = shape.0.iter().map(|d| if let Dim::Known(k) = d { *k } else { 1 }).product();
-        let dims: Vec<usize> = shape.0.iter().map(|d| if let Dim::Known(k) = d { *k } else { bytes.len() / elem / known.max(1) }).collect();
+        // The last unknown dimension takes what the file holds; other unknown ones are 1.
+        let last_unknown = shape.0.iter().rposition(|d| !matches!(d, Dim::Known(_)));
+        let dims: Vec<usize> = shape
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dim::Known(k) => *k,
+                _ if Some(i) == last_unknown => bytes.len() / elem / known.max(1),
+                _ => 1,
+            })
+            .collect();
         inputs.push(Value::Tensor(Tensor::from_bytes(dtype, dims, bytes.into())?.aligned()));
     }
     let plan = qaic_interp::Plan::new(graph)?;

@@ -382,9 +382,13 @@ impl Kernel for ConvTransposeOp {
                 let bm = Mat::row_major(&x[(b * c + gi * cg) * isz..(b * c + (gi + 1) * cg) * isz], cg, isz).map_err(kerr)?;
                 let mut cm = MatMut::row_major(&mut cols, rows, isz).map_err(kerr)?;
                 self.k.gemm(1.0, am, bm, 0.0, &mut cm).map_err(kerr)?;
-                // col2im: scatter-add each (out channel, kernel offset, input position).
+                // col2im: scatter-add each (out channel, kernel offset, input position), a
+                // strided run along the last spatial axis at a time.
                 let mut koff = vec![0usize; r];
-                let mut ipos = vec![0usize; r];
+                let last = r - 1;
+                let (il, sl) = (sp[last], strides[last]);
+                let outer_n: usize = sp[..last].iter().product();
+                let mut opos = vec![0usize; last];
                 for row in 0..rows {
                     let oc = row / kprod;
                     let mut rem = row % kprod;
@@ -393,25 +397,39 @@ impl Kernel for ConvTransposeOp {
                         rem /= kshape[d];
                     }
                     let dst = &mut out[(b * m + gi * mg + oc) * osz..(b * m + gi * mg + oc + 1) * osz];
-                    ipos.iter_mut().for_each(|v| *v = 0);
-                    for &v in &cols[row * isz..(row + 1) * isz] {
-                        let mut off = Some(0usize);
-                        for d in 0..r {
-                            let p = (ipos[d] * strides[d] + koff[d] * dil[d]) as i64 - pb[d];
-                            off = match off {
+                    let src_row = &cols[row * isz..(row + 1) * isz];
+                    // Input positions iw whose output column lies inside [0, out_sp[last]).
+                    let shift = (koff[last] * dil[last]) as i64 - pb[last];
+                    let lo = if shift < 0 { ((-shift) as usize).div_ceil(sl) } else { 0 }.min(il);
+                    let hi = if (out_sp[last] as i64) > shift {
+                        ((out_sp[last] as i64 - shift) as usize).div_ceil(sl).min(il)
+                    } else {
+                        0
+                    }
+                    .max(lo);
+                    opos.iter_mut().for_each(|v| *v = 0);
+                    for outer in 0..outer_n {
+                        let mut base = Some(0usize);
+                        for d in 0..last {
+                            let p = (opos[d] * strides[d] + koff[d] * dil[d]) as i64 - pb[d];
+                            base = match base {
                                 Some(o) if p >= 0 && (p as usize) < out_sp[d] => Some(o + p as usize * ostr[d]),
                                 _ => None,
                             };
                         }
-                        if let Some(o) = off {
-                            dst[o] += v;
+                        if let Some(o) = base {
+                            let src = &src_row[outer * il..(outer + 1) * il];
+                            for iw in lo..hi {
+                                let col = (iw as i64 * sl as i64 + shift) as usize;
+                                dst[o + col] += src[iw];
+                            }
                         }
-                        for d in (0..r).rev() {
-                            ipos[d] += 1;
-                            if ipos[d] < sp[d] {
+                        for d in (0..last).rev() {
+                            opos[d] += 1;
+                            if opos[d] < sp[d] {
                                 break;
                             }
-                            ipos[d] = 0;
+                            opos[d] = 0;
                         }
                     }
                 }

@@ -827,9 +827,18 @@ fn where_(_: &BuildCtx<'_>) -> KResult {
         crate::with_dtype!(x.dtype(), T => {
             let xv = x.view::<T>()?;
             let yv = y.view::<T>()?;
-            let mut out: Vec<T> = Vec::with_capacity(n);
-            bcast_for_each(&shape, &[c.shape(), x.shape(), y.shape()], |o| {
-                out.push(if cv[o[0]] { xv[o[1]] } else { yv[o[2]] })
+            let Some(&fill) = xv.first().or(yv.first()) else {
+                return out1(Tensor::from_vec(shape, Vec::<T>::new())?);
+            };
+            // Broadcast runs (contiguous or repeated operands), in parallel for large outputs.
+            let plan = qaic_kernels::elementwise::broadcast::Plan::new([c.shape(), x.shape(), y.shape()])
+                .map_err(|e| OpError::Msg(e.to_string()))?;
+            let mut out: Vec<T> = vec![fill; n];
+            plan.par_runs(&mut out, |r, o| {
+                let ([ic, ix, iy], [oc, ox, oy]) = (r.inner, r.offsets);
+                for (q, d) in o.iter_mut().enumerate() {
+                    *d = if cv[oc + q * ic] { xv[ox + q * ix] } else { yv[oy + q * iy] };
+                }
             });
             out1(Tensor::from_vec(shape, out)?)
         }, _ => Err(bad_type("Where", x.dtype())))

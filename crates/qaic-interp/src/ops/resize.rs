@@ -210,8 +210,8 @@ impl Kernel for ResizeOp {
         if !is_float && self.mode != Mode::Nearest {
             return Err(OpError::Unsupported(format!("{:?} interpolation of {}", self.mode, x.dtype())));
         }
-        if !is_float {
-            // Integer data: nearest only, as an index gather.
+        if !is_float || (self.mode == Mode::Nearest && self.coord != Coord::TfCropAndResize) {
+            // Nearest is an index gather for every type (exact, no float round trip).
             return out1(self.gather_nearest(x, &out_shape, &scales, roi_full.as_deref())?);
         }
         let mut data: Vec<f64> = to_f32(x)?.into_iter().map(|v| v as f64).collect();
@@ -381,24 +381,62 @@ impl ResizeOp {
                     .collect()
             })
             .collect();
-        let src = x.raw_bytes()?;
-        let strides = qaic_tensor::strides(x.shape());
+        let x = x.clone().aligned();
         let n: usize = out_shape.iter().product();
-        let mut out = Vec::with_capacity(n * es);
-        let mut idx = vec![0usize; rank];
-        for _ in 0..n {
-            let off: usize = (0..rank).map(|a| per_axis[a][idx[a]] * strides[a]).sum();
-            out.extend_from_slice(&src[off * es..off * es + es]);
-            for a in (0..rank).rev() {
-                idx[a] += 1;
-                if idx[a] < out_shape[a] {
-                    break;
-                }
-                idx[a] = 0;
+        macro_rules! go {
+            ($t:ty) => {{
+                let src: &[$t] = bytemuck::cast_slice(x.raw_bytes()?);
+                let out: Vec<$t> = gather_rows(src, x.shape(), out_shape, &per_axis, n);
+                Tensor::from_bytes(x.dtype(), out_shape.to_vec(), bytes::Bytes::from(bytemuck::cast_slice::<$t, u8>(&out).to_vec()))?
+            }};
+        }
+        let t = match es {
+            1 => go!(u8),
+            2 => go!(u16),
+            4 => go!(u32),
+            8 => go!(u64),
+            _ => return Err(OpError::Msg(format!("nearest resize of {} elements", x.dtype()))),
+        };
+        Ok(t.aligned())
+    }
+}
+
+/// Nearest-neighbour gather by output rows: the last axis through a column table, and a row
+/// whose source row equals the previous one's (upsampling) copied from it.
+fn gather_rows<T: Copy + Default>(src: &[T], in_shape: &[usize], out_shape: &[usize], per_axis: &[Vec<usize>], n: usize) -> Vec<T> {
+    let rank = in_shape.len();
+    if rank == 0 || n == 0 {
+        return src.iter().take(n).copied().collect();
+    }
+    let strides = qaic_tensor::strides(in_shape);
+    let ow = out_shape[rank - 1];
+    let cols = &per_axis[rank - 1];
+    let rows = n / ow.max(1);
+    let mut out = vec![T::default(); n];
+    let mut idx = vec![0usize; rank - 1];
+    let mut prev_base = usize::MAX;
+    for r in 0..rows {
+        let base: usize = (0..rank - 1).map(|a| per_axis[a][idx[a]] * strides[a]).sum();
+        let (done, rest) = out.split_at_mut(r * ow);
+        let dst = &mut rest[..ow];
+        if base == prev_base {
+            dst.copy_from_slice(&done[(r - 1) * ow..]);
+        } else {
+            let line = &src[base..];
+            for (d, &c) in dst.iter_mut().zip(cols) {
+                *d = line[c];
             }
         }
-        Ok(Tensor::from_bytes(x.dtype(), out_shape.to_vec(), bytes::Bytes::from(out))?.aligned())
+        prev_base = base;
+        for a in (0..rank - 1).rev() {
+            idx[a] += 1;
+            if idx[a] < out_shape[a] {
+                break;
+            }
+            idx[a] = 0;
+        }
     }
+    out
 }
 
 /// Applies per-position taps along `axis`, producing `len_out` positions there.

@@ -149,9 +149,34 @@ impl<const T: usize> Plan<T> {
         let total = runs * len;
         assert!(out.len() >= total, "caller checked the output size");
         let threads = crate::num_threads();
-        let chunks = if total >= 1 << 15 && threads > 1 { (threads * 4).min(runs) } else { 1 };
-        let per = runs.div_ceil(chunks.max(1));
+        let want = if total >= 1 << 15 && threads > 1 { threads * 4 } else { 1 };
         let op = SendPtr(out.as_mut_ptr());
+        if want > runs && len >= 1 << 12 {
+            // Few long runs (same-shape operands are one run): split each into pieces.
+            let pieces = want.div_ceil(runs).min(len / (1 << 11)).max(1);
+            let plen = len.div_ceil(pieces);
+            parallel_for(runs * pieces, |i| {
+                let (r, p) = (i / pieces, i % pieces);
+                let (q0, q1) = (p * plen, ((p + 1) * plen).min(len));
+                if q0 >= q1 {
+                    return;
+                }
+                self.for_each_run(r, r + 1, |run| {
+                    let piece = Run {
+                        offsets: std::array::from_fn(|t| run.offsets[t] + q0 * run.inner[t]),
+                        inner: run.inner,
+                        out: run.out + q0,
+                        len: q1 - q0,
+                    };
+                    // SAFETY: pieces of runs cover disjoint output ranges.
+                    let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(piece.out), piece.len) };
+                    f(piece, o);
+                });
+            });
+            return;
+        }
+        let chunks = want.min(runs);
+        let per = runs.div_ceil(chunks.max(1));
         parallel_for(runs.div_ceil(per.max(1)), |c| {
             self.for_each_run(c * per, ((c + 1) * per).min(runs), |run| {
                 // SAFETY: runs cover disjoint output ranges.

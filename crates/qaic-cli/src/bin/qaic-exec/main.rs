@@ -9,6 +9,7 @@ use qaic_compiler::run::RunEvent;
 use qaic_compiler::{device, info, parse_exec_command, run};
 
 pub fn main() -> ExitCode {
+    qaic_compiler::alloc_tuning::keep_freed_buffers();
     let mut argv = std::env::args_os().map(|a| a.to_string_lossy().into_owned());
     let tool = Tool::from_argv0(&argv.next().unwrap_or_default());
     let args: Vec<String> = argv.collect();
