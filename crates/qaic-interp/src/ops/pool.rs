@@ -32,6 +32,8 @@ struct PoolOp {
     count_include_pad: bool,
     p: f64,
     storage_order: i64,
+    /// Whether the node asks for MaxPool's second output (argmax indices).
+    indices: bool,
 }
 
 fn pool(ctx: &BuildCtx<'_>, kind: Kind) -> Result<Box<dyn Kernel>, OpError> {
@@ -46,6 +48,7 @@ fn pool(ctx: &BuildCtx<'_>, kind: Kind) -> Result<Box<dyn Kernel>, OpError> {
         count_include_pad: ctx.attr_i("count_include_pad", 0)? != 0,
         p: if ctx.opset < 2 { ctx.attr_f("p", 2.0)? as f64 } else { ctx.attr_i("p", 2)? as f64 },
         storage_order: ctx.attr_i("storage_order", 0)?,
+        indices: ctx.has_output(1),
     }))
 }
 
@@ -70,6 +73,23 @@ impl Kernel for PoolOp {
             let (y, _) = pool_nd(&xf, n * c, sp, &kshape, &rs, self, isz, osz);
             let yi: Vec<i64> = y.iter().map(|&v| v as i64).collect();
             return out1(super::quant::int_tensor(xt.dtype(), shape, &yi)?);
+        }
+        if self.kind == Kind::Max && !self.indices && xt.dtype() == DType::F32 {
+            // The shared f32 kernel (parallel over planes), when it agrees on the geometry.
+            let params = qaic_kernels::conv::ConvParams {
+                kernel: kshape.clone(),
+                strides: rs.strides.clone(),
+                dilations: rs.dil.clone(),
+                pads: rs.pb.iter().chain(&rs.pe).copied().collect(),
+                group: 1,
+            };
+            if qaic_kernels::pool::pool_output_shape(&params, xt.shape(), self.ceil).is_ok_and(|s| s == shape) {
+                let x = xt.view::<f32>()?;
+                let mut y = vec![0f32; n * c * osz];
+                qaic_kernels::pool::max_pool(&params, self.ceil, &x, xt.shape(), &mut y, None, false)
+                    .map_err(|e| OpError::Msg(e.to_string()))?;
+                return out1(Tensor::from_vec(shape, y)?);
+            }
         }
         let x: Vec<f64> = if xt.dtype() == DType::F64 { xt.to_vec::<f64>()? } else { to_f32(xt)?.into_iter().map(|v| v as f64).collect() };
         let (y, idx) = pool_nd(&x, n * c, sp, &kshape, &rs, self, isz, osz);
