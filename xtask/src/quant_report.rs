@@ -45,6 +45,9 @@ pub struct QuantReportArgs {
     /// Reuse qaic output folders that already hold every output file (after an interrupted run).
     #[arg(long)]
     pub resume: bool,
+    /// Use the qaic-exec already in target/release instead of building it (when the tree does not build).
+    #[arg(long)]
+    pub no_build: bool,
     /// Only rebuild table.md from the results.jsonl of an earlier run.
     #[arg(long)]
     pub render_only: bool,
@@ -81,7 +84,7 @@ pub fn run(p: &Paths, args: &QuantReportArgs) -> Result<()> {
         println!("{table}");
         return Ok(());
     }
-    let exe = build_qaic_exec(p)?;
+    let exe = if args.no_build { p.qaic_exec() } else { build_qaic_exec(p)? };
     for model in &args.models {
         let t0 = Instant::now();
         let out = root.join(model);
