@@ -283,7 +283,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                 }
             }
             Instr::Op(op) => {
-                let mut ins = Vec::with_capacity(op.inputs.len());
+                let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
                 for tile in &op.inputs {
                     let len = tile.bytes().unwrap_or(0) as usize;
                     let o = tile.offset as usize;
@@ -292,7 +292,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                         Space::Vtcm => &vtcm[ci],
                         Space::PeerVtcm(c) => &vtcm[c as usize],
                     };
-                    ins.push(src[o..o + len].to_vec());
+                    ins.push(&src[o..o + len]);
                 }
                 let outs = run_op(k, op, &ins).map_err(|msg| SimError::Op { core: ci, index: cores[ci].pc - 1, op: op.op.clone(), msg })?;
                 for (tile, bytes) in op.outputs.iter().zip(outs) {
@@ -427,39 +427,64 @@ fn wake_sem(cores: &mut [Core], sems: &[u64], at: u64, sync: u64, ev: &mut impl 
     }
 }
 
-/// Moves the bytes of a completed DMA issued by core `core` (validated ranges).
+/// Calls `f(src_offset, dst_offset)` for every contiguous run of a descriptor, in order.
+fn for_each_run(d: &Dma, mut f: impl FnMut(usize, usize)) {
+    let dims = &d.shape.dims;
+    let get = |i: usize| dims.get(i).map_or((1usize, 0usize, 0usize), |x| (x.count as usize, x.src_stride as usize, x.dst_stride as usize));
+    let ((c0, s0, t0), (c1, s1, t1), (c2, s2, t2)) = (get(0), get(1), get(2));
+    let (sb, db) = (d.src_offset as usize, d.dst_offset as usize);
+    for i2 in 0..c2 {
+        for i1 in 0..c1 {
+            for i0 in 0..c0 {
+                f(sb + i0 * s0 + i1 * s1 + i2 * s2, db + i0 * t0 + i1 * t1 + i2 * t2);
+            }
+        }
+    }
+}
+
+/// Moves the bytes of a completed DMA issued by core `core` (validated ranges). Source and
+/// destination in different arrays are copied run by run; within one array (VTCM to the same
+/// VTCM, DDR to the same buffer) through a staging buffer, like the hardware's read-then-write.
 fn copy(p: &Program, d: &Dma, core: usize, ddr: &mut [Cow<'_, [u8]>], vtcm: &mut [Vec<u8>]) {
     let run = d.shape.run_bytes as usize;
-    let total = d.shape.total_bytes() as usize;
-    let mut buf = Vec::with_capacity(total);
-    let dims: Vec<_> = d.shape.dims.clone();
-    let offsets = |base: u64, src: bool| -> Vec<usize> {
-        let mut v = vec![base as usize];
-        for dim in &dims {
-            let stride = if src { dim.src_stride } else { dim.dst_stride } as usize;
-            let mut nv = Vec::with_capacity(v.len() * dim.count as usize);
-            for i in 0..dim.count as usize {
-                nv.extend(v.iter().map(|o| o + i * stride));
+    // DDR <-> VTCM (the common cases, including multicast from DDR): straight copies.
+    match (d.src, d.dst, d.multicast) {
+        (Space::Ddr(b), _, Some(m)) => {
+            let src: &[u8] = &ddr[b as usize];
+            for c in m.iter() {
+                if let Some(dst) = vtcm.get_mut(c as usize) {
+                    for_each_run(d, |so, o| dst[o..o + run].copy_from_slice(&src[so..so + run]));
+                }
             }
-            v = nv;
+            return;
         }
-        v
-    };
+        (Space::Ddr(b), Space::Vtcm, None) => {
+            let (src, dst) = (&ddr[b as usize], &mut vtcm[core]);
+            for_each_run(d, |so, o| dst[o..o + run].copy_from_slice(&src[so..so + run]));
+            return;
+        }
+        (Space::Vtcm, Space::Ddr(b), None) => {
+            let (src, dst) = (&vtcm[core], ddr[b as usize].to_mut());
+            for_each_run(d, |so, o| dst[o..o + run].copy_from_slice(&src[so..so + run]));
+            return;
+        }
+        _ => {}
+    }
+    let mut buf = Vec::with_capacity(d.shape.total_bytes() as usize);
     {
         let src: &[u8] = match d.src {
             Space::Ddr(b) => &ddr[b as usize],
             Space::Vtcm => &vtcm[core],
             Space::PeerVtcm(c) => &vtcm[c as usize],
         };
-        for o in offsets(d.src_offset, true) {
-            buf.extend_from_slice(&src[o..o + run]);
-        }
+        for_each_run(d, |so, _| buf.extend_from_slice(&src[so..so + run]));
     }
-    let dst_offsets = offsets(d.dst_offset, false);
     let put = |dst: &mut [u8]| {
-        for (i, o) in dst_offsets.iter().enumerate() {
-            dst[*o..*o + run].copy_from_slice(&buf[i * run..(i + 1) * run]);
-        }
+        let mut i = 0;
+        for_each_run(d, |_, o| {
+            dst[o..o + run].copy_from_slice(&buf[i * run..(i + 1) * run]);
+            i += 1;
+        });
     };
     match (d.multicast, d.dst) {
         (Some(m), _) => {

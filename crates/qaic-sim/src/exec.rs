@@ -14,20 +14,28 @@ use qaic_kernels::Kernels;
 use qaic_tensor::DType;
 
 /// Decodes a tile's bytes to f32.
-pub(crate) fn to_f32(dtype: DType, b: &[u8]) -> Result<Vec<f32>, String> {
-    Ok(match dtype {
-        DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+pub(crate) fn to_f32(dtype: DType, b: &[u8]) -> Result<std::borrow::Cow<'_, [f32]>, String> {
+    Ok(std::borrow::Cow::Owned(match dtype {
+        // Little-endian host (x86-64, aarch64): aligned f32 tiles are read in place, others
+        // copied (a byte copy is the decode).
+        DType::F32 => {
+            let b = &b[..b.len() / 4 * 4];
+            return Ok(match bytemuck::try_cast_slice::<u8, f32>(b) {
+                Ok(v) => std::borrow::Cow::Borrowed(v),
+                Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(b)),
+            });
+        }
         DType::F16 => b.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         DType::BF16 => b.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
         d => return Err(format!("float op on a {d:?} tile is not supported yet")),
-    })
+    }))
 }
 
 /// Encodes f32 values into a tile's element type.
 pub(crate) fn from_f32(dtype: DType, v: &[f32]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(v.len() * dtype.bits().div_ceil(8));
     match dtype {
-        DType::F32 => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        DType::F32 => out.extend_from_slice(bytemuck::cast_slice(v)),
         DType::F16 => v.iter().for_each(|x| out.extend_from_slice(&f16::from_f32(*x).to_le_bytes())),
         DType::BF16 => v.iter().for_each(|x| out.extend_from_slice(&bf16::from_f32(*x).to_le_bytes())),
         d => return Err(format!("float op producing a {d:?} tile is not supported yet")),
@@ -145,12 +153,12 @@ pub const SUPPORTED_OPS: &[&str] = &[
 ];
 
 /// Executes `op`: `inputs` are the input tiles' bytes, returns the output tiles' bytes.
-pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, String> {
     let out_t = op.outputs.first().ok_or("op without outputs")?;
     let oshape = dims(out_t);
     let on: usize = oshape.iter().product();
     let kerr = |e: qaic_kernels::KernelError| e.to_string();
-    let fin = |i: usize| -> Result<Vec<f32>, String> {
+    let fin = |i: usize| -> Result<std::borrow::Cow<'_, [f32]>, String> {
         let t = op.inputs.get(i).ok_or_else(|| format!("missing input {i}"))?;
         to_f32(t.dtype, &inputs[i])
     };
@@ -162,7 +170,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[Vec<u8>]) -> Result<Vec<Vec
         // Pure data movement: element-size generic.
         "Copy" => {
             need(1)?;
-            return Ok(vec![inputs[0].clone()]);
+            return Ok(vec![inputs[0].to_vec()]);
         }
         "Transpose" => {
             need(1)?;
@@ -333,13 +341,13 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[Vec<u8>]) -> Result<Vec<Vec
                     let s = qaic_kernels::elementwise::broadcast::broadcast_shapes(&[&shape, &ys]).map_err(kerr)?;
                     let mut o = vec![0f32; s.iter().product()];
                     k.binary(b, &acc, &shape, &y, &ys, &mut o).map_err(kerr)?;
-                    acc = o;
+                    acc = o.into();
                     shape = s;
                 }
                 if shape != oshape {
                     return Err(format!("{name}: result shape {shape:?} differs from the output tile {oshape:?}"));
                 }
-                out = acc;
+                out = acc.into_owned();
             } else {
                 return Err(format!("op {name} is not supported by the simulator yet"));
             }
