@@ -183,7 +183,8 @@ impl Plan {
 
     /// Runs the graph on `inputs` (in graph-input order) and returns the graph outputs.
     pub fn run(&self, inputs: Vec<Value>) -> Result<Vec<Value>, InterpError> {
-        self.run_full(inputs, &NoScope, None)
+        // On a kernel thread, so each kernel's parallel split is a cheap in-pool fork.
+        qaic_kernels::run_in_pool(|| self.run_full(inputs, &NoScope, None))
     }
 
     /// Like [`Plan::run`], calling `observer` for every value produced (graph inputs included).

@@ -401,8 +401,15 @@ fn depthwise_body<const FMA: bool>(g: &Geo3, x: &[f32], w: &[f32], bias: f32, ac
                         drow[hi..].fill(0.0);
                         if hi > lo {
                             let first = lo * sw + b - pl;
-                            for (d, &v) in drow[lo..hi].iter_mut().zip(irow[first..].iter().step_by(sw)) {
-                                *d = v;
+                            let src = &irow[first..];
+                            let cnt = hi - lo;
+                            // Whole stride-sized chunks vectorise as a de-interleave.
+                            let full = (src.len() / sw).min(cnt);
+                            for (d, chunk) in drow[lo..lo + full].iter_mut().zip(src.chunks_exact(sw)) {
+                                *d = chunk[0];
+                            }
+                            for q in full..cnt {
+                                drow[lo + q] = src[q * sw];
                             }
                         }
                     }
@@ -428,13 +435,7 @@ fn depthwise_body<const FMA: bool>(g: &Geo3, x: &[f32], w: &[f32], bias: f32, ac
             }
         }
         for (orow, arow) in out.chunks_exact_mut(ow_n).zip(acc.chunks_exact(pws)) {
-            if act == Activation::None {
-                orow.copy_from_slice(&arow[..ow_n]);
-            } else {
-                for (o, &v) in orow.iter_mut().zip(arow) {
-                    *o = act.apply(v);
-                }
-            }
+            act.apply_slice(orow, &arow[..ow_n]);
         }
     }
     DW.with(|b| *b.borrow_mut() = buf);

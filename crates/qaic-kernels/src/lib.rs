@@ -70,7 +70,7 @@ pub mod threads;
 pub mod util;
 
 pub use isa::Isa;
-pub use threads::{num_threads, set_num_threads};
+pub use threads::{num_threads, run_in_pool, set_num_threads};
 
 use gemm::{Epilogue, GemmKernel, Lhs, Mat, MatMut, PackedA, PackedB, Rhs};
 

@@ -62,8 +62,15 @@ fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
 /// independent. Runs inline when there is one item or one thread.
 pub fn parallel_for(n: usize, f: impl Fn(usize) + Sync + Send) {
     let t = num_threads();
-    if n <= 1 || t <= 1 || rayon::current_thread_index().is_some() && in_our_pool() {
+    if n <= 1 || t <= 1 {
         (0..n).for_each(f);
+        return;
+    }
+    if rayon::current_thread_index().is_some() && in_our_pool() {
+        // Already on a kernel thread (inside `run_in_pool` or a nested region): split
+        // directly, work stealing balances nested regions.
+        use rayon::prelude::*;
+        (0..n).into_par_iter().for_each(f);
         return;
     }
     match pool(t) {
@@ -75,7 +82,22 @@ pub fn parallel_for(n: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// Nested parallel regions run inline: the outer region already occupies every thread.
+/// Runs `f` on a kernel thread. Every kernel `f` calls then splits its work with a cheap
+/// in-pool fork instead of handing it over from an outside thread and sleeping until it is
+/// done (several microseconds per kernel, which adds up over the hundreds of kernels of one
+/// inference). Runs `f` directly with one thread or when already on a kernel thread.
+pub fn run_in_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let t = num_threads();
+    if t <= 1 || in_our_pool() {
+        return f();
+    }
+    match pool(t) {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+/// Whether the calling thread is one of the kernel threads.
 fn in_our_pool() -> bool {
     std::thread::current().name().is_some_and(|n| n.starts_with("qaic-kernels-"))
 }

@@ -159,6 +159,29 @@ impl Activation {
     }
 }
 
+impl Activation {
+    /// `dst[i] = act(src[i])`, one vectorisable loop per activation.
+    #[inline(always)]
+    pub(crate) fn apply_slice(self, dst: &mut [f32], src: &[f32]) {
+        macro_rules! run {
+            ($f:expr) => {{
+                let f = $f;
+                for (o, &v) in dst.iter_mut().zip(src) {
+                    *o = f(v);
+                }
+            }};
+        }
+        match self {
+            Activation::None => dst.copy_from_slice(&src[..dst.len()]),
+            Activation::Relu => run!(|x: f32| x.max(0.0)),
+            Activation::LeakyRelu(a) => run!(|x: f32| if x < 0.0 { a * x } else { x }),
+            Activation::Clip { min, max } => run!(|x: f32| x.max(min).min(max)),
+            Activation::HardSigmoid { alpha, beta } => run!(|x: f32| (alpha * x + beta).clamp(0.0, 1.0)),
+            Activation::HardSwish => run!(|x: f32| x * (x * (1.0 / 6.0) + 0.5).clamp(0.0, 1.0)),
+        }
+    }
+}
+
 /// Bias added in the epilogue.
 #[derive(Clone, Copy, Debug, Default)]
 pub enum Bias<'a> {
