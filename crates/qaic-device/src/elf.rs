@@ -162,7 +162,7 @@ impl Program {
     pub fn from_elf(data: &[u8]) -> Result<Program, ProgramError> {
         // ELF structures are read in place and need 8-byte alignment; a segment inside a QPC
         // (packed layout) may start anywhere, so parse an aligned copy then.
-        if data.as_ptr() as usize % 8 != 0 {
+        if !(data.as_ptr() as usize).is_multiple_of(8) {
             let mut buf = vec![0u8; data.len() + 8];
             let off = buf.as_ptr().align_offset(8).min(8);
             buf[off..off + data.len()].copy_from_slice(data);

@@ -392,7 +392,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
             }
         }
     }
-    trace.sort_by(|a, b| (a.track, a.start_ps).cmp(&(b.track, b.start_ps)));
+    trace.sort_by_key(|e| (e.track, e.start_ps));
     let mut stats = SimStats { total_ps: total, layers, trace, ..Default::default() };
     for c in cores {
         let mut s = c.stats;
@@ -415,14 +415,14 @@ fn start_next(e: &mut DmaEngine, now: u64, dev: &DeviceModel) {
 
 fn wake_sem(cores: &mut [Core], sems: &[u64], at: u64, sync: u64, ev: &mut impl FnMut(TraceTrack, &dyn Fn() -> String, u64, u64)) {
     for (i, c) in cores.iter_mut().enumerate() {
-        if let State::SemWait(s, n) = c.state {
-            if sems[s as usize] >= n as u64 {
-                let resume = at.max(c.blocked_at) + sync;
-                ev(TraceTrack::Wait(i), &|| format!("sem.wait {s} >= {n}"), c.blocked_at, resume);
-                c.stats.sync_wait_ps += resume - c.blocked_at;
-                c.t = resume;
-                c.state = State::Run;
-            }
+        if let State::SemWait(s, n) = c.state
+            && sems[s as usize] >= n as u64
+        {
+            let resume = at.max(c.blocked_at) + sync;
+            ev(TraceTrack::Wait(i), &|| format!("sem.wait {s} >= {n}"), c.blocked_at, resume);
+            c.stats.sync_wait_ps += resume - c.blocked_at;
+            c.t = resume;
+            c.state = State::Run;
         }
     }
 }

@@ -160,7 +160,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
     let kerr = |e: qaic_kernels::KernelError| e.to_string();
     let fin = |i: usize| -> Result<std::borrow::Cow<'_, [f32]>, String> {
         let t = op.inputs.get(i).ok_or_else(|| format!("missing input {i}"))?;
-        to_f32(t.dtype, &inputs[i])
+        to_f32(t.dtype, inputs[i])
     };
     let need = |n: usize| -> Result<(), String> {
         if op.inputs.len() < n { Err(format!("needs {n} inputs, has {}", op.inputs.len())) } else { Ok(()) }
@@ -175,7 +175,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
         "Transpose" => {
             need(1)?;
             let perm: Vec<usize> = ints(op, "perm").ok_or("Transpose without perm")?.iter().map(|&p| p as usize).collect();
-            return Ok(vec![transpose_bytes(&inputs[0], op.inputs[0].dtype, &dims(&op.inputs[0]), &perm)?]);
+            return Ok(vec![transpose_bytes(inputs[0], op.inputs[0].dtype, &dims(&op.inputs[0]), &perm)?]);
         }
         "Concat" => {
             need(1)?;
