@@ -41,10 +41,11 @@ const NONDETERMINISTIC: &[&str] =
 pub(crate) fn fold_constants(graph: &mut Graph, registry: &Registry, options: &PlanOptions) -> Vec<ValueId> {
     let mut folded = Vec::new();
     let mut remove = vec![false; graph.nodes.len()];
+    let mut fixed = fixed_constants(graph);
     for ni in 0..graph.nodes.len() {
         let node = &graph.nodes[ni];
         let has_subgraph = node.attrs.values().any(|a| matches!(a, Attr::Graph(_) | Attr::Graphs(_)));
-        let all_const = node.inputs.iter().flatten().all(|v| graph.value(*v).constant.is_some());
+        let all_const = node.inputs.iter().flatten().all(|v| fixed[v.index()]);
         if !all_const
             || has_subgraph
             || node.inputs.iter().flatten().next().is_none()
@@ -78,12 +79,24 @@ pub(crate) fn fold_constants(graph: &mut Graph, registry: &Registry, options: &P
         }
         for (id, t) in results {
             graph.value_mut(id).constant = Some(t);
+            fixed[id.index()] = true;
             folded.push(id);
         }
         remove[ni] = true;
     }
     retain_nodes(graph, &remove);
     folded
+}
+
+/// Values whose constant data cannot change between runs: a graph input with a default
+/// (an initializer listed among the inputs, as IR version < 4 models do) can be fed another
+/// value, so it is not a constant to fold or fuse.
+fn fixed_constants(graph: &Graph) -> Vec<bool> {
+    let mut fixed: Vec<bool> = graph.values.iter().map(|v| v.constant.is_some()).collect();
+    for i in &graph.inputs {
+        fixed[i.index()] = false;
+    }
+    fixed
 }
 
 fn retain_nodes(graph: &mut Graph, remove: &[bool]) {
@@ -137,8 +150,16 @@ fn sole_reader(graph: &Graph, options: &PlanOptions) -> Vec<Option<usize>> {
     sole
 }
 
+/// The constant data of `v`, unless it is a graph input (overridable at run time).
+fn fixed(graph: &Graph, v: ValueId) -> Option<&Tensor> {
+    if graph.inputs.contains(&v) {
+        return None;
+    }
+    graph.value(v).constant.as_ref()
+}
+
 fn const_f32(graph: &Graph, v: Option<&Option<ValueId>>) -> Option<Vec<f32>> {
-    let t = graph.value((*v?)?).constant.as_ref()?;
+    let t = fixed(graph, (*v?)?)?;
     if t.dtype() != DType::F32 {
         return None;
     }
@@ -154,7 +175,7 @@ fn plain_conv(graph: &Graph, node: &Node) -> bool {
     is_plain(node, "Conv")
         && !node.attrs.contains_key(ACTIVATION)
         && node.outputs.len() == 1
-        && node.inputs.get(1).copied().flatten().and_then(|w| graph.value(w).constant.as_ref()).is_some_and(|w| w.dtype() == DType::F32 && w.rank() >= 3)
+        && node.inputs.get(1).copied().flatten().and_then(|w| fixed(graph, w)).is_some_and(|w| w.dtype() == DType::F32 && w.rank() >= 3)
 }
 
 fn fold_batch_norms(graph: &mut Graph, options: &PlanOptions) {
@@ -175,7 +196,7 @@ fn fold_batch_norms(graph: &mut Graph, options: &PlanOptions) {
         {
             continue;
         }
-        let Some(w) = conv.inputs.get(1).copied().flatten().and_then(|w| graph.value(w).constant.clone()) else { continue };
+        let Some(w) = conv.inputs.get(1).copied().flatten().and_then(|w| fixed(graph, w)).cloned() else { continue };
         let m = w.shape()[0];
         let params: Option<Vec<Vec<f32>>> = (1..5).map(|i| const_f32(graph, bn.inputs.get(i))).collect();
         let Some(p) = params else { continue };
@@ -234,7 +255,7 @@ fn epilogue_activation(graph: &Graph, node: &Node) -> Option<(&'static str, f32,
                 match node.inputs.get(i).copied().flatten() {
                     None => Some(default),
                     Some(v) => {
-                        let t = graph.value(v).constant.as_ref()?;
+                        let t = fixed(graph, v)?;
                         (t.dtype() == DType::F32 && t.len() == 1).then(|| t.to_vec::<f32>().ok()?.first().copied()).flatten()
                     }
                 }
@@ -278,7 +299,7 @@ fn fuse_matmul_bias(graph: &mut Graph, options: &PlanOptions) {
         if !is_plain(mm, "MatMul") || mm.inputs.len() != 2 || mm.attrs.contains_key(BIAS) {
             continue;
         }
-        let Some(b) = mm.inputs[1].and_then(|b| graph.value(b).constant.as_ref()) else { continue };
+        let Some(b) = mm.inputs[1].and_then(|b| fixed(graph, b)) else { continue };
         if b.dtype() != DType::F32 || b.rank() != 2 {
             continue;
         }
@@ -295,7 +316,7 @@ fn fuse_matmul_bias(graph: &mut Graph, options: &PlanOptions) {
         if add.inputs[0] != Some(y) && add.inputs[1] != Some(y) {
             continue;
         }
-        let Some(bias) = other.and_then(|v| graph.value(v).constant.as_ref()) else { continue };
+        let Some(bias) = other.and_then(|v| fixed(graph, v)) else { continue };
         let a_rank = mm.inputs[0].and_then(|a| graph.value(a).ty.as_ref()).and_then(|t| t.tensor_shape()).map(|s| s.rank());
         let rank_ok = bias.rank() == 1 || a_rank.is_some_and(|r| r >= 2 && bias.rank() <= r);
         if bias.dtype() != DType::F32

@@ -58,9 +58,13 @@ pub struct BuildCtx<'a> {
 }
 
 impl<'a> BuildCtx<'a> {
-    /// The constant tensor feeding input `i`, if that input is a constant.
+    /// The constant tensor feeding input `i`, if that input is a constant. A graph input with
+    /// a default value is not one: the caller may feed another value at run time.
     pub fn const_input(&self, i: usize) -> Option<&'a Tensor> {
         let id = (*self.node.inputs.get(i)?)?;
+        if self.graph.inputs.contains(&id) {
+            return None;
+        }
         self.graph.value(id).constant.as_ref()
     }
     pub fn num_inputs(&self) -> usize {

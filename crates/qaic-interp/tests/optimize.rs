@@ -128,3 +128,25 @@ fn failing_constant_node_fails_at_run_time_with_its_name() {
     let e = p.run(vec![Value::Tensor(Tensor::from_vec(vec![4], vec![0f32; 4]).unwrap())]).unwrap_err();
     assert!(e.to_string().contains("bad_reshape"), "{e}");
 }
+
+/// An initializer listed among the graph inputs (IR version < 4) is a default the caller may
+/// override: nothing is folded or packed from it.
+#[test]
+fn overridable_initializers_are_not_folded() {
+    let mut g = Graph::new("t");
+    g.set_opset("", 17);
+    let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[2, 3])));
+    let w = g.add_constant("w", Tensor::from_vec(vec![3, 2], vec![1f32; 6]).unwrap());
+    g.inputs.push(w);
+    let two = g.add_constant("two", Tensor::scalar(2f32));
+    let w2 = node(&mut g, "Mul", &[w, two], "w2", &[]);
+    let y = node(&mut g, "MatMul", &[x, w2], "y", &[]);
+    g.outputs.push(y);
+    let p = plan(&g, true, &[]);
+    let xin = Value::Tensor(Tensor::from_vec(vec![2, 3], vec![1f32; 6]).unwrap());
+    let default = p.run(vec![xin.clone()]).unwrap();
+    assert_eq!(default[0].as_tensor().unwrap().to_vec::<f32>().unwrap(), vec![6f32; 4]);
+    let other = Value::Tensor(Tensor::from_vec(vec![3, 2], vec![0.5f32; 6]).unwrap());
+    let fed = p.run(vec![xin, other]).unwrap();
+    assert_eq!(fed[0].as_tensor().unwrap().to_vec::<f32>().unwrap(), vec![3f32; 4]);
+}
