@@ -110,6 +110,8 @@ fn retain_nodes(graph: &mut Graph, remove: &[bool]) {
 
 /// Rewrites 2–4 of the module documentation.
 pub(crate) fn fuse(graph: &mut Graph, options: &PlanOptions) {
+    fuse_conv_bias_add(graph, options);
+    recognise_hard_swish(graph, options);
     fold_batch_norms(graph, options);
     fuse_activations(graph, options);
     fuse_matmul_bias(graph, options);
@@ -231,6 +233,130 @@ fn fold_batch_norms(graph: &mut Graph, options: &PlanOptions) {
         conv.inputs = vec![conv.inputs[0], Some(wid), Some(bid)];
         conv.outputs = vec![bn_out];
         remove[bi] = true;
+    }
+    retain_nodes(graph, &remove);
+}
+
+/// `Conv -> Add(constant per-channel vector)` (exporters that emit the bias as its own node):
+/// the vector joins the Conv's bias.
+fn fuse_conv_bias_add(graph: &mut Graph, options: &PlanOptions) {
+    let sole = sole_reader(graph, options);
+    let mut remove = vec![false; graph.nodes.len()];
+    for ci in 0..graph.nodes.len() {
+        let conv = &graph.nodes[ci];
+        if !plain_conv(graph, conv) {
+            continue;
+        }
+        let Some(w) = conv.inputs.get(1).copied().flatten().and_then(|w| fixed(graph, w)) else { continue };
+        let (m, rank) = (w.shape()[0], w.rank());
+        let Some(Some(y)) = conv.outputs.first().copied() else { continue };
+        let Some(ai) = sole[y.index()] else { continue };
+        let add = &graph.nodes[ai];
+        if !is_plain(add, "Add") || add.inputs.len() != 2 || add.outputs.len() != 1 || ai < ci {
+            continue;
+        }
+        let other = if add.inputs[0] == Some(y) { add.inputs[1] } else { add.inputs[0] };
+        let Some(c) = other.and_then(|v| fixed(graph, v)) else { continue };
+        // Broadcast against [N, M, spatial...] only along the channel axis.
+        let rb = c.rank();
+        let channel_axis_ok = rb + 1 >= rank
+            && rb <= rank
+            && c.shape().iter().enumerate().all(|(i, &d)| if i + rank - rb == 1 { d == m } else { d == 1 });
+        if c.dtype() != DType::F32 || c.len() != m || !channel_axis_ok {
+            continue;
+        }
+        let Ok(cv) = c.to_vec::<f32>() else { continue };
+        let bias = match conv.inputs.get(2).copied().flatten() {
+            Some(_) => match const_f32(graph, conv.inputs.get(2)) {
+                Some(b) if b.len() == m => b,
+                _ => continue,
+            },
+            None => vec![0.0; m],
+        };
+        let nb: Vec<f32> = bias.iter().zip(&cv).map(|(a, b)| a + b).collect();
+        let Ok(bt) = Tensor::from_vec(vec![m], nb) else { continue };
+        let out = add.outputs[0];
+        let bid = graph.add_constant(format!("{}.qaic_folded_b", graph.value(y).name), bt);
+        let conv = &mut graph.nodes[ci];
+        conv.inputs = vec![conv.inputs[0], conv.inputs[1], Some(bid)];
+        conv.outputs = vec![out];
+        remove[ai] = true;
+    }
+    retain_nodes(graph, &remove);
+}
+
+/// The single f32 value of a fixed scalar-like constant.
+fn scalar_of(graph: &Graph, v: Option<ValueId>) -> Option<f32> {
+    let t = fixed(graph, v?)?;
+    (t.dtype() == DType::F32 && t.len() == 1).then(|| t.to_vec::<f32>().ok()?.first().copied()).flatten()
+}
+
+/// `x * Clip(x + 3, 0, 6) / 6` (HardSwish written out by exporters) becomes `HardSwish(x)`,
+/// which the next rewrite can run in a convolution's epilogue.
+fn recognise_hard_swish(graph: &mut Graph, options: &PlanOptions) {
+    let sole = sole_reader(graph, options);
+    let producers = graph.producers();
+    let opset = graph.opset_version("").unwrap_or(0);
+    if opset < 11 {
+        return; // Clip bounds are attributes before opset 11; not worth a second matcher.
+    }
+    let counts = readers(graph, options);
+    let mut remove = vec![false; graph.nodes.len()];
+    let producer = |v: Option<ValueId>| v.and_then(|v| producers[v.index()]).map(|n| n.index());
+    for di in 0..graph.nodes.len() {
+        let div = &graph.nodes[di];
+        // Div(m, 6) or Mul(m, 1/6).
+        let six = match (div.op_type.as_str(), div.domain.is_empty()) {
+            ("Div", true) => scalar_of(graph, div.inputs.get(1).copied().flatten()).is_some_and(|v| v == 6.0),
+            ("Mul", true) => scalar_of(graph, div.inputs.get(1).copied().flatten()).is_some_and(|v| (v - 1.0 / 6.0).abs() < 1e-7),
+            _ => false,
+        };
+        if !six || div.outputs.len() != 1 {
+            continue;
+        }
+        let mv = div.inputs[0];
+        let Some(mi) = producer(mv) else { continue };
+        let mul = &graph.nodes[mi];
+        if !is_plain(mul, "Mul") || mul.inputs.len() != 2 || sole[mv.map_or(0, |v| v.index())] != Some(di) {
+            continue;
+        }
+        // One operand is x, the other Clip(Add(x, 3), 0, 6).
+        let found = [(0usize, 1usize), (1, 0)].into_iter().find_map(|(xi, ci)| {
+            let x = mul.inputs[xi]?;
+            let cv = mul.inputs[ci]?;
+            let clip_i = producer(Some(cv))?;
+            let clip = &graph.nodes[clip_i];
+            if !is_plain(clip, "Clip") || sole[cv.index()] != Some(mi) {
+                return None;
+            }
+            if scalar_of(graph, clip.inputs.get(1).copied().flatten()) != Some(0.0)
+                || scalar_of(graph, clip.inputs.get(2).copied().flatten()) != Some(6.0)
+            {
+                return None;
+            }
+            let av = clip.inputs.first().copied().flatten()?;
+            let add_i = producer(Some(av))?;
+            let add = &graph.nodes[add_i];
+            if !is_plain(add, "Add") || sole[av.index()] != Some(clip_i) || add.inputs.len() != 2 {
+                return None;
+            }
+            let three = if add.inputs[0] == Some(x) { add.inputs[1] } else if add.inputs[1] == Some(x) { add.inputs[0] } else { return None };
+            (scalar_of(graph, three) == Some(3.0)).then_some((x, clip_i, add_i))
+        });
+        let Some((x, clip_i, add_i)) = found else { continue };
+        // Before opset 14 there is no HardSwish op: rewrite only when it will certainly fuse
+        // into the Conv producing x (read by nothing but this pattern).
+        let into_conv = producer(Some(x)).is_some_and(|p| plain_conv(graph, &graph.nodes[p])) && counts[x.index()] == 2;
+        if opset < 14 && !into_conv {
+            continue;
+        }
+        let div = &mut graph.nodes[di];
+        div.op_type = "HardSwish".into();
+        div.inputs = vec![Some(x)];
+        div.attrs.clear();
+        remove[mi] = true;
+        remove[clip_i] = true;
+        remove[add_i] = true;
     }
     retain_nodes(graph, &remove);
 }

@@ -150,3 +150,31 @@ fn overridable_initializers_are_not_folded() {
     let fed = p.run(vec![xin, other]).unwrap();
     assert_eq!(fed[0].as_tensor().unwrap().to_vec::<f32>().unwrap(), vec![3f32; 4]);
 }
+
+/// Exporters write the bias as its own Add and HardSwish as `x * Clip(x + 3, 0, 6) / 6`:
+/// both end up in one Conv, at opsets with and without a HardSwish op.
+#[test]
+fn separate_bias_and_written_out_hard_swish_fuse_into_conv() {
+    for opset in [13, 17] {
+        let mut g = Graph::new("t");
+        g.set_opset("", opset);
+        let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[1, 3, 5, 5])));
+        let w = g.add_constant("w", Tensor::from_vec(vec![4, 3, 3, 3], values(108, 11)).unwrap());
+        let c = node(&mut g, "Conv", &[x, w], "c", &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+        let b = g.add_constant("b", Tensor::from_vec(vec![1, 4, 1, 1], values(4, 12)).unwrap());
+        let xb = node(&mut g, "Add", &[c, b], "xb", &[]);
+        let three = g.add_constant("three", Tensor::scalar(3f32));
+        let zero = g.add_constant("zero", Tensor::scalar(0f32));
+        let six = g.add_constant("six", Tensor::scalar(6f32));
+        let a3 = node(&mut g, "Add", &[xb, three], "a3", &[]);
+        let cl = node(&mut g, "Clip", &[a3, zero, six], "cl", &[]);
+        let m = node(&mut g, "Mul", &[xb, cl], "m", &[]);
+        let y = node(&mut g, "Div", &[m, six], "y", &[]);
+        g.outputs.push(y);
+        let xin = Tensor::from_vec(vec![1, 3, 5, 5], values(75, 13).iter().map(|v| v * 4.0).collect()).unwrap();
+        let reference = plan(&g, false, &[]);
+        let fused = plan(&g, true, &[]);
+        assert_eq!(fused.graph().nodes.len(), 1, "opset {opset}: {:?}", fused.graph().nodes.iter().map(|n| &n.op_type).collect::<Vec<_>>());
+        assert_close(&run(&fused, &xin), &run(&reference, &xin));
+    }
+}
