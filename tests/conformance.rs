@@ -21,7 +21,7 @@ const ATOL: f64 = 1e-5;
 
 /// Outcome of one case.
 #[derive(Clone, Debug)]
-enum Outcome {
+pub enum Outcome {
     Pass,
     /// Loading or planning refused the model (unsupported op, bad data).
     Unsupported(String),

@@ -171,3 +171,15 @@ pub fn read_pass_list() -> BTreeSet<String> {
         .map(String::from)
         .collect()
 }
+
+/// Little-endian bytes of f32 values (a raw input file).
+#[allow(dead_code)]
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// The f32 values of a raw little-endian output file.
+#[allow(dead_code)]
+pub fn read_f32(p: &Path) -> Vec<f32> {
+    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}

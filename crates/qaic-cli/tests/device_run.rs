@@ -2,7 +2,11 @@
 //! `qaic-qpc validate` accepts it, `qaic-runner` runs it on the simulator; results equal the
 //! interpreter's; the Stats block has the vendor's exact shape; bad QPCs and options are refused.
 
-use std::path::Path;
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+
+use common::{f32_bytes, read_f32};
+
 use std::process::{Command, Output};
 
 /// y = Relu(Conv(x, W, B)), x [batch, 2, 6, 6], W [4, 2, 3, 3], pads 1.
@@ -29,13 +33,6 @@ graph {{
     )
 }
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn read_f32(p: &Path) -> Vec<f32> {
-    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
 
 struct Fixture {
     dir: tempfile::TempDir,

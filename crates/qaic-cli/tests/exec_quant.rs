@@ -6,6 +6,8 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
+use common::{f32_bytes, read_f32};
+
 use std::path::Path;
 use std::process::Output;
 
@@ -31,13 +33,6 @@ graph {
 }
 "#;
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn read_f32(p: &Path) -> Vec<f32> {
-    std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
