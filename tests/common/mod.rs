@@ -183,3 +183,18 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
 pub fn read_f32(p: &Path) -> Vec<f32> {
     std::fs::read(p).unwrap().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
+
+/// The stdout of a command that must succeed (else both streams in the panic message).
+#[allow(dead_code)]
+pub fn ok(o: &std::process::Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// The stderr of a command that must fail.
+#[allow(dead_code)]
+pub fn err(o: &std::process::Output) -> String {
+    assert!(!o.status.success(), "should fail: {}", String::from_utf8_lossy(&o.stdout));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

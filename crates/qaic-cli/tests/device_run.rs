@@ -5,7 +5,7 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 
-use common::{f32_bytes, read_f32};
+use common::{err, f32_bytes, ok, read_f32};
 
 use std::process::{Command, Output};
 
@@ -77,16 +77,6 @@ impl Fixture {
     }
 }
 
-fn ok(o: &Output) -> String {
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{}", String::from_utf8_lossy(&o.stderr));
-    out
-}
-
-fn err(o: &Output) -> String {
-    assert!(!o.status.success(), "should fail: {}", String::from_utf8_lossy(&o.stdout));
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn assert_close(a: &[f32], b: &[f32]) {
     assert_eq!(a.len(), b.len());

@@ -172,6 +172,15 @@ fn is_plain(node: &Node, op: &str) -> bool {
     node.domain.is_empty() && node.op_type == op
 }
 
+/// The bias of a Conv with `m` output channels: its constant vector, zeros when it has none,
+/// `None` when it is not a fixed f32 vector of `m` values (nothing can be folded into it).
+fn conv_bias(graph: &Graph, conv: &Node, m: usize) -> Option<Vec<f32>> {
+    match conv.inputs.get(2).copied().flatten() {
+        Some(_) => const_f32(graph, conv.inputs.get(2)).filter(|b| b.len() == m),
+        None => Some(vec![0.0; m]),
+    }
+}
+
 /// A Conv whose weights are a constant f32 tensor and that has no fused epilogue yet.
 fn plain_conv(graph: &Graph, node: &Node) -> bool {
     is_plain(node, "Conv")
@@ -205,13 +214,7 @@ fn fold_batch_norms(graph: &mut Graph, options: &PlanOptions) {
         if m == 0 || p.iter().any(|v| v.len() != m) {
             continue;
         }
-        let bias = match conv.inputs.get(2).copied().flatten() {
-            Some(_) => match const_f32(graph, conv.inputs.get(2)) {
-                Some(b) if b.len() == m => b,
-                _ => continue,
-            },
-            None => vec![0.0; m],
-        };
+        let Some(bias) = conv_bias(graph, conv, m) else { continue };
         let Ok(wv) = w.to_vec::<f32>() else { continue };
         let eps = f64::from(bn.attr_float("epsilon").unwrap_or(1e-5));
         let per = wv.len() / m;
@@ -266,13 +269,7 @@ fn fuse_conv_bias_add(graph: &mut Graph, options: &PlanOptions) {
             continue;
         }
         let Ok(cv) = c.to_vec::<f32>() else { continue };
-        let bias = match conv.inputs.get(2).copied().flatten() {
-            Some(_) => match const_f32(graph, conv.inputs.get(2)) {
-                Some(b) if b.len() == m => b,
-                _ => continue,
-            },
-            None => vec![0.0; m],
-        };
+        let Some(bias) = conv_bias(graph, conv, m) else { continue };
         let nb: Vec<f32> = bias.iter().zip(&cv).map(|(a, b)| a + b).collect();
         let Ok(bt) = Tensor::from_vec(vec![m], nb) else { continue };
         let out = add.outputs[0];
