@@ -6,7 +6,6 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -143,17 +142,9 @@ pub fn ort_side(p: &Paths, args: &BenchArgs, prepare_only: bool) -> Result<Vec<O
     if prepare_only {
         c.arg("--prepare-only");
     }
-    println!("$ {}", cmd::describe(&c));
-    let mut child = c
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("ort_bench.py stdout was not captured")?;
+    let (mut child, lines) = cmd::spawn_lines(&mut c)?;
     let mut results = Vec::new();
-    for line in BufReader::new(stdout).lines() {
+    for line in lines {
         let line = line.context("reading ort_bench.py output")?;
         println!("{line}");
         if line.trim().is_empty() {

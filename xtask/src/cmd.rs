@@ -45,6 +45,19 @@ fn quote(a: &OsStr) -> String {
 }
 
 /// Runs `cmd` with inherited stdio; fails if it cannot start or exits non-zero.
+/// Starts `cmd` (echoing it) with stdout piped; returns the child and its stdout lines, which
+/// the caller echoes and parses as they come.
+pub fn spawn_lines(cmd: &mut Command) -> Result<(std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStdout>>)> {
+    use std::io::BufRead;
+    println!("$ {}", describe(cmd));
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", describe(cmd)))?;
+    let stdout = child.stdout.take().with_context(|| format!("stdout of `{}` was not captured", describe(cmd)))?;
+    Ok((child, std::io::BufReader::new(stdout).lines()))
+}
+
 pub fn run(cmd: &mut Command) -> Result<()> {
     println!("$ {}", describe(cmd));
     let status = cmd

@@ -1,9 +1,7 @@
 //! `cargo xtask test`: the project's full test run (what CI runs). Set-up and data first, then
 //! `cargo test --workspace --release --no-fail-fast` with the data folders exported to the tests.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -83,17 +81,9 @@ pub fn run(p: &Paths) -> Result<()> {
     c.args(["test", "--workspace", "--release", "--no-fail-fast"])
         .current_dir(&p.repo)
         .envs(env.iter().map(|(k, v)| (k, v)));
-    println!("$ {}", cmd::describe(&c));
-    let mut child = c
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot start `{}`", cmd::describe(&c)))?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("cargo test stdout was not captured")?;
+    let (mut child, lines) = cmd::spawn_lines(&mut c)?;
     let mut counts = Counts::default();
-    for line in BufReader::new(stdout).lines() {
+    for line in lines {
         let line = line.context("reading cargo test output")?;
         println!("{line}");
         counts.add_line(&line);
