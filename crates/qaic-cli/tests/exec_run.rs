@@ -136,3 +136,46 @@ fn input_errors_name_the_problem_and_write_nothing() {
         .unwrap();
     assert!(err(&o).contains("/nonexistent/model.onnx"));
 }
+
+/// `-always-expand-onnx-functions` replaces a schema-function op (HardSwish, opset 14) by its
+/// primitive body; the outputs stay the same.
+#[test]
+fn always_expand_onnx_functions_expands_schema_functions() {
+    let f = Fixture::new();
+    let model = r#"
+ir_version: 8
+opset_import { domain: "" version: 14 }
+graph {
+  name: "hs"
+  node { input: "x" output: "y" op_type: "HardSwish" name: "hs0" }
+  input { name: "x" type { tensor_type { elem_type: 1 shape { dim { dim_value: 2 } dim { dim_value: 3 } } } } }
+  output { name: "y" type { tensor_type { elem_type: 1 } } }
+}
+"#;
+    std::fs::write(f.p("hs.onnxtxt"), model).unwrap();
+    std::fs::write(f.p("list.txt"), "x.bin\n").unwrap();
+    let run = |extra: &[&str], out: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_qaic-exec"));
+        cmd.arg(format!("-m={}", f.p("hs.onnxtxt")))
+            .arg("-run-on-interpreter")
+            .arg(format!("-input-list-file={}", f.p("list.txt")))
+            .arg(format!("-write-output-dir={}", f.p(out)))
+            .args(extra)
+            .current_dir(f.dir.path())
+            .env_remove("RUST_LOG");
+        cmd.output().unwrap()
+    };
+    let plain = run(&["-vv"], "plain");
+    ok(&plain);
+    assert!(!String::from_utf8_lossy(&plain.stderr).contains("expanded"));
+    let expanded = run(&["-always-expand-onnx-functions", "-vv"], "expanded");
+    ok(&expanded);
+    let log = String::from_utf8_lossy(&expanded.stderr);
+    assert!(log.contains("expanded 1 function call(s)"), "{log}");
+    let a = read_f32(Path::new(&f.p("plain/y-activation-0-inf-0.bin")));
+    let b = read_f32(Path::new(&f.p("expanded/y-activation-0-inf-0.bin")));
+    let want: Vec<f32> = [-1.0f32, 2.0, -3.0, 4.0, 5.0, -6.0].iter().map(|&x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0).collect();
+    for ((a, b), w) in a.iter().zip(&b).zip(&want) {
+        assert!((a - w).abs() <= 1e-6 && (b - w).abs() <= 1e-6, "{a} {b} {w}");
+    }
+}

@@ -71,7 +71,7 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("output-node-name", ValueKind::StrList("name,..."), "Also save these intermediate tensors (comma-separated names) beside the model outputs.")
         .repeatable().group(G_LOAD),
     o("onnxlib", PATH, "Path to an ONNX library.").unsupported(CUSTOM_OPS).group(G_LOAD),
-    o("always-expand-onnx-functions", FLAG, "Force ONNX function inlining.").unsupported(LOADER).group(G_LOAD),
+    o("always-expand-onnx-functions", FLAG, "Force ONNX function inlining: also expand standard operators the ONNX schema defines as functions (e.g. LayerNormalization, Gelu, HardSwish) into their primitive ops. Model-local functions are always inlined.").group(G_LOAD),
     o("sub-functions", FLAG, "Keep ONNX sub-functions as units during compilation.").unsupported(LOADER).group(G_LOAD),
     o("dynamic-shape-input", FLAG, "Compile with dynamic input shapes.").unsupported(LOADER).group(G_LOAD),
     o("register-custom-op", PATH, "Register a custom op using this configuration file.")
@@ -315,6 +315,8 @@ pub struct LoadConfig {
     pub batch_size: Option<u64>,
     /// `-output-node-name`: intermediate tensors to save beside the outputs.
     pub extra_outputs: Vec<String>,
+    /// `-always-expand-onnx-functions`: expand schema-defined function ops into their bodies.
+    pub always_expand_functions: bool,
 }
 
 /// Quantization schema for `-quantization-schema-*`.
@@ -631,6 +633,7 @@ impl ExecConfig {
             symbols,
             batch_size: a.int("batchsize").map(|v| v as u64),
             extra_outputs: a.strings("output-node-name"),
+            always_expand_functions: a.flag("always-expand-onnx-functions"),
         };
         let quantization = QuantConfig {
             convert_to_fp16: a.flag("convert-to-fp16"),

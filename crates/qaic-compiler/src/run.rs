@@ -175,7 +175,7 @@ pub fn load_graph(cfg: &ExecConfig) -> Result<qaic_ir::Graph, RunError> {
     let opts = qaic_onnx::LoadOptions {
         define_symbols: cfg.load.symbols.iter().map(|(n, v)| (n.clone(), *v as usize)).collect(),
         batch_size: cfg.load.batch_size.map(|b| b as usize),
-        always_expand_functions: false,
+        always_expand_functions: cfg.load.always_expand_functions,
     };
     let graph = qaic_onnx::load(path, &opts).map_err(|e| RunError::Model(e.to_string()))?;
     for name in &cfg.load.extra_outputs {
