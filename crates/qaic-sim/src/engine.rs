@@ -1,13 +1,19 @@
 //! The event-driven timing model and the data movement of one inference.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 
 use qaic_device::{DeviceModel, Dma, DmaPath, Instr, Program, Space, Unit, PS_PER_S};
-use qaic_kernels::Kernels;
 
-use crate::exec::run_op;
 use crate::SimError;
+
+/// A data event of the timeline, in the order the device performs it: the bytes of the DMA
+/// instruction `pc` of `core` land, or the op instruction `pc` of `core` runs. Timing never
+/// depends on data, so this order is fixed per program and replayed by [`crate::plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Land { core: u32, pc: u32 },
+    Op { core: u32, pc: u32 },
+}
 
 /// Predicted figures of one core for one inference (all times are simulated device time).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -135,17 +141,18 @@ struct Core {
 
 enum Phase {
     Idle,
-    Setup { until: u64, dma: Dma, start: u64 },
-    Transfer { remaining: f64, ddr: bool, cap: f64, dma: Dma, start: u64 },
+    Setup { until: u64, dma: Dma, pc: u32, start: u64 },
+    Transfer { remaining: f64, ddr: bool, cap: f64, dma: Dma, pc: u32, start: u64 },
 }
 
 struct DmaEngine {
-    queue: VecDeque<(u64, Dma)>,
+    queue: VecDeque<(u64, Dma, u32)>,
     phase: Phase,
 }
 
-/// Runs the program once on `ddr` (one byte array per buffer) and returns its statistics.
-pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [Cow<'_, [u8]>], traced: bool) -> Result<SimStats, SimError> {
+/// Runs the timing model of one inference and returns its statistics; `data` is called for
+/// every data event in device order (the caller moves bytes / runs kernels, or records them).
+pub(crate) fn simulate(p: &Program, dev: &DeviceModel, traced: bool, data: &mut dyn FnMut(Action) -> Result<(), SimError>) -> Result<SimStats, SimError> {
     let mut trace: Vec<TraceEvent> = Vec::new();
     let mut ev = |track: TraceTrack, name: &dyn Fn() -> String, start_ps: u64, end_ps: u64| {
         if traced && end_ps > start_ps {
@@ -153,7 +160,6 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
         }
     };
     let n = p.cores.len();
-    let mut vtcm: Vec<Vec<u8>> = vec![vec![0u8; p.vtcm_bytes as usize]; n];
     let mut cores: Vec<Core> = (0..n)
         .map(|_| Core { pc: 0, t: 0, state: State::Run, blocked_at: 0, outstanding: [0; 256], stats: CoreStats::default(), layer_marks: Vec::new() })
         .collect();
@@ -215,7 +221,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
             let Some((_, ei)) = next_engine else { break };
             let phase = std::mem::replace(&mut engines[ei].phase, Phase::Idle);
             match phase {
-                Phase::Setup { dma, start, .. } => {
+                Phase::Setup { dma, pc, start, .. } => {
                     let cost = dev.dma_cost(&dma);
                     let ddr = cost.ddr_read_bytes + cost.ddr_write_bytes > 0;
                     let amount = if ddr { cost.ddr_read_bytes + cost.ddr_write_bytes } else { cost.noc_bytes.max(cost.bytes) };
@@ -223,10 +229,10 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                     if dma.multicast.is_some() || cost.path == DmaPath::VtcmToVtcm {
                         cap = cap.min(dev.noc_bytes_per_s);
                     }
-                    engines[ei].phase = Phase::Transfer { remaining: amount as f64, ddr, cap: cap as f64 / PS_PER_S as f64, dma, start };
+                    engines[ei].phase = Phase::Transfer { remaining: amount as f64, ddr, cap: cap as f64 / PS_PER_S as f64, dma, pc, start };
                 }
-                Phase::Transfer { dma, start, .. } => {
-                    copy(p, &dma, ei, ddr, &mut vtcm);
+                Phase::Transfer { dma, pc, start, .. } => {
+                    data(Action::Land { core: ei as u32, pc })?;
                     let cost = dev.dma_cost(&dma);
                     let st = &mut cores[ei].stats;
                     st.ddr_read_bytes += cost.ddr_read_bytes;
@@ -257,7 +263,8 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
         }
 
         let Some((_, ci)) = next_core else { break };
-        let instr = &p.cores[ci].instrs[cores[ci].pc];
+        let pc = cores[ci].pc;
+        let instr = &p.cores[ci].instrs[pc];
         cores[ci].pc += 1;
         cores[ci].stats.instructions += 1;
         let t = now;
@@ -267,7 +274,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                 c.t = t + issue;
                 c.stats.busy_ps += issue;
                 c.outstanding[d.tag as usize] += 1;
-                engines[ci].queue.push_back((c.t, d.clone()));
+                engines[ci].queue.push_back((c.t, d.clone(), pc as u32));
                 if matches!(engines[ci].phase, Phase::Idle) {
                     start_next(&mut engines[ci], now, dev);
                 }
@@ -283,28 +290,7 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
                 }
             }
             Instr::Op(op) => {
-                let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
-                for tile in &op.inputs {
-                    let len = tile.bytes().unwrap_or(0) as usize;
-                    let o = tile.offset as usize;
-                    let src: &[u8] = match tile.space {
-                        Space::Ddr(b) => &ddr[b as usize],
-                        Space::Vtcm => &vtcm[ci],
-                        Space::PeerVtcm(c) => &vtcm[c as usize],
-                    };
-                    ins.push(&src[o..o + len]);
-                }
-                let outs = run_op(k, op, &ins).map_err(|msg| SimError::Op { core: ci, index: cores[ci].pc - 1, op: op.op.clone(), msg })?;
-                for (tile, bytes) in op.outputs.iter().zip(outs) {
-                    let o = tile.offset as usize;
-                    let len = (tile.bytes().unwrap_or(0) as usize).min(bytes.len());
-                    let dst: &mut [u8] = match tile.space {
-                        Space::Ddr(b) => ddr[b as usize].to_mut(),
-                        Space::Vtcm => &mut vtcm[ci],
-                        Space::PeerVtcm(c) => &mut vtcm[c as usize],
-                    };
-                    dst[o..o + len].copy_from_slice(&bytes[..len]);
-                }
+                data(Action::Op { core: ci as u32, pc: pc as u32 })?;
                 let cost = dev.op_cost(op);
                 let mut dur = dev.cycles_to_ps(cost.cycles);
                 let st = &mut cores[ci].stats;
@@ -407,9 +393,9 @@ pub(crate) fn simulate(p: &Program, dev: &DeviceModel, k: &Kernels, ddr: &mut [C
 }
 
 fn start_next(e: &mut DmaEngine, now: u64, dev: &DeviceModel) {
-    if let Some((ready, dma)) = e.queue.pop_front() {
+    if let Some((ready, dma, pc)) = e.queue.pop_front() {
         let start = now.max(ready);
-        e.phase = Phase::Setup { until: start + dev.dma_setup_ps, dma, start };
+        e.phase = Phase::Setup { until: start + dev.dma_setup_ps, dma, pc, start };
     }
 }
 
@@ -424,79 +410,6 @@ fn wake_sem(cores: &mut [Core], sems: &[u64], at: u64, sync: u64, ev: &mut impl 
             c.t = resume;
             c.state = State::Run;
         }
-    }
-}
-
-/// Calls `f(src_offset, dst_offset)` for every contiguous run of a descriptor, in order.
-fn for_each_run(d: &Dma, mut f: impl FnMut(usize, usize)) {
-    let dims = &d.shape.dims;
-    let get = |i: usize| dims.get(i).map_or((1usize, 0usize, 0usize), |x| (x.count as usize, x.src_stride as usize, x.dst_stride as usize));
-    let ((c0, s0, t0), (c1, s1, t1), (c2, s2, t2)) = (get(0), get(1), get(2));
-    let (sb, db) = (d.src_offset as usize, d.dst_offset as usize);
-    for i2 in 0..c2 {
-        for i1 in 0..c1 {
-            for i0 in 0..c0 {
-                f(sb + i0 * s0 + i1 * s1 + i2 * s2, db + i0 * t0 + i1 * t1 + i2 * t2);
-            }
-        }
-    }
-}
-
-/// Moves the bytes of a completed DMA issued by core `core` (validated ranges). Source and
-/// destination in different arrays are copied run by run; within one array (VTCM to the same
-/// VTCM, DDR to the same buffer) through a staging buffer, like the hardware's read-then-write.
-fn copy(p: &Program, d: &Dma, core: usize, ddr: &mut [Cow<'_, [u8]>], vtcm: &mut [Vec<u8>]) {
-    let run = d.shape.run_bytes as usize;
-    // DDR <-> VTCM (the common cases, including multicast from DDR): straight copies.
-    match (d.src, d.dst, d.multicast) {
-        (Space::Ddr(b), _, Some(m)) => {
-            let src: &[u8] = &ddr[b as usize];
-            for c in m.iter() {
-                if let Some(dst) = vtcm.get_mut(c as usize) {
-                    for_each_run(d, |so, o| dst[o..o + run].copy_from_slice(&src[so..so + run]));
-                }
-            }
-            return;
-        }
-        (Space::Ddr(b), Space::Vtcm, None) => {
-            let (src, dst) = (&ddr[b as usize], &mut vtcm[core]);
-            for_each_run(d, |so, o| dst[o..o + run].copy_from_slice(&src[so..so + run]));
-            return;
-        }
-        (Space::Vtcm, Space::Ddr(b), None) => {
-            let (src, dst) = (&vtcm[core], ddr[b as usize].to_mut());
-            for_each_run(d, |so, o| dst[o..o + run].copy_from_slice(&src[so..so + run]));
-            return;
-        }
-        _ => {}
-    }
-    let mut buf = Vec::with_capacity(d.shape.total_bytes() as usize);
-    {
-        let src: &[u8] = match d.src {
-            Space::Ddr(b) => &ddr[b as usize],
-            Space::Vtcm => &vtcm[core],
-            Space::PeerVtcm(c) => &vtcm[c as usize],
-        };
-        for_each_run(d, |so, _| buf.extend_from_slice(&src[so..so + run]));
-    }
-    let put = |dst: &mut [u8]| {
-        let mut i = 0;
-        for_each_run(d, |_, o| {
-            dst[o..o + run].copy_from_slice(&buf[i * run..(i + 1) * run]);
-            i += 1;
-        });
-    };
-    match (d.multicast, d.dst) {
-        (Some(m), _) => {
-            for c in m.iter() {
-                if (c as usize) < p.cores.len() {
-                    put(&mut vtcm[c as usize]);
-                }
-            }
-        }
-        (None, Space::Ddr(b)) => put(ddr[b as usize].to_mut()),
-        (None, Space::Vtcm) => put(&mut vtcm[core]),
-        (None, Space::PeerVtcm(c)) => put(&mut vtcm[c as usize]),
     }
 }
 

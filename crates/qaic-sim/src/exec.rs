@@ -31,18 +31,6 @@ pub(crate) fn to_f32(dtype: DType, b: &[u8]) -> Result<std::borrow::Cow<'_, [f32
     }))
 }
 
-/// Encodes f32 values into a tile's element type.
-pub(crate) fn from_f32(dtype: DType, v: &[f32]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(v.len() * dtype.bits().div_ceil(8));
-    match dtype {
-        DType::F32 => out.extend_from_slice(bytemuck::cast_slice(v)),
-        DType::F16 => v.iter().for_each(|x| out.extend_from_slice(&f16::from_f32(*x).to_le_bytes())),
-        DType::BF16 => v.iter().for_each(|x| out.extend_from_slice(&bf16::from_f32(*x).to_le_bytes())),
-        d => return Err(format!("float op producing a {d:?} tile is not supported yet")),
-    }
-    Ok(out)
-}
-
 fn dims(t: &Tile) -> Vec<usize> {
     t.shape.iter().map(|&d| d as usize).collect()
 }
@@ -74,7 +62,7 @@ fn axis(op: &Op, default: i64, rank: usize) -> Result<usize, String> {
     Ok(if a < 0 { (a + r) as usize } else { a as usize })
 }
 
-fn conv_params(op: &Op, spatial: usize, kernel: &[usize]) -> Result<ConvParams, String> {
+pub(crate) fn conv_params(op: &Op, spatial: usize, kernel: &[usize]) -> Result<ConvParams, String> {
     let mut p = ConvParams::new(kernel);
     let pos = |v: Vec<i64>, what: &str| -> Result<Vec<usize>, String> {
         if v.len() != spatial || v.iter().any(|&x| x <= 0) {
@@ -152,11 +140,86 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceMin", "Transpose", "Concat", "Copy", "Resize",
 ];
 
-/// Executes `op`: `inputs` are the input tiles' bytes, returns the output tiles' bytes.
-pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u8>>, String> {
+/// Executes `op`: `inputs` are the input tiles' bytes, `out` the output tile's bytes (exactly
+/// its size; it may hold stale data). `scratch` is reused for float results that cannot be
+/// written in place (non-f32 or unaligned outputs).
+pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scratch: &mut Vec<f32>) -> Result<(), String> {
+    let out_t = op.outputs.first().ok_or("op without outputs")?;
+    let want = out_t.bytes().unwrap_or(0) as usize;
+    if out.len() != want {
+        return Err(format!("output buffer has {} bytes, tile needs {want}", out.len()));
+    }
+    match op.op.as_str() {
+        // Pure data movement: element-size generic, written straight into the output.
+        "Copy" => {
+            if op.inputs.is_empty() {
+                return Err("needs 1 inputs, has 0".into());
+            }
+            let n = want.min(inputs[0].len());
+            out[..n].copy_from_slice(&inputs[0][..n]);
+            return Ok(());
+        }
+        "Transpose" => {
+            if op.inputs.is_empty() {
+                return Err("needs 1 inputs, has 0".into());
+            }
+            let perm: Vec<usize> = ints(op, "perm").ok_or("Transpose without perm")?.iter().map(|&p| p as usize).collect();
+            let v = transpose_bytes(inputs[0], op.inputs[0].dtype, &dims(&op.inputs[0]), &perm)?;
+            let n = want.min(v.len());
+            out[..n].copy_from_slice(&v[..n]);
+            return Ok(());
+        }
+        "Concat" => {
+            if op.inputs.is_empty() {
+                return Err("needs 1 inputs, has 0".into());
+            }
+            let oshape = dims(out_t);
+            let ax = axis(op, 0, oshape.len())?;
+            let es = out_t.dtype.bits().div_ceil(8);
+            let outer: usize = oshape[..ax].iter().product();
+            let mut o = 0usize;
+            for i in 0..outer {
+                for (t, b) in op.inputs.iter().zip(inputs) {
+                    let run = dims(t)[ax..].iter().product::<usize>() * es;
+                    let src = b.get(i * run..(i + 1) * run).ok_or("Concat input too small")?;
+                    out.get_mut(o..o + run).ok_or("Concat output too small")?.copy_from_slice(src);
+                    o += run;
+                }
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
+    let on = out_t.elements() as usize;
+    // f32 outputs aligned in memory are computed in place; others through `scratch`.
+    if out_t.dtype == DType::F32
+        && let Ok(o) = bytemuck::try_cast_slice_mut::<u8, f32>(out)
+        && o.len() == on
+    {
+        return run_float(k, op, inputs, o);
+    }
+    scratch.clear();
+    scratch.resize(on, 0.0);
+    run_float(k, op, inputs, scratch)?;
+    encode_f32(out_t.dtype, scratch, out)
+}
+
+/// Encodes f32 values into `out` in the element type `dtype`.
+fn encode_f32(dtype: DType, v: &[f32], out: &mut [u8]) -> Result<(), String> {
+    match dtype {
+        DType::F32 => out.iter_mut().zip(bytemuck::cast_slice::<f32, u8>(v)).for_each(|(o, b)| *o = *b),
+        DType::F16 => out.chunks_exact_mut(2).zip(v).for_each(|(o, x)| o.copy_from_slice(&f16::from_f32(*x).to_le_bytes())),
+        DType::BF16 => out.chunks_exact_mut(2).zip(v).for_each(|(o, x)| o.copy_from_slice(&bf16::from_f32(*x).to_le_bytes())),
+        d => return Err(format!("float op producing a {d:?} tile is not supported yet")),
+    }
+    Ok(())
+}
+
+/// A float op into `out` (the output tile's elements; may hold stale values).
+fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32]) -> Result<(), String> {
     let out_t = op.outputs.first().ok_or("op without outputs")?;
     let oshape = dims(out_t);
-    let on: usize = oshape.iter().product();
+    let on = out.len();
     let kerr = |e: qaic_kernels::KernelError| e.to_string();
     let fin = |i: usize| -> Result<std::borrow::Cow<'_, [f32]>, String> {
         let t = op.inputs.get(i).ok_or_else(|| format!("missing input {i}"))?;
@@ -165,49 +228,19 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
     let need = |n: usize| -> Result<(), String> {
         if op.inputs.len() < n { Err(format!("needs {n} inputs, has {}", op.inputs.len())) } else { Ok(()) }
     };
-    let mut out = vec![0f32; on];
     match op.op.as_str() {
-        // Pure data movement: element-size generic.
-        "Copy" => {
-            need(1)?;
-            return Ok(vec![inputs[0].to_vec()]);
-        }
-        "Transpose" => {
-            need(1)?;
-            let perm: Vec<usize> = ints(op, "perm").ok_or("Transpose without perm")?.iter().map(|&p| p as usize).collect();
-            return Ok(vec![transpose_bytes(inputs[0], op.inputs[0].dtype, &dims(&op.inputs[0]), &perm)?]);
-        }
-        "Concat" => {
-            need(1)?;
-            let ax = axis(op, 0, oshape.len())?;
-            let es = out_t.dtype.bits().div_ceil(8);
-            let outer: usize = oshape[..ax].iter().product();
-            let mut o = Vec::with_capacity(on * es);
-            for i in 0..outer {
-                for (t, b) in op.inputs.iter().zip(inputs) {
-                    let run = dims(t)[ax..].iter().product::<usize>() * es;
-                    o.extend_from_slice(b.get(i * run..(i + 1) * run).ok_or("Concat input too small")?);
-                }
-            }
-            return Ok(vec![o]);
-        }
         "Conv" => {
             need(2)?;
             let (x, w) = (fin(0)?, fin(1)?);
             let b = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
             let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
             let p = conv_params(op, xs.len().saturating_sub(2), ws.get(2..).unwrap_or(&[]))?;
-            let act = match op.attr("activation") {
-                Some(AttrValue::Str(s)) if s == "Relu" => Activation::Relu,
-                Some(AttrValue::Str(s)) if s == "Clip" => Activation::Clip { min: float(op, "act_min", 0.0), max: float(op, "act_max", 6.0) },
-                _ => Activation::None,
-            };
-            k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), act, &mut out).map_err(kerr)?;
+            k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), conv_activation(op), out).map_err(kerr)?;
         }
         "MatMul" => {
             need(2)?;
             let (a, b) = (fin(0)?, fin(1)?);
-            k.matmul(&a, &dims(&op.inputs[0]), &b, &dims(&op.inputs[1]), &mut out).map_err(kerr)?;
+            k.matmul(&a, &dims(&op.inputs[0]), &b, &dims(&op.inputs[1]), out).map_err(kerr)?;
         }
         "Gemm" => {
             need(2)?;
@@ -222,7 +255,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
             let kk = if ta { as_[0] } else { as_[1] };
             if op.inputs.len() > 2 {
                 let c = fin(2)?;
-                qaic_kernels::elementwise::broadcast::broadcast_to(&c, &dims(&op.inputs[2]), &oshape, &mut out).map_err(kerr)?;
+                qaic_kernels::elementwise::broadcast::broadcast_to(&c, &dims(&op.inputs[2]), &oshape, out).map_err(kerr)?;
             } else {
                 beta = 0.0;
             }
@@ -233,7 +266,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
             if am.rows() != m || am.cols() != kk || bm.cols() != n {
                 return Err(format!("Gemm shapes {as_:?} x {bs:?} do not give {oshape:?}"));
             }
-            let mut cm = MatMut::row_major(&mut out, m, n).map_err(kerr)?;
+            let mut cm = MatMut::row_major(out, m, n).map_err(kerr)?;
             k.gemm(alpha, am, bm, beta, &mut cm).map_err(kerr)?;
         }
         "MaxPool" | "AveragePool" => {
@@ -243,7 +276,8 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
             let ks: Vec<usize> = ints(op, "kernel_shape").ok_or("pool without kernel_shape")?.iter().map(|&v| v.max(1) as usize).collect();
             let p = conv_params(op, xs.len().saturating_sub(2), &ks)?;
             let kind = if op.op == "MaxPool" { PoolKind::Max } else { PoolKind::Avg { count_include_pad: int(op, "count_include_pad", 0) != 0 } };
-            qaic_kernels::pool::pool_f32(&p, int(op, "ceil_mode", 0) != 0, kind, &x, &xs, &mut out).map_err(kerr)?;
+            out.fill(0.0);
+            qaic_kernels::pool::pool_f32(&p, int(op, "ceil_mode", 0) != 0, kind, &x, &xs, out).map_err(kerr)?;
         }
         "GlobalAveragePool" | "GlobalMaxPool" => {
             need(1)?;
@@ -253,7 +287,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
                 return Err("global pool input must have rank >= 2".into());
             }
             let kind = if op.op == "GlobalMaxPool" { PoolKind::Max } else { PoolKind::Avg { count_include_pad: false } };
-            qaic_kernels::pool::global_pool_f32(kind, &x, xs[0], xs[1], xs[2..].iter().product(), &mut out).map_err(kerr)?;
+            qaic_kernels::pool::global_pool_f32(kind, &x, xs[0], xs[1], xs[2..].iter().product(), out).map_err(kerr)?;
         }
         "Softmax" | "LogSoftmax" => {
             need(1)?;
@@ -261,7 +295,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
             let ax = axis(op, -1, oshape.len())?;
             let outer: usize = oshape[..ax].iter().product();
             let inner: usize = oshape[ax + 1..].iter().product();
-            k.softmax(&x, outer, oshape[ax], inner, op.op == "LogSoftmax", &mut out).map_err(kerr)?;
+            k.softmax(&x, outer, oshape[ax], inner, op.op == "LogSoftmax", out).map_err(kerr)?;
         }
         "LayerNormalization" => {
             need(2)?;
@@ -271,7 +305,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
             let n: usize = oshape[ax..].iter().product();
             let scale = fin(1)?;
             let bias = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
-            k.layer_norm(&x, outer, n, &scale, bias.as_deref(), float(op, "epsilon", 1e-5), &mut out, None, None).map_err(kerr)?;
+            k.layer_norm(&x, outer, n, &scale, bias.as_deref(), float(op, "epsilon", 1e-5), out, None, None).map_err(kerr)?;
         }
         "BatchNormalization" => {
             need(5)?;
@@ -281,7 +315,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
                 return Err("BatchNormalization input must have rank >= 2".into());
             }
             let (s, b, m, v) = (fin(1)?, fin(2)?, fin(3)?, fin(4)?);
-            k.batch_norm(&x, xs[0], xs[1], xs[2..].iter().product(), &s, &b, &m, &v, float(op, "epsilon", 1e-5), &mut out).map_err(kerr)?;
+            k.batch_norm(&x, xs[0], xs[1], xs[2..].iter().product(), &s, &b, &m, &v, float(op, "epsilon", 1e-5), out).map_err(kerr)?;
         }
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" => {
             need(1)?;
@@ -295,7 +329,8 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
                 "ReduceMax" => ReduceOp::Max,
                 _ => ReduceOp::Min,
             };
-            qaic_kernels::reduce::reduce(rop, &x, &xs, &axes, &mut out).map_err(kerr)?;
+            out.fill(0.0);
+            qaic_kernels::reduce::reduce(rop, &x, &xs, &axes, out).map_err(kerr)?;
         }
         "Resize" => {
             // Nearest neighbour with integer upsampling factors (codegen lowers only this case).
@@ -330,7 +365,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
                 if x.len() != on {
                     return Err(format!("{name}: input has {} elements, output {on}", x.len()));
                 }
-                k.unary(u, &x, &mut out).map_err(kerr)?;
+                k.unary(u, &x, out).map_err(kerr)?;
             } else if let Some(b) = binary_of(name) {
                 need(2)?;
                 let mut acc = fin(0)?;
@@ -339,21 +374,35 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]]) -> Result<Vec<Vec<u
                     let y = fin(i)?;
                     let ys = dims(&op.inputs[i]);
                     let s = qaic_kernels::elementwise::broadcast::broadcast_shapes(&[&shape, &ys]).map_err(kerr)?;
+                    if i + 1 == op.inputs.len() {
+                        // The last (usually only) step writes the output in place.
+                        if s != oshape {
+                            return Err(format!("{name}: result shape {s:?} differs from the output tile {oshape:?}"));
+                        }
+                        k.binary(b, &acc, &shape, &y, &ys, out).map_err(kerr)?;
+                        break;
+                    }
                     let mut o = vec![0f32; s.iter().product()];
                     k.binary(b, &acc, &shape, &y, &ys, &mut o).map_err(kerr)?;
                     acc = o.into();
                     shape = s;
                 }
-                if shape != oshape {
-                    return Err(format!("{name}: result shape {shape:?} differs from the output tile {oshape:?}"));
-                }
-                out = acc.into_owned();
             } else {
                 return Err(format!("op {name} is not supported by the simulator yet"));
             }
         }
     }
-    Ok(vec![from_f32(out_t.dtype, &out)?])
+    let _ = on;
+    Ok(())
+}
+
+/// The activation a codegen-fused `Conv` carries in its `activation` attribute.
+pub(crate) fn conv_activation(op: &Op) -> Activation {
+    match op.attr("activation") {
+        Some(AttrValue::Str(s)) if s == "Relu" => Activation::Relu,
+        Some(AttrValue::Str(s)) if s == "Clip" => Activation::Clip { min: float(op, "act_min", 0.0), max: float(op, "act_max", 6.0) },
+        _ => Activation::None,
+    }
 }
 
 fn transpose_bytes(b: &[u8], dtype: DType, shape: &[usize], perm: &[usize]) -> Result<Vec<u8>, String> {

@@ -46,6 +46,7 @@
 
 mod engine;
 mod exec;
+mod plan;
 
 pub use engine::{CoreStats, LayerStats, SimStats, TraceEvent, TraceTrack};
 pub use exec::SUPPORTED_OPS;
@@ -85,11 +86,18 @@ pub struct SimRun {
 }
 
 /// A program loaded for simulation: validated once, run many times.
+///
+/// The first run also prepares the program (module `plan`): the timing model runs once (it
+/// never depends on data), its order of data events becomes a replay list, convolutions that
+/// are one layer split over cores or tiles are merged with weights packed once, dead DMA copies
+/// are dropped, and memory arrays are kept for the next run.
 pub struct Simulator {
     program: Program,
     device: DeviceModel,
     constants: Vec<u8>,
     kernels: &'static qaic_kernels::Kernels,
+    plan: std::sync::OnceLock<Result<plan::Plan, SimError>>,
+    workspace: std::sync::Mutex<plan::Workspace>,
 }
 
 impl Simulator {
@@ -103,7 +111,7 @@ impl Simulator {
             return Err(SimError::Constants { name, got: constants.len() as u64, want });
         }
         let kernels = qaic_kernels::Kernels::from_env()?;
-        Ok(Simulator { program, device, constants, kernels })
+        Ok(Simulator { program, device, constants, kernels, plan: std::sync::OnceLock::new(), workspace: std::sync::Mutex::new(plan::Workspace::default()) })
     }
 
     /// The loaded program.
@@ -143,29 +151,18 @@ impl Simulator {
         if inputs.len() != ins.len() {
             return Err(SimError::Input { index: inputs.len().min(ins.len()), name: String::new(), msg: format!("program has {} inputs, {} given", ins.len(), inputs.len()) });
         }
-        let mut ddr: Vec<std::borrow::Cow<'_, [u8]>> = Vec::with_capacity(self.program.buffers.len());
-        let (mut next_in, mut const_off) = (0usize, 0usize);
-        for b in &self.program.buffers {
-            ddr.push(match b.kind {
-                BufferKind::Input => {
-                    let v = &inputs[next_in];
-                    if v.len() as u64 != b.size {
-                        return Err(SimError::Input { index: next_in, name: b.name.clone(), msg: format!("{} bytes given, buffer holds {}", v.len(), b.size) });
-                    }
-                    next_in += 1;
-                    std::borrow::Cow::Borrowed(v.as_slice())
-                }
-                BufferKind::Constants => {
-                    // Read-only (validation refuses writes): shared, not copied, per run.
-                    let v = &self.constants[const_off..const_off + b.size as usize];
-                    const_off += b.size as usize;
-                    std::borrow::Cow::Borrowed(v)
-                }
-                _ => std::borrow::Cow::Owned(vec![0u8; b.size as usize]),
-            });
+        for (index, ((name, size), v)) in ins.iter().zip(inputs).enumerate() {
+            if v.len() as u64 != *size {
+                return Err(SimError::Input { index, name: name.to_string(), msg: format!("{} bytes given, buffer holds {size}", v.len()) });
+            }
         }
-        let stats = engine::simulate(&self.program, &self.device, self.kernels, &mut ddr, traced)?;
-        let outputs = self.program.buffers.iter().zip(ddr).filter(|(b, _)| b.kind == BufferKind::Output).map(|(_, d)| d.into_owned()).collect();
+        let plan = self.plan.get_or_init(|| plan::Plan::build(&self.program, &self.device, &self.constants, self.kernels)).as_ref().map_err(Clone::clone)?;
+        // One workspace is kept; a concurrent run (rare) works in a fresh one.
+        let outputs = match self.workspace.try_lock() {
+            Ok(mut ws) => plan.run(&self.program, &self.constants, inputs, self.kernels, &mut ws)?,
+            Err(_) => plan.run(&self.program, &self.constants, inputs, self.kernels, &mut plan::Workspace::default())?,
+        };
+        let stats = if traced { engine::simulate(&self.program, &self.device, true, &mut |_| Ok(()))? } else { plan.stats.clone() };
         Ok(SimRun { outputs, stats })
     }
 }

@@ -1,0 +1,862 @@
+//! The prepared form of a loaded program: what one inference does to memory, worked out once.
+//!
+//! Timing never depends on data (op costs depend on tile shapes, DMA costs on descriptors), so
+//! the event engine runs once per loaded program: its statistics are kept, and the order in
+//! which it performed data events (DMA landings, ops) becomes a flat list of [`Step`]s that
+//! every inference replays on real data. That order is a valid sequential execution of the
+//! program (it is the device's), so results do not change. On that list, three rewrites cut
+//! host work without changing any byte a later step reads:
+//!
+//! * **Merged convolutions.** When several `Conv` ops (on one or many cores) read input tiles
+//!   that provably hold the same bytes — loaded by identical DMA descriptors from the same DDR
+//!   range with no write to that range in between — and take their weights and bias from
+//!   `Constants`, they are one convolution split by output channels (what codegen's channel
+//!   split emits). The group's weights are concatenated and packed **once per loaded
+//!   program**; at the first member's place one kernel call computes every member's channels
+//!   (one im2col instead of one per core and tile, and GEMMs large enough to thread), and each
+//!   member's output tile receives its channel slice at the member's own place.
+//! * **Dead DMA landings.** A DMA into VTCM whose bytes are overwritten or never read before
+//!   being read again is not copied (e.g. the whole-input loads and weight slices that only
+//!   merged convolutions used; for a multicast, per receiver).
+//! * **Buffers reused across inferences.** VTCM, scratch and output arrays persist in a
+//!   workspace; only bytes some step reads before any step writes them ("live-in") are zeroed
+//!   per run, so results equal those of fresh zeroed arrays.
+//!
+//! Outputs equal the step-by-step execution within the float tolerance (GEMM blocking differs
+//! with the merged shape); predicted timing is the engine's, untouched.
+
+use std::collections::HashMap;
+
+use qaic_device::{AttrValue, BufferKind, CoreMask, DeviceModel, Dma, DmaShape, Instr, Op, Program, Space, Tile};
+use qaic_kernels::Kernels;
+use qaic_kernels::conv::{ConvParams, PackedConvWeights};
+use qaic_kernels::gemm::Activation;
+use qaic_tensor::DType;
+
+use crate::engine::{self, Action, SimStats};
+use crate::exec;
+use crate::SimError;
+
+/// One replayed data event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// DMA instruction `pc` of `core` lands; `receivers` narrows a multicast to the cores whose
+    /// copy is read later.
+    Land { core: u32, pc: u32, receivers: Option<CoreMask> },
+    /// Op instruction `pc` of `core`, run as written.
+    Op { core: u32, pc: u32 },
+    /// Merged convolution `group`: computed at its first member's place, which it also writes.
+    Group { group: u32 },
+    /// Member `member` (≥ 1) of `group` receives its channel slice.
+    Scatter { group: u32, member: u32 },
+}
+
+/// Convolutions merged along output channels (see the module documentation).
+struct ConvGroup {
+    /// Input tile the merged convolution reads: the first member's, in its core's VTCM.
+    leader: (u32, u32),
+    params: ConvParams,
+    act: Activation,
+    x_shape: Vec<usize>,
+    weights: PackedConvWeights,
+    bias: Option<Vec<f32>>,
+    /// `[N, M_total, spatial...]`.
+    out_shape: Vec<usize>,
+    /// (core, pc, first channel, channels) per member, in execution order.
+    members: Vec<(u32, u32, usize, usize)>,
+    /// Result buffer of the workspace holding the merged output between its first and last member.
+    slot: usize,
+}
+
+/// A program prepared for repeated inferences.
+pub(crate) struct Plan {
+    /// Timing of one inference (data-independent).
+    pub(crate) stats: SimStats,
+    steps: Vec<Step>,
+    groups: Vec<ConvGroup>,
+    /// Element counts of the merged-result buffers.
+    slot_sizes: Vec<usize>,
+    /// Per memory (DDR buffers, then each core's VTCM): byte ranges read before written.
+    live_in: Vec<Vec<(u64, u64)>>,
+    /// Input buffers some step writes (copied per run instead of borrowed).
+    input_written: Vec<bool>,
+}
+
+/// Arrays reused across inferences.
+#[derive(Default)]
+pub(crate) struct Workspace {
+    ddr: Vec<Vec<u8>>,
+    vtcm: Vec<Vec<u8>>,
+    slots: Vec<Vec<f32>>,
+    scratch: Vec<f32>,
+    staging: Vec<u8>,
+}
+
+/// Identity of bytes DMA'd from DDR: equal keys mean equal bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LoadKey {
+    buf: u32,
+    src_offset: u64,
+    shape: DmaShape,
+    /// Sequence number of the last write to the source range before the landing (0: none).
+    version: u64,
+}
+
+/// VTCM bytes `[start, end)` of a core hold the dense destination image of `key`.
+#[derive(Debug, Clone)]
+struct Record {
+    start: u64,
+    end: u64,
+    key: LoadKey,
+}
+
+/// Identity of a tile's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct TileKey {
+    load: LoadKey,
+    rel: u64,
+    dtype: DType,
+    shape: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct GroupKey {
+    x: TileKey,
+    attrs: Vec<(String, AttrValue)>,
+    w_rest: Vec<u64>,
+    has_bias: bool,
+    out_n: u64,
+    out_spatial: Vec<u64>,
+}
+
+/// A byte range of one memory (DDR buffer `b` = `b`, VTCM of core `c` = buffers + `c`).
+#[derive(Debug, Clone, Copy)]
+struct Access {
+    step: usize,
+    start: u64,
+    end: u64,
+    write: bool,
+    /// The write covers every byte of the range.
+    dense: bool,
+}
+
+/// Whether a descriptor writes its destination extent densely (canonical row-major strides).
+fn dense_dst(s: &DmaShape) -> bool {
+    let mut inner = s.run_bytes;
+    for d in &s.dims {
+        if d.count > 1 && d.dst_stride != inner {
+            return false;
+        }
+        inner = inner.saturating_mul(d.count);
+    }
+    true
+}
+
+/// Calls `f(src_offset, dst_offset)` for every contiguous run of a descriptor, in order.
+fn for_each_run_of(shape: &DmaShape, sb: usize, db: usize, f: &mut impl FnMut(usize, usize)) {
+    let dims = &shape.dims;
+    let get = |i: usize| dims.get(i).map_or((1usize, 0usize, 0usize), |x| (x.count as usize, x.src_stride as usize, x.dst_stride as usize));
+    let ((c0, s0, t0), (c1, s1, t1), (c2, s2, t2)) = (get(0), get(1), get(2));
+    for i2 in 0..c2 {
+        for i1 in 0..c1 {
+            for i0 in 0..c0 {
+                f(sb + i0 * s0 + i1 * s1 + i2 * s2, db + i0 * t0 + i1 * t1 + i2 * t2);
+            }
+        }
+    }
+}
+
+/// Sorted disjoint half-open intervals.
+#[derive(Debug, Default, Clone)]
+struct Intervals(Vec<(u64, u64)>);
+
+impl Intervals {
+    fn add(&mut self, s: u64, e: u64) {
+        if s >= e {
+            return;
+        }
+        let (mut s, mut e) = (s, e);
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b < s || a > e {
+                out.push((a, b));
+            } else {
+                s = s.min(a);
+                e = e.max(b);
+            }
+        }
+        let pos = out.partition_point(|&(a, _)| a < s);
+        out.insert(pos, (s, e));
+        self.0 = out;
+    }
+    fn subtract(&mut self, s: u64, e: u64) {
+        if s >= e {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        for &(a, b) in &self.0 {
+            if b <= s || a >= e {
+                out.push((a, b));
+                continue;
+            }
+            if a < s {
+                out.push((a, s));
+            }
+            if b > e {
+                out.push((e, b));
+            }
+        }
+        self.0 = out;
+    }
+    fn intersects(&self, s: u64, e: u64) -> bool {
+        self.0.iter().any(|&(a, b)| a < e && s < b)
+    }
+    /// Parts of `[s, e)` not covered.
+    fn gaps(&self, s: u64, e: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut cur = s;
+        for &(a, b) in &self.0 {
+            if b <= cur || a >= e {
+                continue;
+            }
+            if a > cur {
+                out.push((cur, a));
+            }
+            cur = cur.max(b);
+            if cur >= e {
+                break;
+            }
+        }
+        if cur < e {
+            out.push((cur, e));
+        }
+        out
+    }
+}
+
+fn tile_len(t: &Tile) -> u64 {
+    t.bytes().unwrap_or(0)
+}
+
+fn usizes(v: &[u64]) -> Vec<usize> {
+    v.iter().map(|&d| d as usize).collect()
+}
+
+impl Plan {
+    /// Runs the timing model once and prepares the replay. Errors are the engine's (deadlock).
+    pub(crate) fn build(p: &Program, dev: &DeviceModel, constants: &[u8], k: &Kernels) -> Result<Plan, SimError> {
+        let mut actions = Vec::new();
+        let stats = engine::simulate(p, dev, false, &mut |a| {
+            actions.push(a);
+            Ok(())
+        })?;
+        let nbuf = p.buffers.len();
+        let ncores = p.cores.len();
+        let mut const_base = vec![0usize; nbuf];
+        let mut off = 0usize;
+        for (i, b) in p.buffers.iter().enumerate() {
+            if b.kind == BufferKind::Constants {
+                const_base[i] = off;
+                off += b.size as usize;
+            }
+        }
+        let is_const = |b: u32| p.buffers.get(b as usize).is_some_and(|b| b.kind == BufferKind::Constants);
+        let dma_at = |core: u32, pc: u32| match &p.cores[core as usize].instrs[pc as usize] {
+            Instr::Dma(d) => Some(d),
+            _ => None,
+        };
+        let op_at = |core: u32, pc: u32| match &p.cores[core as usize].instrs[pc as usize] {
+            Instr::Op(o) => Some(o),
+            _ => None,
+        };
+
+        // Pass 1: content identity of VTCM bytes, and convolution groups.
+        let mut records: Vec<Vec<Record>> = vec![Vec::new(); ncores];
+        let mut ddr_writes: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); nbuf];
+        let mut seq = 0u64;
+        let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
+        // Per candidate group: members (core, pc, weights bytes, bias bytes).
+        struct Cand {
+            leader: (u32, u32),
+            members: Vec<(u32, u32, Vec<u8>, Option<Vec<u8>>)>,
+        }
+        let mut cands: Vec<Cand> = Vec::new();
+        let mut member_of: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
+        let invalidate = |recs: &mut Vec<Record>, s: u64, e: u64| recs.retain(|r| r.end <= s || r.start >= e);
+        let gather = |key: &LoadKey, rel: u64, len: u64| -> Option<Vec<u8>> {
+            let base = const_base[key.buf as usize];
+            let ext = key.shape.dst_extent()? as usize;
+            let src = constants.get(base..base + p.buffers[key.buf as usize].size as usize)?;
+            let mut img = vec![0u8; ext];
+            let run = key.shape.run_bytes as usize;
+            let mut ok = true;
+            for_each_run_of(&key.shape, key.src_offset as usize, 0, &mut |so, o| match src.get(so..so + run) {
+                Some(b) => img[o..o + run].copy_from_slice(b),
+                None => ok = false,
+            });
+            if !ok {
+                return None;
+            }
+            img.get(rel as usize..(rel + len) as usize).map(<[u8]>::to_vec)
+        };
+        for a in &actions {
+            match *a {
+                Action::Land { core, pc } => {
+                    let Some(d) = dma_at(core, pc) else { continue };
+                    let ext = d.shape.dst_extent().unwrap_or(0);
+                    let receivers: Vec<usize> = match (d.multicast, d.dst) {
+                        (Some(m), _) => m.iter().map(|c| c as usize).filter(|&c| c < ncores).collect(),
+                        (None, Space::Vtcm) => vec![core as usize],
+                        (None, Space::PeerVtcm(c)) => vec![c as usize],
+                        (None, Space::Ddr(b)) => {
+                            seq += 1;
+                            ddr_writes[b as usize].push((d.dst_offset, d.dst_offset + ext, seq));
+                            Vec::new()
+                        }
+                    };
+                    for &c in &receivers {
+                        invalidate(&mut records[c], d.dst_offset, d.dst_offset + ext);
+                    }
+                    if let Space::Ddr(b) = d.src
+                        && dense_dst(&d.shape)
+                        && ext > 0
+                    {
+                        let (s, e) = (d.src_offset, d.src_offset + d.shape.src_extent().unwrap_or(0));
+                        let version = ddr_writes[b as usize].iter().filter(|w| w.0 < e && s < w.1).map(|w| w.2).max().unwrap_or(0);
+                        let key = LoadKey { buf: b, src_offset: d.src_offset, shape: d.shape.clone(), version };
+                        for &c in &receivers {
+                            records[c].push(Record { start: d.dst_offset, end: d.dst_offset + ext, key: key.clone() });
+                        }
+                    }
+                }
+                Action::Op { core, pc } => {
+                    let Some(op) = op_at(core, pc) else { continue };
+                    let recs = &records[core as usize];
+                    let find = |t: &Tile| -> Option<(LoadKey, u64)> {
+                        if t.space != Space::Vtcm {
+                            return None;
+                        }
+                        let len = tile_len(t);
+                        recs.iter().find(|r| r.start <= t.offset && t.offset + len <= r.end).map(|r| (r.key.clone(), t.offset - r.start))
+                    };
+                    // Constant operand bytes: a VTCM tile loaded from `Constants`, or a DDR tile in it.
+                    let const_bytes = |t: &Tile| -> Option<Vec<u8>> {
+                        match t.space {
+                            Space::Ddr(b) if is_const(b) => {
+                                let s = const_base[b as usize] + t.offset as usize;
+                                constants.get(s..s + tile_len(t) as usize).map(<[u8]>::to_vec)
+                            }
+                            Space::Vtcm => {
+                                let (key, rel) = find(t)?;
+                                if !is_const(key.buf) {
+                                    return None;
+                                }
+                                gather(&key, rel, tile_len(t))
+                            }
+                            _ => None,
+                        }
+                    };
+                    let candidate = op.op == "Conv"
+                        && op.dtype == DType::F32
+                        && (2..=3).contains(&op.inputs.len())
+                        && op.outputs.len() == 1
+                        && op.inputs.iter().chain(&op.outputs).all(|t| t.dtype == DType::F32)
+                        && op.inputs[0].shape.len() >= 3
+                        && op.inputs[1].shape.len() == op.inputs[0].shape.len()
+                        && op.outputs[0].shape.len() == op.inputs[0].shape.len();
+                    if candidate
+                        && let Some((xload, xrel)) = find(&op.inputs[0])
+                        && let Some(w) = const_bytes(&op.inputs[1])
+                    {
+                        let b = match op.inputs.get(2) {
+                            Some(t) => const_bytes(t).map(Some),
+                            None => Some(None),
+                        };
+                        if let Some(b) = b {
+                            let x = &op.inputs[0];
+                            let o = &op.outputs[0];
+                            let key = GroupKey {
+                                x: TileKey { load: xload, rel: xrel, dtype: x.dtype, shape: x.shape.clone() },
+                                attrs: op.attrs.clone(),
+                                w_rest: op.inputs[1].shape[1..].to_vec(),
+                                has_bias: b.is_some(),
+                                out_n: o.shape[0],
+                                out_spatial: o.shape[2..].to_vec(),
+                            };
+                            let g = *group_of.entry(key).or_insert_with(|| {
+                                cands.push(Cand { leader: (core, pc), members: Vec::new() });
+                                cands.len() - 1
+                            });
+                            member_of.insert((core, pc), (g, cands[g].members.len()));
+                            cands[g].members.push((core, pc, w, b));
+                        }
+                    }
+                    for t in &op.outputs {
+                        let len = tile_len(t);
+                        match t.space {
+                            Space::Ddr(b) => {
+                                seq += 1;
+                                ddr_writes[b as usize].push((t.offset, t.offset + len, seq));
+                            }
+                            _ => invalidate(&mut records[core as usize], t.offset, t.offset + len),
+                        }
+                    }
+                }
+            }
+        }
+
+        // Build the groups: concatenated, packed weights; a candidate the kernel refuses runs as
+        // plain ops.
+        let mut groups: Vec<ConvGroup> = Vec::new();
+        let mut group_index: Vec<Option<usize>> = vec![None; cands.len()];
+        for (ci, c) in cands.iter().enumerate() {
+            let Some(g) = make_group(k, p, c.leader, &c.members) else { continue };
+            group_index[ci] = Some(groups.len());
+            groups.push(g);
+        }
+
+        // Pass 2: steps, with a result buffer per group from its first to its last member.
+        let mut steps: Vec<Step> = Vec::with_capacity(actions.len());
+        let mut slot_sizes: Vec<usize> = Vec::new();
+        let mut free: Vec<usize> = Vec::new();
+        for a in &actions {
+            match *a {
+                Action::Land { core, pc } => steps.push(Step::Land { core, pc, receivers: None }),
+                Action::Op { core, pc } => match member_of.get(&(core, pc)).and_then(|&(c, m)| group_index[c].map(|g| (g, m))) {
+                    None => steps.push(Step::Op { core, pc }),
+                    Some((g, 0)) => {
+                        let need: usize = groups[g].out_shape.iter().product();
+                        let slot = match free.iter().position(|&s| slot_sizes[s] >= need) {
+                            Some(i) => free.swap_remove(i),
+                            None => match free.pop() {
+                                Some(s) => s,
+                                None => {
+                                    slot_sizes.push(0);
+                                    slot_sizes.len() - 1
+                                }
+                            },
+                        };
+                        slot_sizes[slot] = slot_sizes[slot].max(need);
+                        groups[g].slot = slot;
+                        steps.push(Step::Group { group: g as u32 });
+                        if groups[g].members.len() == 1 {
+                            free.push(slot);
+                        }
+                    }
+                    Some((g, m)) => {
+                        steps.push(Step::Scatter { group: g as u32, member: m as u32 });
+                        if m + 1 == groups[g].members.len() {
+                            free.push(groups[g].slot);
+                        }
+                    }
+                },
+            }
+        }
+
+        // Memory accesses of every step, per memory.
+        let nmem = nbuf + ncores;
+        let mut acc: Vec<Vec<Access>> = vec![Vec::new(); nmem];
+        let tile_mem = |core: u32, t: &Tile| match t.space {
+            Space::Ddr(b) => b as usize,
+            Space::Vtcm => nbuf + core as usize,
+            Space::PeerVtcm(c) => nbuf + c as usize,
+        };
+        // For landings: (memory, index of its write access) per destination.
+        let mut land_writes: HashMap<usize, Vec<(usize, usize)>> = HashMap::new();
+        for (si, s) in steps.iter().enumerate() {
+            match *s {
+                Step::Land { core, pc, .. } => {
+                    let Some(d) = dma_at(core, pc) else { continue };
+                    let sm = match d.src {
+                        Space::Ddr(b) => b as usize,
+                        Space::Vtcm => nbuf + core as usize,
+                        Space::PeerVtcm(c) => nbuf + c as usize,
+                    };
+                    let se = d.shape.src_extent().unwrap_or(0);
+                    acc[sm].push(Access { step: si, start: d.src_offset, end: d.src_offset + se, write: false, dense: false });
+                    let de = d.shape.dst_extent().unwrap_or(0);
+                    let dense = dense_dst(&d.shape);
+                    let dsts: Vec<usize> = match (d.multicast, d.dst) {
+                        (Some(m), _) => m.iter().filter(|&c| (c as usize) < ncores).map(|c| nbuf + c as usize).collect(),
+                        (None, Space::Vtcm) => vec![nbuf + core as usize],
+                        (None, Space::PeerVtcm(c)) => vec![nbuf + c as usize],
+                        (None, Space::Ddr(b)) => vec![b as usize],
+                    };
+                    let mut w = Vec::new();
+                    for m in dsts {
+                        w.push((m, acc[m].len()));
+                        acc[m].push(Access { step: si, start: d.dst_offset, end: d.dst_offset + de, write: true, dense });
+                    }
+                    land_writes.insert(si, w);
+                }
+                Step::Op { core, pc } => {
+                    let Some(op) = op_at(core, pc) else { continue };
+                    for t in &op.inputs {
+                        let m = tile_mem(core, t);
+                        acc[m].push(Access { step: si, start: t.offset, end: t.offset + tile_len(t), write: false, dense: false });
+                    }
+                    if let Some(t) = op.outputs.first() {
+                        let m = tile_mem(core, t);
+                        acc[m].push(Access { step: si, start: t.offset, end: t.offset + tile_len(t), write: true, dense: true });
+                    }
+                }
+                Step::Group { group } => {
+                    let g = &groups[group as usize];
+                    let (lc, lpc) = g.leader;
+                    if let Some(op) = op_at(lc, lpc) {
+                        let t = &op.inputs[0];
+                        let m = tile_mem(lc, t);
+                        acc[m].push(Access { step: si, start: t.offset, end: t.offset + tile_len(t), write: false, dense: false });
+                        let o = &op.outputs[0];
+                        let m = tile_mem(lc, o);
+                        acc[m].push(Access { step: si, start: o.offset, end: o.offset + tile_len(o), write: true, dense: true });
+                    }
+                }
+                Step::Scatter { group, member } => {
+                    let (c, pc, _, _) = groups[group as usize].members[member as usize];
+                    if let Some(op) = op_at(c, pc) {
+                        let o = &op.outputs[0];
+                        let m = tile_mem(c, o);
+                        acc[m].push(Access { step: si, start: o.offset, end: o.offset + tile_len(o), write: true, dense: true });
+                    }
+                }
+            }
+        }
+
+        // Dead landings: VTCM destinations whose bytes are overwritten or never read before any read.
+        let read_later = |m: usize, idx: usize| -> bool {
+            let a = acc[m][idx];
+            let mut remaining = Intervals::default();
+            remaining.add(a.start, a.end);
+            for x in &acc[m][idx + 1..] {
+                if x.step == a.step {
+                    continue;
+                }
+                if !x.write && remaining.intersects(x.start, x.end) {
+                    return true;
+                }
+                if x.write && x.dense {
+                    remaining.subtract(x.start, x.end);
+                    if remaining.0.is_empty() {
+                        return false;
+                    }
+                }
+            }
+            false
+        };
+        let mut keep = vec![true; steps.len()];
+        for (si, s) in steps.iter_mut().enumerate() {
+            let Step::Land { core, pc, receivers } = s else { continue };
+            let Some(d) = dma_at(*core, *pc) else { continue };
+            let Some(ws) = land_writes.get(&si) else { continue };
+            if ws.iter().any(|&(m, _)| m < nbuf) {
+                continue; // DDR writes are kept (outputs are observable, scratch is shared).
+            }
+            let live: Vec<u32> = ws.iter().filter(|&&(m, i)| read_later(m, i)).map(|&(m, _)| (m - nbuf) as u32).collect();
+            if live.is_empty() {
+                keep[si] = false;
+            } else if d.multicast.is_some() {
+                *receivers = Some(CoreMask(live.iter().fold(0u64, |a, &c| a | (1u64 << c))));
+            }
+        }
+        let steps: Vec<Step> = steps.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect();
+
+        // Live-in bytes (read before written) of scratch buffers and VTCM.
+        let mut live_in = vec![Vec::new(); nmem];
+        let mut input_written = vec![false; nbuf];
+        for (m, list) in acc.iter().enumerate() {
+            if m < nbuf {
+                match p.buffers[m].kind {
+                    BufferKind::Input => {
+                        input_written[m] = list.iter().any(|a| a.write);
+                        continue;
+                    }
+                    BufferKind::Constants | BufferKind::Output => continue,
+                    BufferKind::Scratch => {}
+                }
+            }
+            let mut written = Intervals::default();
+            let mut li = Intervals::default();
+            for a in list {
+                if a.write {
+                    if a.dense {
+                        written.add(a.start, a.end);
+                    }
+                } else {
+                    for (s, e) in written.gaps(a.start, a.end) {
+                        li.add(s, e);
+                    }
+                }
+            }
+            live_in[m] = li.0;
+        }
+        tracing::debug!(steps = steps.len(), groups = groups.len(), slots = slot_sizes.len(), "simulator plan");
+        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written })
+    }
+
+    /// Replays one inference on `inputs`, reusing `ws`; returns the output buffers' bytes.
+    pub(crate) fn run(&self, p: &Program, constants: &[u8], inputs: &[Vec<u8>], k: &Kernels, ws: &mut Workspace) -> Result<Vec<Vec<u8>>, SimError> {
+        let nbuf = p.buffers.len();
+        let ncores = p.cores.len();
+        if ws.vtcm.len() != ncores {
+            ws.vtcm = vec![vec![0u8; p.vtcm_bytes as usize]; ncores];
+        }
+        if ws.ddr.len() != nbuf {
+            ws.ddr = vec![Vec::new(); nbuf];
+        }
+        ws.slots.resize_with(self.slot_sizes.len(), Vec::new);
+        for (s, &n) in ws.slots.iter_mut().zip(&self.slot_sizes) {
+            s.resize(n, 0.0);
+        }
+        // Memory table: base pointer and length of every DDR buffer and VTCM.
+        let mut mems: Vec<(*mut u8, usize)> = Vec::with_capacity(nbuf + ncores);
+        let (mut next_in, mut const_off) = (0usize, 0usize);
+        for (i, b) in p.buffers.iter().enumerate() {
+            let size = b.size as usize;
+            mems.push(match b.kind {
+                BufferKind::Input => {
+                    let v = &inputs[next_in];
+                    next_in += 1;
+                    if self.input_written[i] {
+                        ws.ddr[i].clear();
+                        ws.ddr[i].extend_from_slice(v);
+                        (ws.ddr[i].as_mut_ptr(), size)
+                    } else {
+                        // Never written (checked at plan time): read in place.
+                        (v.as_ptr().cast_mut(), size)
+                    }
+                }
+                BufferKind::Constants => {
+                    let s = &constants[const_off..const_off + size];
+                    const_off += size;
+                    // Validation refuses writes to constants: read in place.
+                    (s.as_ptr().cast_mut(), size)
+                }
+                BufferKind::Output => {
+                    ws.ddr[i].clear();
+                    ws.ddr[i].resize(size, 0);
+                    (ws.ddr[i].as_mut_ptr(), size)
+                }
+                BufferKind::Scratch => {
+                    ws.ddr[i].resize(size, 0);
+                    (ws.ddr[i].as_mut_ptr(), size)
+                }
+            });
+        }
+        for v in ws.vtcm.iter_mut() {
+            mems.push((v.as_mut_ptr(), v.len()));
+        }
+        for (m, ranges) in self.live_in.iter().enumerate() {
+            for &(s, e) in ranges {
+                // SAFETY: live-in ranges come from validated tiles and descriptors of this memory.
+                let bytes = unsafe { mem_mut(&mems, m, s as usize, (e - s) as usize) }.map_err(|msg| SimError::Op { core: 0, index: 0, op: "zero".into(), msg })?;
+                bytes.fill(0);
+            }
+        }
+        let Workspace { slots, scratch, staging, .. } = ws;
+        for s in &self.steps {
+            match *s {
+                Step::Land { core, pc, receivers } => {
+                    let Instr::Dma(d) = &p.cores[core as usize].instrs[pc as usize] else { continue };
+                    land(&mems, nbuf, ncores, d, core as usize, receivers, staging);
+                }
+                Step::Op { core, pc } => {
+                    let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { continue };
+                    let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
+                    run_op_step(&mems, nbuf, core, op, k, scratch, staging).map_err(err)?;
+                }
+                Step::Group { group } => {
+                    let g = &self.groups[group as usize];
+                    let (c, pc) = g.leader;
+                    let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { continue };
+                    let err = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: op.op.clone(), msg };
+                    let x = &op.inputs[0];
+                    let o = &op.outputs[0];
+                    let xm = mem_of(nbuf, c, x.space);
+                    let om = mem_of(nbuf, c, o.space);
+                    // SAFETY: validated ranges; the output slice is only taken when it does not
+                    // overlap the input tile.
+                    let xb = unsafe { mem_ref(&mems, xm, x.offset as usize, tile_len(x) as usize) }.map_err(err)?;
+                    let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
+                    let overlap = xm == om && x.offset < o.offset + tile_len(o) && o.offset < x.offset + tile_len(x);
+                    if g.members.len() == 1 && !overlap {
+                        let ob = unsafe { mem_mut(&mems, om, o.offset as usize, tile_len(o) as usize) }.map_err(err)?;
+                        if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
+                            k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
+                            continue;
+                        }
+                    }
+                    let n: usize = g.out_shape.iter().product();
+                    let slot = &mut slots[g.slot][..n];
+                    k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
+                    drop(xf);
+                    scatter(&mems, nbuf, p, g, 0, slot).map_err(err)?;
+                }
+                Step::Scatter { group, member } => {
+                    let g = &self.groups[group as usize];
+                    let n: usize = g.out_shape.iter().product();
+                    let (c, pc, _, _) = g.members[member as usize];
+                    scatter(&mems, nbuf, p, g, member as usize, &slots[g.slot][..n])
+                        .map_err(|msg| SimError::Op { core: c as usize, index: pc as usize, op: "Conv".into(), msg })?;
+                }
+            }
+        }
+        Ok(p.buffers.iter().zip(&ws.ddr).filter(|(b, _)| b.kind == BufferKind::Output).map(|(_, d)| d.clone()).collect())
+    }
+}
+
+fn mem_of(nbuf: usize, core: u32, s: Space) -> usize {
+    match s {
+        Space::Ddr(b) => b as usize,
+        Space::Vtcm => nbuf + core as usize,
+        Space::PeerVtcm(c) => nbuf + c as usize,
+    }
+}
+
+/// # Safety
+/// The caller must not hold a mutable slice overlapping the returned range.
+unsafe fn mem_ref<'a>(mems: &[(*mut u8, usize)], m: usize, off: usize, len: usize) -> Result<&'a [u8], String> {
+    let &(p, n) = mems.get(m).ok_or("memory index out of range")?;
+    if off.checked_add(len).is_none_or(|e| e > n) {
+        return Err(format!("range {off}+{len} exceeds memory of {n} bytes"));
+    }
+    // SAFETY: in bounds (checked above); aliasing is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p.add(off), len) })
+}
+
+/// # Safety
+/// The caller must hold no other slice overlapping the returned range, and the memory must be
+/// writable (not a borrowed input or the constants).
+unsafe fn mem_mut<'a>(mems: &[(*mut u8, usize)], m: usize, off: usize, len: usize) -> Result<&'a mut [u8], String> {
+    let &(p, n) = mems.get(m).ok_or("memory index out of range")?;
+    if off.checked_add(len).is_none_or(|e| e > n) {
+        return Err(format!("range {off}+{len} exceeds memory of {n} bytes"));
+    }
+    // SAFETY: in bounds (checked above); aliasing and writability are the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p.add(off), len) })
+}
+
+/// Moves the bytes of a landed DMA issued by `core` (validated ranges). Source and destination
+/// in different memories (or disjoint ranges of one) are copied run by run; overlapping ranges
+/// of one memory through a staging buffer, like the hardware's read-then-write.
+fn land(mems: &[(*mut u8, usize)], nbuf: usize, ncores: usize, d: &Dma, core: usize, receivers: Option<CoreMask>, staging: &mut Vec<u8>) {
+    let run = d.shape.run_bytes as usize;
+    let sm = mem_of(nbuf, core as u32, d.src);
+    let (so, se) = (d.src_offset as usize, d.shape.src_extent().unwrap_or(0) as usize);
+    let (doff, de) = (d.dst_offset as usize, d.shape.dst_extent().unwrap_or(0) as usize);
+    let dsts: Vec<usize> = match (d.multicast, d.dst) {
+        (Some(m), _) => receivers.unwrap_or(m).iter().filter(|&c| (c as usize) < ncores).map(|c| nbuf + c as usize).collect(),
+        (None, s) => vec![mem_of(nbuf, core as u32, s)],
+    };
+    for dm in dsts {
+        let overlap = dm == sm && so < doff + de && doff < so + se;
+        // SAFETY: ranges are inside their memories (program validation; re-checked by
+        // mem_ref/mem_mut); the source and destination slices are disjoint (overlap handled by
+        // staging), and DMAs never write borrowed inputs or constants (plan and validation).
+        unsafe {
+            let Ok(src) = mem_ref(mems, sm, so, se) else { return };
+            if overlap {
+                staging.clear();
+                for_each_run_of(&d.shape, 0, 0, &mut |s, _| staging.extend_from_slice(&src[s..s + run]));
+                let Ok(dst) = mem_mut(mems, dm, doff, de) else { return };
+                let mut i = 0;
+                for_each_run_of(&d.shape, 0, 0, &mut |_, o| {
+                    dst[o..o + run].copy_from_slice(&staging[i..i + run]);
+                    i += run;
+                });
+            } else {
+                let Ok(dst) = mem_mut(mems, dm, doff, de) else { return };
+                for_each_run_of(&d.shape, 0, 0, &mut |s, o| dst[o..o + run].copy_from_slice(&src[s..s + run]));
+            }
+        }
+    }
+}
+
+/// Runs one op as written: inputs read in place, the output written in place unless it
+/// overlaps an input (then through `staging`).
+fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, k: &Kernels, scratch: &mut Vec<f32>, staging: &mut Vec<u8>) -> Result<(), String> {
+    let o = op.outputs.first().ok_or("op without outputs")?;
+    let om = mem_of(nbuf, core, o.space);
+    let (oo, ol) = (o.offset as usize, tile_len(o) as usize);
+    let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
+    let mut overlap = false;
+    for t in &op.inputs {
+        let m = mem_of(nbuf, core, t.space);
+        let (s, l) = (t.offset as usize, tile_len(t) as usize);
+        overlap |= m == om && s < oo + ol && oo < s + l;
+        // SAFETY: shared views of validated ranges; the output is written below either into a
+        // disjoint range or through `staging`.
+        ins.push(unsafe { mem_ref(mems, m, s, l) }?);
+    }
+    if overlap {
+        staging.clear();
+        staging.resize(ol, 0);
+        exec::run_op(k, op, &ins, staging, scratch)?;
+        // SAFETY: the input views are no longer used.
+        drop(ins);
+        let out = unsafe { mem_mut(mems, om, oo, ol) }?;
+        out.copy_from_slice(staging);
+        return Ok(());
+    }
+    // SAFETY: disjoint from every input view (checked above).
+    let out = unsafe { mem_mut(mems, om, oo, ol) }?;
+    exec::run_op(k, op, &ins, out, scratch)
+}
+
+/// Writes member `m`'s channel slice of a group's merged result into its output tile.
+fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m: usize, merged: &[f32]) -> Result<(), String> {
+    let (c, pc, ch0, ch) = g.members[m];
+    let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { return Err("not an op".into()) };
+    let o = &op.outputs[0];
+    // SAFETY: validated range; nothing else is borrowed from memory during the copy.
+    let ob = unsafe { mem_mut(mems, mem_of(nbuf, c, o.space), o.offset as usize, tile_len(o) as usize) }?;
+    let (n, mt) = (g.out_shape[0], g.out_shape[1]);
+    let s: usize = g.out_shape[2..].iter().product();
+    let run = ch * s;
+    for b in 0..n {
+        let src = &merged[(b * mt + ch0) * s..(b * mt + ch0) * s + run];
+        ob[b * run * 4..(b + 1) * run * 4].copy_from_slice(bytemuck::cast_slice(src));
+    }
+    Ok(())
+}
+
+/// Packs a candidate group's concatenated weights; `None` when the shapes do not agree (the
+/// members then run as plain ops and report their own errors).
+fn make_group(k: &Kernels, p: &Program, leader: (u32, u32), members: &[(u32, u32, Vec<u8>, Option<Vec<u8>>)]) -> Option<ConvGroup> {
+    let Instr::Op(op) = &p.cores[leader.0 as usize].instrs[leader.1 as usize] else { return None };
+    let x_shape = usizes(&op.inputs[0].shape);
+    let w_rest = usizes(&op.inputs[1].shape[1..]);
+    let spatial = x_shape.len() - 2;
+    let params = exec::conv_params(op, spatial, &w_rest[1..]).ok()?;
+    let ospatial = params.output_spatial(&x_shape[2..], false).ok()?;
+    let mut w: Vec<f32> = Vec::new();
+    let mut bias: Option<Vec<f32>> = if op.inputs.len() > 2 { Some(Vec::new()) } else { None };
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    for (c, pc, wb, bb) in members {
+        let Instr::Op(mo) = &p.cores[*c as usize].instrs[*pc as usize] else { return None };
+        let ch = mo.inputs[1].shape[0] as usize;
+        let o = &mo.outputs[0];
+        if o.shape[1] as usize != ch || usizes(&o.shape[2..]) != ospatial || o.shape[0] as usize != x_shape[0] {
+            return None;
+        }
+        // Grouped convolutions split by output channels would change the group count.
+        if params.group != 1 {
+            return None;
+        }
+        w.extend_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(wb));
+        match (&mut bias, bb) {
+            (Some(b), Some(bb)) => b.extend_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(bb)),
+            (None, None) => {}
+            _ => return None,
+        }
+        out.push((*c, *pc, total, ch));
+        total += ch;
+    }
+    let mut w_shape = vec![total];
+    w_shape.extend_from_slice(&w_rest);
+    let weights = k.pack_conv_weights(&w, &w_shape, 1).ok()?;
+    let mut out_shape = vec![x_shape[0], total];
+    out_shape.extend_from_slice(&ospatial);
+    Some(ConvGroup { leader, params, act: exec::conv_activation(op), x_shape, weights, bias, out_shape, members: out, slot: 0 })
+}
