@@ -162,6 +162,7 @@ thread_local! {
 
 /// im2col for one image and group: rows are (c, kd, kh, kw), columns output positions.
 /// Writes row `r` (channel, kd, kh, kw) of the im2col matrix into `dst` (`osize` values).
+#[allow(dead_code)] // im2col is kept for integer/other element types (the int kernels pack rows directly)
 fn im2col_row<T: Copy + Default>(g: &Geo3, x: &[T], r: usize, dst: &mut [T]) {
     let (ks, is) = (g.ksize(), g.isize());
     let c = r / ks;
@@ -202,6 +203,7 @@ fn im2col_row<T: Copy + Default>(g: &Geo3, x: &[T], r: usize, dst: &mut [T]) {
 }
 
 /// im2col for one image and group: rows are (c, kd, kh, kw), columns output positions.
+#[allow(dead_code)]
 pub(crate) fn im2col<T: Copy + Send + Sync + Default>(g: &Geo3, x: &[T], cg: usize, col: &mut [T], parallel: bool) {
     let os = g.osize();
     let rows = cg * g.ksize();

@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 use crate::KernelError;
 
-/// Environment variable that forces one kernel implementation (`scalar`, `avx2` or `avx512`).
+/// Environment variable that forces one kernel implementation (`scalar`, `avx2`, `avxvnni`,
+/// `avx512` or `avx512vnni`; the VNNI names differ from their family only in the integer kernels).
 pub const ENV_VAR: &str = "QAIC_KERNELS";
 
 /// A family of kernel implementations. Every kernel has a portable `Scalar` version; the
@@ -73,7 +74,12 @@ impl Isa {
     }
 
     /// Parses `name` and checks the CPU supports it.
+    /// The integer-kernel names `avxvnni` / `avx512vnni` ([`crate::quant::IntPath`]) select
+    /// their f32 family (`avx2` / `avx512`) after checking the CPU has VNNI.
     pub fn select(name: &str) -> Result<Isa, KernelError> {
+        if let Ok(p) = name.parse::<crate::quant::IntPath>() {
+            return crate::quant::IntPath::select(name).map(|_| p.isa());
+        }
         let isa: Isa = name.parse()?;
         if !isa.is_available() {
             return Err(KernelError::IsaUnavailable {

@@ -14,7 +14,7 @@
 //! with small per-ISA pieces plugged in: GEMM micro-kernels, vectorised math loops. A
 //! [`Kernels`] value is one complete selection for one [`Isa`]:
 //!
-//! - [`Kernels::from_env`]: the ISA named by `QAIC_KERNELS=scalar|avx2|avx512`, or the best
+//! - [`Kernels::from_env`]: the ISA named by `QAIC_KERNELS=scalar|avx2|avxvnni|avx512|avx512vnni`, or the best
 //!   the CPU supports when unset; an error if the named ISA is unknown or unsupported here.
 //! - [`Kernels::best`], [`Kernels::for_isa`]: explicit choices (tests run every available ISA
 //!   against the scalar one).
@@ -37,7 +37,7 @@
 //! | [`reduce`] | `Reduce*` over axes for every numeric type, `ArgMax`/`ArgMin` |
 //! | [`norm`] | softmax/log-softmax, layer/batch/instance normalisation |
 //! | [`cast`] | ONNX `Cast` between every pair of element types (float8/float4/E8M0, packed int4/int2, strings) |
-//! | [`quant`] | integer kernels: u8/i8 GEMM with i32 accumulation, `MatMulInteger`, `ConvInteger`, requantisation (scalar references; SIMD int8 comes later) |
+//! | [`quant`] | integer kernels: int8/int16 GEMM with i32 accumulation (VNNI / AVX2 / AVX-512, bit-identical across paths, packed weights), `MatMulInteger`, `ConvInteger`, quantize/dequantize/requantize, f16 <-> f32 slices |
 //! | [`layout`] | transpose/permute (cache-blocked), gather |
 //! | [`elementwise`] | f32 unary math (vectorised exp/log/tanh/erf/...), f32 binary ops, generic broadcasting for any type |
 //!
@@ -77,7 +77,7 @@ use gemm::{Epilogue, GemmKernel, Lhs, Mat, MatMut, PackedA, PackedB, Rhs};
 /// Errors reported by kernels: bad parameters from the caller, or an unavailable ISA.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum KernelError {
-    #[error("unknown kernel ISA `{0}` (expected scalar, avx2 or avx512; set by QAIC_KERNELS)")]
+    #[error("unknown kernel ISA `{0}` (expected scalar, avx2, avxvnni, avx512 or avx512vnni; set by QAIC_KERNELS)")]
     UnknownIsa(String),
     #[error("kernel ISA `{requested}` is not supported by this CPU (available: {available}); unset QAIC_KERNELS or pick one of those")]
     IsaUnavailable { requested: Isa, available: String },
