@@ -268,8 +268,221 @@ fn trace_profiles_have_a_track_per_core_unit_and_dma_engine() {
     let out = ok(&f.exec(&["-aic-num-cores=4", "-aic-profiling-type=trace", "-aic-profiling-out-dir=prof2", "-num-iter=2"]));
     assert!(out.contains("Writing file:prof2/aic-profiling-program-0-trace.json\n"), "{out}");
     check("prof2/aic-profiling-program-0-trace.json", 1);
-    let e = err(&f.runner(&["-t", "qpc", "--aic-profiling-type", "latency"]));
-    assert!(e.starts_with("not supported yet: -aic-profiling-type=latency"), "{e}");
     let e = err(&f.exec(&["-run-on-interpreter", "-aic-profiling-type=trace"]));
-    assert!(e.starts_with("not supported yet:"), "{e}");
+    assert!(e.contains("cannot be used together"), "{e}");
+}
+
+/// y = A · B with A [1024, 512], B [512, 512] as graph inputs: ≈ 1.9 ms of simulated device time
+/// on one core (268 M fp32 MACs on the vector unit, 5 MB over PCIe).
+const MATMUL: &str = r#"
+ir_version: 8
+opset_import { domain: "" version: 13 }
+graph {
+  name: "mm"
+  node { input: "A" input: "B" output: "y" op_type: "MatMul" name: "mm0" }
+  input { name: "A" type { tensor_type { elem_type: 1 shape { dim { dim_value: 1024 } dim { dim_value: 512 } } } } }
+  input { name: "B" type { tensor_type { elem_type: 1 shape { dim { dim_value: 512 } dim { dim_value: 512 } } } } }
+  output { name: "y" type { tensor_type { elem_type: 1 } } }
+}
+"#;
+
+#[test]
+fn submit_timeout_fails_inferences_longer_than_it_in_simulated_time() {
+    let f = Fixture::new();
+    std::fs::write(f.p("mm.onnxtxt"), MATMUL).unwrap();
+    let exec = |extra: &[&str]| {
+        let mut a = vec!["-m=mm.onnxtxt", "-aic-num-cores=1"];
+        a.extend_from_slice(extra);
+        f.run(env!("CARGO_BIN_EXE_qaic-exec"), &a)
+    };
+    ok(&exec(&["-compile-only", "-aic-binary-dir=mm"]));
+    let e = err(&f.runner(&["-t", "mm", "-n", "2", "--submit-timeout", "1", "--submit-retry-count", "2"]));
+    assert!(e.contains("inference 0 timed out") && e.contains("-submit-timeout is 1 ms") && e.contains("gave up after 2 retries"), "{e}");
+    let out = ok(&f.runner(&["-t", "mm", "-n", "2", "-submit-timeout=20", "--write-output-dir", "mmo"]));
+    check_stats(&out, 2, 1);
+    // The default (0 = 5000 ms) lets it through; qaic-exec has the same options.
+    ok(&f.runner(&["-t", "mm", "-n", "1"]));
+    let e = err(&exec(&["-submit-timeout=1", "-submit-retry-count=0"]));
+    assert!(e.contains("timed out") && e.contains("gave up after 0 retries"), "{e}");
+    let e = err(&exec(&["-submit-timeout=-1"]));
+    assert!(e.contains("-submit-timeout"), "{e}");
+}
+
+#[test]
+fn io_crc_checks_every_transfer_and_catches_sampled_corruption() {
+    let f = Fixture::new();
+    f.compile("crc", &["-io-crc"]);
+    f.compile("crc100", &["-io-crc", "-io-crc-stride=100"]);
+    let out = ok(&f.runner(&["-t", "crc", "-i", "x.bin", "-n", "3"]));
+    assert!(out.contains("IO CRC: 6 buffer transfer(s) checked, host and device CRC-32 equal") && out.contains("stride 256 B"), "{out}");
+    check_stats(&out, 3, 2);
+    let run_fault = |qpc: &str, fault: &str| Command::new(env!("CARGO_BIN_EXE_qaic-runner")).args(["-t", qpc, "-i", "x.bin", "-n", "1", "--write-output-dir", "faulty"]).current_dir(f.dir.path()).env("QAIC_SIM_IO_FAULT", fault).output().unwrap();
+    // Byte 0 is always covered: the run fails and writes nothing.
+    let e = err(&run_fault("crc", "x:0"));
+    assert!(e.contains("I/O CRC mismatch on input `x` of inference 0"), "{e}");
+    assert!(!f.dir.path().join("faulty").exists());
+    // Byte 300 of the 576-byte input: 300 mod 256 = 44 is outside the sampled word, so stride
+    // 256 misses it; stride 100 samples it.
+    ok(&run_fault("crc", "x:300"));
+    let e = err(&run_fault("crc100", "x:300"));
+    assert!(e.contains("I/O CRC mismatch on input `x`") && e.contains("stride 100 B"), "{e}");
+    // Outputs are checked too.
+    let e = err(&run_fault("crc", "y:4"));
+    assert!(e.contains("I/O CRC mismatch on output `y`"), "{e}");
+    // Without -io-crc nothing is checked or printed.
+    f.compile("plain", &[]);
+    assert!(!ok(&f.runner(&["-t", "plain", "-n", "1"])).contains("IO CRC"));
+    // qaic-exec reports it as well; the stride needs -io-crc.
+    let out = ok(&f.exec(&["-aic-num-cores=2", "-io-crc", "-io-crc-stride=8", "-num-iter=2"]));
+    assert!(out.contains("IO CRC: 4 buffer transfer(s)") && out.contains("stride 8 B"), "{out}");
+    let e = err(&f.exec(&["-io-crc-stride=8"]));
+    assert!(e.contains("-io-crc-stride needs -io-crc"), "{e}");
+    let e = err(&f.exec(&["-io-crc", "-io-crc-stride=0"]));
+    assert!(e.contains("-io-crc-stride"), "{e}");
+}
+
+/// The ExecTimeUs average of the Device Performance table.
+fn exec_time_avg(out: &str) -> f64 {
+    let l = out.lines().find(|l| l.starts_with("ExecTimeUs,")).unwrap_or_else(|| panic!("no ExecTimeUs row in {out}"));
+    l[17..].split(',').next().unwrap().trim().parse().unwrap()
+}
+
+#[test]
+fn stats_level_batchsize_ddr_and_pmu_counters() {
+    let f = Fixture::new();
+    f.compile("s40", &["-stats-level=40", "-ddr-stats", "-aic-pmu-recipe=AxiRdWr", "-aic-pmu-events=10,0,1"]);
+    f.compile("s40b2", &["-stats-level=40", "-stats-batchsize=2"]);
+    f.compile("s70", &["-stats-level=70"]);
+    f.compile("plain", &[]);
+    let out = ok(&f.runner(&["-t", "s40", "-i", "x.bin", "-n", "3", "--stats-json", "s.json"]));
+    // The Device Performance table follows the Stats block, in the vendor's layout.
+    let after = out.split(" ---- Stats ----\n").nth(1).unwrap();
+    assert!(after.lines().nth(1) == Some("Device Performance: "), "{out}");
+    assert!(after.contains("Metric,          Avg,           Min,           Max,           Std            \n"), "{out}");
+    assert!(after.contains("\nInputWaitTimeUs, ") && after.contains("\nOutputWaitTimeUs,"), "{out}");
+    for c in 0..4 {
+        assert!(out.contains(&format!("c{c} total: ")) && out.contains(&format!("c{c} DDR traffic  read:")), "{out}");
+        assert!(out.contains(&format!("c{c} PMU: AXI_RD_BYTES=")), "{out}");
+    }
+    assert!(out.contains(" AXI_WR_BYTES=") && out.contains(" HMX_MACS=") && out.contains(" KernelUtil="), "{out}");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(f.dir.path().join("s.json")).unwrap()).unwrap();
+    let pmu = j["pmu"].as_array().unwrap();
+    assert_eq!(pmu.len(), 4);
+    assert_eq!(pmu[0]["AXI_RD_BYTES"].as_u64(), j["device"]["cores"][0]["ddr_read_bytes"].as_u64());
+    assert!(pmu.iter().map(|c| c["HMX_MACS"].as_u64().unwrap()).sum::<u64>() > 0);
+    // -stats-batchsize=2 halves the per-sample figures of the same program.
+    let t1 = exec_time_avg(&out);
+    let out2 = ok(&f.runner(&["-t", "s40b2", "-n", "2"]));
+    let t2 = exec_time_avg(&out2);
+    assert!((t2 * 2.0 - t1).abs() < 1e-2 * t1, "{t1} {t2}");
+    assert!(!out2.contains("PMU") && !out2.contains("DDR traffic"), "{out2}");
+    // Level 70: operator statistics of inference 0; no statistics without the options.
+    let out = ok(&f.runner(&["-t", "s70", "-n", "1"]));
+    assert!(out.contains("Operator statistics (inference 0, simulated):") && out.contains("  conv ") && out.contains("sync DMAIssue"), "{out}");
+    let out = ok(&f.runner(&["-t", "plain", "-n", "1"]));
+    assert!(!out.contains("Device Performance"), "{out}");
+    check_stats(&out, 1, 2);
+    // Bad PMU events: unknown number, more than 8 with the recipe.
+    let e = err(&f.exec(&["-aic-pmu-events=99"]));
+    assert!(e.contains("unknown event 99"), "{e}");
+    let e = err(&f.exec(&["-aic-pmu-recipe=AxiRdWr", "-aic-pmu-events=0,1,2,3,4,5,6"]));
+    assert!(e.contains("9 events") && e.contains("at most 8"), "{e}");
+    let e = err(&f.exec(&["-aic-pmu-recipe=Bogus"]));
+    assert!(e.contains("-aic-pmu-recipe"), "{e}");
+    let e = err(&f.exec(&["-run-on-interpreter", "-stats-level=40"]));
+    assert!(e.contains("cannot be used together"), "{e}");
+}
+
+#[test]
+fn latency_stats_and_stream_profiles() {
+    let f = Fixture::new();
+    f.compile("plain", &[]);
+    f.compile("prof", &["-aic-profiling-type=stats", "-aic-profiling-type=latency"]);
+    for d in ["p1", "p2", "p3", "p4"] {
+        std::fs::create_dir_all(f.dir.path().join(d)).unwrap();
+    }
+    let rows = |path: &str| -> Vec<Vec<String>> {
+        let t = std::fs::read_to_string(f.dir.path().join(path)).unwrap();
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[..4].iter().all(|l| l.starts_with('#')), "{t}");
+        assert!(lines[4].starts_with("Sample, queueDepth, numInfInQueue, devInfPerSec, devExecUs,") && lines[4].ends_with("postProcUs, totalRoundtripTimeUs"), "{t}");
+        lines[5..].iter().map(|l| l.split(", ").map(String::from).collect()).collect()
+    };
+    // Latency: samples from start-iter; device columns N/A without compiled statistics.
+    let out = ok(&f.runner(&["-t", "plain", "-n", "4", "--aic-profiling-type", "latency", "--aic-profiling-start-iter", "1", "--aic-profiling-num-samples", "99", "--aic-profiling-out-dir", "p1"]));
+    assert!(out.contains("Writing file:p1/aic-profiling-program-0-latency.txt\n"), "{out}");
+    let r = rows("p1/aic-profiling-program-0-latency.txt");
+    assert_eq!(r.iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert!(r.iter().all(|r| r.len() == 16 && r[4] == "N/A"));
+    let out = ok(&f.runner(&["-t", "prof", "-n", "2", "-a", "2", "--aic-profiling-type=latency", "--aic-profiling-type", "stats", "--aic-profiling-start-iter=1", "--aic-profiling-out-dir=p2"]));
+    let r = rows("p2/aic-profiling-program-0-latency.txt");
+    assert_eq!(r.len(), 1);
+    let exec_us: f64 = r[0][4].parse().unwrap();
+    assert!(exec_us > 0.0);
+    // Stats: one operator-statistics file per sampled inference, named by activation.
+    assert!(out.contains("Writing file:p2/aic-profiling-program-0-activation-1-inf-1.txt\n"), "{out}");
+    let st = std::fs::read_to_string(f.dir.path().join("p2/aic-profiling-program-0-activation-1-inf-1.txt")).unwrap();
+    assert!(st.starts_with("core ") && st.contains("ucycles(%)") && st.contains("c0 total:") && st.contains("c3    t5 DMAIssue") && st.contains(" conv "), "{st}");
+    // Stats profiles need a QPC compiled with statistics.
+    let e = err(&f.runner(&["-t", "plain", "--aic-profiling-type", "stats"]));
+    assert!(e.contains("compiled without operator statistics"), "{e}");
+    // Stream: every 2nd inference of the window; a start delay past the run samples none.
+    ok(&f.runner(&["-t", "prof", "-n", "6", "--aic-profiling-type", "latency_stream", "--aic-profiling-sampling-rate", "half", "--aic-profiling-out-dir", "p3"]));
+    assert_eq!(rows("p3/aic-profiling-program-0-latency.txt").iter().map(|r| r[0].as_str()).collect::<Vec<_>>(), ["0", "2", "4"]);
+    ok(&f.runner(&["-t", "prof", "-n", "3", "--aic-profiling-type", "latency_stream", "--aic-profiling-start-delay", "1000", "--aic-profiling-out-dir", "p4"]));
+    assert!(rows("p4/aic-profiling-program-0-latency.txt").is_empty());
+    ok(&f.runner(&["-t", "prof", "-n", "4", "--aic-profiling-type", "trace_stream", "--aic-profiling-duration", "1", "--aic-profiling-out-dir", "p4"]));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(f.dir.path().join("p4/aic-profiling-program-0-trace.json")).unwrap()).unwrap();
+    assert_eq!(j["traceEvents"].as_array().unwrap().iter().filter(|e| e["cat"] == "inference").count(), 4);
+    // The deprecated format spelling still works; stream options need a stream type.
+    ok(&f.runner(&["-t", "plain", "-n", "1", "--aic-profiling-format", "latency", "--aic-profiling-out-dir", "p1"]));
+    let e = err(&f.runner(&["-t", "plain", "--aic-profiling-type", "latency", "--aic-profiling-sampling-rate", "half"]));
+    assert!(e.contains("needs a stream profiling type"), "{e}");
+    let e = err(&f.runner(&["-t", "plain", "--aic-profiling-duration", "5"]));
+    assert!(e.contains("needs -aic-profiling-type"), "{e}");
+    let e = err(&f.runner(&["-t", "plain", "--aic-profiling-type", "latency", "--aic-profiling-out-dir", "missing"]));
+    assert!(e.contains("missing") && e.contains("must exist"), "{e}");
+    // qaic-exec compiles the statistics in and profiles its own run.
+    let out = ok(&f.exec(&["-aic-num-cores=4", "-aic-profiling-type=stats", "-aic-profiling-out-dir=p1", "-num-iter=1"]));
+    assert!(out.contains("Writing file:p1/aic-profiling-program-0-activation-0-inf-0.txt"), "{out}");
+    assert!(out.contains("Device Performance: "), "{out}");
+}
+
+#[test]
+fn exec_time_runs_for_host_seconds() {
+    let f = Fixture::new();
+    let t = std::time::Instant::now();
+    let out = ok(&f.exec(&["-aic-num-cores=2", "-time=1"]));
+    assert!(t.elapsed() >= std::time::Duration::from_secs(1));
+    let n: u64 = out.lines().find(|l| l.starts_with("InferenceCnt ")).unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(n > 1, "{out}");
+    check_stats(&out, n, 2);
+    let e = err(&f.exec(&["-time=0"]));
+    assert!(e.contains("-time"), "{e}");
+}
+
+#[test]
+fn program_listings_from_the_qpc_and_from_exec() {
+    let f = Fixture::new();
+    f.compile("qpc", &["-dump-program=prog.txt"]);
+    let l = ok(&f.run(env!("CARGO_BIN_EXE_qaic-qpc"), &["list", "-i", "qpc/programqpc.bin"]));
+    assert!(l.contains("input \"x\" dims [2, 2, 6, 6] dma buffer 0") && l.contains("output \"y\""), "{l}");
+    assert!(l.contains("program \"convnet\" for hardware 2.0: 4 cores"), "{l}");
+    for c in 0..4 {
+        assert!(l.lines().any(|x| x == format!("core {c}: [0] layer \"conv0\"") || x.starts_with(&format!("core {c}: [0] "))), "{l}");
+        assert!(l.lines().any(|x| x.starts_with(&format!("core {c}: [")) && x.ends_with("] end")), "{l}");
+    }
+    assert!(l.contains(" op Conv f32 "), "{l}");
+    // -dump-program wrote the same listing.
+    let dumped = std::fs::read_to_string(f.dir.path().join("prog.txt")).unwrap();
+    assert!(l.ends_with(&dumped), "listing differs");
+    let one = ok(&f.run(env!("CARGO_BIN_EXE_qaic-qpc"), &["list", "-i", "qpc/programqpc.bin", "--core", "2"]));
+    assert!(one.contains("core 2: [0]") && !one.contains("core 1: [0]"), "{one}");
+    let e = err(&f.run(env!("CARGO_BIN_EXE_qaic-qpc"), &["list", "-i", "qpc/programqpc.bin", "--core", "9"]));
+    assert!(e.contains("4 core(s)"), "{e}");
+    let e = err(&f.run(env!("CARGO_BIN_EXE_qaic-qpc"), &["list", "-i", "nothing.bin"]));
+    assert!(e.contains("nothing.bin"), "{e}");
+    // A bad -dump-program path fails the compile and leaves no partial file.
+    let e = err(&f.exec(&["-aic-num-cores=2", "-compile-only", "-dump-program=no/such/dir/p.txt"]));
+    assert!(e.contains("no/such/dir"), "{e}");
 }

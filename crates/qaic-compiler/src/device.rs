@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use qaic_codegen::{CodegenOptions, Compiled};
 use qaic_device::{DeviceModel, Variant};
-use qaic_runtime::{DeviceFigures, IoSpec, LoadOptions, LoadedQpc, QpcContents, RunStats, Schedule};
-use qaic_sim::SimRun;
+use qaic_runtime::{DeviceStatsConfig, IoSpec, LoadOptions, LoadedQpc, QpcContents, QpcOptions, Recorder, RecorderEvent, RecorderOptions, RunSummary};
 use qaic_tensor::{Shape, Tensor};
 
 use crate::exec_options::{ExecConfig, HwVersion};
@@ -34,9 +33,8 @@ pub struct CompileOutput {
 /// Results of a compile-and-run on the simulator.
 pub struct DeviceRunReport {
     pub run: RunReport,
-    pub stats: RunStats,
-    /// Simulator statistics of the last inference.
-    pub last: Option<SimRun>,
+    /// Statistics, the last inference's simulator figures, device statistics lines.
+    pub summary: RunSummary,
 }
 
 /// The device model for `-aic-hw-version` (`ai200`: no device model yet).
@@ -90,6 +88,25 @@ pub fn batch_size(cfg: &ExecConfig) -> u32 {
         .map_or(1, |(_, v)| (*v).clamp(1, u32::MAX as u64) as u32)
 }
 
+/// What the QPC records for the runtime: `-io-crc`/`-io-crc-stride`, and device statistics
+/// when `-stats-level`, `-stats-batchsize`, a PMU option or `-aic-profiling-type` asks for them
+/// (`-ddr-stats` alone prints DDR traffic without making the QPC carry statistics).
+pub fn qpc_options(cfg: &ExecConfig) -> QpcOptions {
+    let d = &cfg.device;
+    let wants_stats = d.stats_level.is_some() || d.stats_batch_size.is_some() || !d.pmu_events.is_empty() || d.profiling.is_some();
+    let stats = wants_stats.then(|| {
+        let level = d.stats_level.unwrap_or(0);
+        DeviceStatsConfig {
+            level,
+            batch_size: d.stats_batch_size.unwrap_or(1).max(1),
+            ddr: d.ddr_stats,
+            pmu_events: d.pmu_events.clone(),
+            op_stats: level >= 70 || d.profiling.as_ref().is_some_and(|p| p.stats()),
+        }
+    });
+    QpcOptions { io_crc_stride: d.io_crc_stride, stats }
+}
+
 /// Loads the model, generates the per-core programs and assembles the QPC (written to
 /// `-aic-binary-dir`/programqpc.bin when given).
 pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
@@ -117,7 +134,8 @@ pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
         .map(|b| IoSpec { name: b.name.clone(), is_input: b.is_input, dtype: b.dtype, shape: b.shape.clone(), buffer: b.buffer })
         .collect();
     let batch_size = batch_size(cfg);
-    let contents = QpcContents { program: &compiled.program, constants: &compiled.constants, io: &io, batch_size };
+    let options = qpc_options(cfg);
+    let contents = QpcContents { program: &compiled.program, constants: &compiled.constants, io: &io, batch_size, options: &options };
     let writer = qaic_runtime::qpc_writer(&contents).map_err(|e| RunError::Model(e.to_string()))?;
     let qpc = writer.to_vec().map_err(|e| RunError::Model(e.to_string()))?;
     let written = match &cfg.device.binary_dir {
@@ -128,6 +146,9 @@ pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
         None => None,
     };
     pass_times.push(("qpc", t.elapsed()));
+    if let Some(p) = &cfg.device.dump_program {
+        crate::fsutil::write_atomic(p, compiled.program.listing().as_bytes()).map_err(|e| RunError::Model(e.to_string()))?;
+    }
     Ok(CompileOutput { compiled, qpc, written, batch_size, pass_times })
 }
 
@@ -162,51 +183,34 @@ pub fn perf_warning_lines(c: &Compiled) -> Vec<String> {
 }
 
 /// A QPC loaded for the simulator, as an [`Executable`] for [`execute`]. Each run is one
-/// simulated inference; the predicted device time is accumulated over instances.
+/// simulated inference, recorded by a [`Recorder`] (schedule over instances, profiling,
+/// device statistics, I/O CRC, submit timeout).
 pub struct SimulatedQpc {
     qpc: LoadedQpc,
     specs: Vec<InputSpec>,
-    schedule: Mutex<Schedule>,
-    last: Mutex<Option<SimRun>>,
-    trace: Option<crate::runner::TraceConfig>,
-    /// Traced inferences: (number, start on the simulated timeline in ps, run).
-    traced: Mutex<Vec<(u64, u64, SimRun)>>,
+    recorder: Mutex<Option<Recorder>>,
+    /// Recorder events (files written during the run), emitted after it.
+    events: Mutex<Vec<RecorderEvent>>,
 }
 
 impl SimulatedQpc {
-    /// Wraps a loaded QPC.
-    pub fn new(qpc: LoadedQpc) -> SimulatedQpc {
+    /// Wraps a loaded QPC with its recorder.
+    pub fn new(qpc: LoadedQpc, opts: RecorderOptions) -> Result<SimulatedQpc, RunError> {
         let specs = qpc.inputs().iter().map(|i| InputSpec { name: i.name.clone(), dtype: i.dtype, shape: Shape::known(&i.shape) }).collect();
-        let instances = qpc.instances();
-        SimulatedQpc { qpc, specs, schedule: Mutex::new(Schedule::new(instances)), last: Mutex::new(None), trace: None, traced: Mutex::new(Vec::new()) }
-    }
-    /// Records the simulated timeline of the inferences `trace` selects.
-    pub fn with_trace(mut self, trace: Option<crate::runner::TraceConfig>) -> SimulatedQpc {
-        self.trace = trace;
-        self
-    }
-    /// Writes the trace file (`-aic-profiling-type=trace`); returns its printed path.
-    pub fn write_trace(&self) -> Result<Option<String>, RunError> {
-        let Some(t) = &self.trace else { return Ok(None) };
-        let traced = self.traced.lock().map_err(|_| RunError::Model("trace lock poisoned".into()))?;
-        let samples: Vec<qaic_runtime::trace::Sample<'_>> = traced.iter().map(|(i, at, r)| qaic_runtime::trace::Sample { inference: *i, start_ps: *at, stats: &r.stats }).collect();
-        qaic_runtime::trace::write_trace(std::path::Path::new(&t.out_dir), &samples, self.qpc.num_cores() as usize).map_err(|e| RunError::Model(e.to_string()))?;
-        Ok(Some(crate::outputs::join_dir(&t.out_dir, &qaic_runtime::trace::trace_file_name(0))))
+        let rec = Recorder::new(&qpc, opts).map_err(|e| RunError::Model(e.to_string()))?;
+        Ok(SimulatedQpc { qpc, specs, recorder: Mutex::new(Some(rec)), events: Mutex::new(Vec::new()) })
     }
     /// The loaded QPC.
     pub fn qpc(&self) -> &LoadedQpc {
         &self.qpc
     }
-    /// The statistics of the inferences run so far.
-    pub fn stats(&self, host_times: &[Duration]) -> (RunStats, Option<SimRun>) {
-        let schedule = self.schedule.lock().map(|s| s.clone()).unwrap_or_default();
-        let last = self.last.lock().ok().and_then(|l| l.clone());
-        let io_bytes: u64 = self.qpc.inputs().iter().chain(self.qpc.outputs()).map(|i| i.bytes).sum();
-        let dev = self.qpc.simulator().device();
-        let fig = last.as_ref().map_or_else(DeviceFigures::default, |r| {
-            DeviceFigures::from_sim(&r.stats, qaic_runtime::inference_occupancy_ps(dev, r.stats.total_ps, io_bytes))
-        });
-        (RunStats::new(&schedule, self.qpc.batch_size(), self.qpc.instances(), self.qpc.num_cores(), host_times, fig), last)
+    /// Ends the run: final profiling files, statistics. `events` receives the files written.
+    pub fn finish(&self, events: &mut dyn FnMut(RecorderEvent)) -> Result<RunSummary, RunError> {
+        for e in self.events.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+            events(e);
+        }
+        let rec = self.recorder.lock().ok().and_then(|mut r| r.take()).ok_or_else(|| RunError::Model("run already finished".into()))?;
+        rec.finish(&self.qpc, events).map_err(|e| RunError::Model(e.to_string()))
     }
 }
 
@@ -217,19 +221,12 @@ impl Executable for SimulatedQpc {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<(String, Tensor)>, RunError> {
         let bytes: Vec<&[u8]> = inputs.iter().map(|t| t.raw_bytes().map_err(|e| RunError::Model(e.to_string()))).collect::<Result<_, _>>()?;
-        let (n, at) = self.schedule.lock().map(|s| (s.count(), s.next_start_ps())).unwrap_or((0, 0));
-        let trace_this = self.trace.as_ref().is_some_and(|t| n >= t.start_iter && n < t.start_iter + t.num_samples);
-        let (outs, run) = if trace_this { self.qpc.run_traced(&bytes) } else { self.qpc.run(&bytes) }.map_err(|e| RunError::Model(e.to_string()))?;
-        let io_bytes: u64 = self.qpc.inputs().iter().chain(self.qpc.outputs()).map(|i| i.bytes).sum();
-        let occ = qaic_runtime::inference_occupancy_ps(self.qpc.simulator().device(), run.stats.total_ps, io_bytes);
-        if let Ok(mut s) = self.schedule.lock() {
-            s.add(occ);
-        }
-        if trace_this && let Ok(mut t) = self.traced.lock() {
-            t.push((n, at, run.clone()));
-        }
-        if let Ok(mut l) = self.last.lock() {
-            *l = Some(run);
+        let mut guard = self.recorder.lock().map_err(|_| RunError::Model("recorder lock poisoned".into()))?;
+        let rec = guard.as_mut().ok_or_else(|| RunError::Model("run already finished".into()))?;
+        let mut pending = Vec::new();
+        let outs = rec.run(&self.qpc, &bytes, &mut |e| pending.push(e)).map_err(|e| RunError::Model(e.to_string()))?;
+        if let Ok(mut ev) = self.events.lock() {
+            ev.extend(pending);
         }
         self.qpc
             .outputs()
@@ -245,21 +242,22 @@ pub fn load_options(cfg: &ExecConfig) -> LoadOptions {
     LoadOptions { variant: Variant::Pro16, instances: cfg.device.num_instances.max(1), device_id: cfg.device.device_id }
 }
 
+/// Recorder options from the configuration (profiling, submit timeout and retries).
+pub fn recorder_options(cfg: &ExecConfig) -> RecorderOptions {
+    RecorderOptions { profiling: cfg.device.profiling.clone(), submit_timeout_ms: cfg.device.submit_timeout_ms, submit_retries: cfg.device.submit_retries }
+}
+
 /// Runs a compiled QPC (its bytes) on the simulator with the configuration's inputs,
 /// iterations and outputs.
 pub fn run_qpc(cfg: &ExecConfig, out: &CompileOutput, events: &mut dyn FnMut(RunEvent)) -> Result<DeviceRunReport, RunError> {
     let name = out.written.as_ref().map_or_else(|| "<in-memory programqpc.bin>".to_string(), |p| p.display().to_string());
     let qpc = LoadedQpc::from_bytes(&out.qpc, &name, &load_options(cfg)).map_err(|e| RunError::Model(e.to_string()))?;
-    if let Some(t) = &cfg.device.trace
-        && !std::path::Path::new(&t.out_dir).is_dir()
-    {
-        return Err(RunError::Model(format!("-aic-profiling-out-dir={}: not a directory (it must exist)", t.out_dir)));
-    }
-    let model = SimulatedQpc::new(qpc).with_trace(cfg.device.trace.clone());
+    let model = SimulatedQpc::new(qpc, recorder_options(cfg))?;
     let run = execute(cfg, &model, events)?;
-    if let Some(p) = model.write_trace()? {
-        events(RunEvent::WroteFile(p));
-    }
-    let (stats, last) = model.stats(&run.times);
-    Ok(DeviceRunReport { run, stats, last })
+    let summary = model.finish(&mut |e| match e {
+        RecorderEvent::WroteFile(p) => events(RunEvent::WroteFile(p)),
+        RecorderEvent::DeletedFile(p) => events(RunEvent::DeletedFile(p)),
+        RecorderEvent::Retry { .. } => {}
+    })?;
+    Ok(DeviceRunReport { run, summary })
 }

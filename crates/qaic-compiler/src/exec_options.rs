@@ -154,14 +154,15 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("compile-threads", ANY_POS, "Threads used for compilation (default: host threads).").group(G_COMPILE),
     o("enable-debug", FLAG, "Debug mode during compilation.").unsupported(COMPILE).group(G_COMPILE),
     o("time-passes", FLAG, "Print compile-time statistics.").group(G_COMPILE),
-    o("io-crc", FLAG, "CRC check of network inputs and outputs.").unsupported(COMPILE).group(G_COMPILE),
-    o("io-crc-stride", ANY_POS, "Stride of the I/O CRC.").default("256").unsupported(COMPILE).group(G_COMPILE),
+    o("io-crc", FLAG, "CRC check of network inputs and outputs: the QPC records a CRC-32 per I/O buffer, which the runtime computes on the host and device side of every transfer and compares (reported after the run; a mismatch fails the run).").group(G_COMPILE),
+    o("io-crc-stride", ANY_POS, "Stride of the I/O CRC in bytes: besides the first and last 64 bytes, the CRC covers the first 4 bytes of every stride (1 to 4 = every byte); needs -io-crc.").default("256").group(G_COMPILE),
     o("qpc-crc", FLAG, "Add a CRC to the QPC.").unsupported(COMPILE).group(G_COMPILE),
     o("io-encrypt", ValueKind::Str("mode"), "Encrypt network I/O.").unsupported(COMPILE).group(G_COMPILE),
     o("compiler-help", FLAG, "List compiler-specific help options.").unsupported(COMPILE).group(G_COMPILE),
     o("direct-api", FLAG, "Platform-specific shared memory API (not for Cloud AI 100).").unsupported(DEVICE).group(G_COMPILE),
     o("aic-perf-warnings", FLAG, "Print performance warnings.").group(G_COMPILE),
     o("aic-perf-metrics", FLAG, "Print compiler performance metrics.").group(G_COMPILE),
+    o("dump-program", PATH, "qaic-rs: write a human-readable listing of the compiled device program (buffers, then every core's instructions) to this file.").group(G_COMPILE),
     // --- inputs and execution
     o("input-list-file", PATH, "Text file, one line per inference: that inference's input files in model-input order, separated by commas or spaces.")
         .group(G_RUN),
@@ -173,36 +174,36 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("random-seed", ANY_NONNEG, "Seed of the random inputs (qaic-rs extension; printed on every run).").default("0").group(G_RUN),
     o("dump-input-buffers", FLAG, "Write the input buffers used (see docs/qaic-exec.md for names).").group(G_RUN),
     o("num-iter", ANY_POS, "Number of iterations to perform (default: one per input-list line, else 1).").group(G_RUN),
-    o("time", ANY_POS, "Duration in seconds for which to submit inferences.").unsupported(RUNTIME).group(G_RUN),
-    o("stats-batchsize", ANY_POS, "Normalise performance statistics to per inference.").unsupported(PROFILING).group(G_RUN),
+    o("time", ANY_POS, "Duration in seconds (host time) for which to submit inferences, instead of -num-iter.").group(G_RUN),
+    o("stats-batchsize", ANY_POS, "Normalise the device statistics to per sample: the QPC carries statistics and the Device Performance table, per-core cycles and PMU counters are divided by this.").group(G_RUN),
     o("device-id", ANY_NONNEG, "Device on which inference runs.").default("0").group(G_RUN),
     o("aic-num-of-instances", ANY_POS, "Number of network instances used for inference.").default("1").group(G_RUN),
-    o("submit-timeout", ANY_NONNEG, "Kernel timeout per inference (ms).").unsupported(RUNTIME).group(G_RUN),
-    o("submit-retry-count", ANY_NONNEG, "Retries when an inference times out.").unsupported(RUNTIME).group(G_RUN),
+    o("submit-timeout", ANY_NONNEG, "Timeout per inference in ms of simulated device time (0 = the kernel default, 5000 ms).").default("0").group(G_RUN),
+    o("submit-retry-count", ANY_NONNEG, "Retries when an inference times out, before the run fails (the simulator is deterministic: a retry takes as long).").default("5").group(G_RUN),
     o("aic-batch-max-memory", ANY_POS, "Batch mode: memory limit (MB) when loading files.").unsupported(RUNTIME).group(G_RUN),
     o("auto-batch-input", FLAG, "Batch batchsize-1 inputs up to the network batch size.").unsupported(RUNTIME).group(G_RUN),
     // --- outputs
     o("write-output-dir", PATH, "Write every output as <name>-activation-0-inf-<N>.bin in this directory.").group(G_OUT),
     // --- profiling and statistics
-    o("stats-level", ANY_NONNEG, "Level of inference and operator statistics.").unsupported(PROFILING).group(G_PROF),
+    o("stats-level", ANY_NONNEG, "Level of device statistics compiled into the QPC: >= 1 Device Performance table after the Stats block, >= 40 per-core cycles (and DDR traffic with -ddr-stats), >= 70 operator statistics of the first inference.").group(G_PROF),
     o("ddr-stats", FLAG, "Print the simulated per-core DDR read/write bytes of one inference.").group(G_PROF),
-    o("aic-pmu-recipe", ValueKind::Enum(&["AxiRd", "AxiWr", "AxiRdWr", "KernelUtil", "HmxMacs"]), "Built-in PMU event selection.")
-        .unsupported(PROFILING).group(G_PROF),
-    o("aic-pmu-events", ValueKind::IntList { min: 0, max: i64::MAX, max_items: 8 }, "PMU events to track in NSP cores (up to 8).")
-        .unsupported(PROFILING).group(G_PROF),
+    o("aic-pmu-recipe", ValueKind::Enum(&["AxiRd", "AxiWr", "AxiRdWr", "KernelUtil", "HmxMacs"]), "Built-in PMU event selection (simulated counters, printed per core after the run; see docs/virtual-aic100.md).")
+        .group(G_PROF),
+    o("aic-pmu-events", ValueKind::IntList { min: 0, max: i64::MAX, max_items: 8 }, "PMU events to track in NSP cores (up to 8 numbers, 0 to 13: see docs/virtual-aic100.md).")
+        .group(G_PROF),
     o("stats-json", PATH, "qaic-rs: also write the run statistics as JSON (schema qaic-rs.runner-stats, version 1).").group(G_PROF),
     o("aic-profiling-start-iter", ANY_NONNEG, "First profiled iteration.").group(G_PROF),
-    o("aic-profiling-start-delay", ANY_NONNEG, "Start profiling after this delay (ms).").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-start-delay", ANY_NONNEG, "Stream profiling: start after this much simulated device time (ms).").group(G_PROF),
     o("aic-profiling-num-samples", ANY_POS, "Profiling samples to save.").group(G_PROF),
-    o("aic-profiling-format", ValueKind::Enum(&["ascii", "json", "latency", "stats", "trace"]), "Deprecated: use -aic-profiling-type.")
-        .repeatable().unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeat for several. trace: Chrome-trace JSON of the simulated timeline (aic-profiling-program-0-trace.json); the others are not supported yet.")
+    o("aic-profiling-format", ValueKind::Enum(&["ascii", "json", "latency", "stats", "trace"]), "Deprecated: use -aic-profiling-type (ascii = stats, json = trace).")
         .repeatable().group(G_PROF),
-    o("aic-profiling-duration", ANY_POS, "Stream profiling duration (ms).").unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-sampling-rate", ValueKind::Enum(&["full", "half", "fourth", "eighth", "sixteenth"]), "Stream profiling sampling rate.")
-        .unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-reporting-rate", ValueKind::Enum(&["500", "1000", "2000", "4000"]), "Stream profiling report interval (ms).")
-        .unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeat for several. Compiles device statistics into the QPC and profiles the run: stats = operator statistics per sampled inference (aic-profiling-program-0-activation-<A>-inf-<I>.txt), trace = Chrome-trace JSON of the simulated timeline (aic-profiling-program-0-trace.json), latency = latency CSV (aic-profiling-program-0-latency.txt); the _stream variants write the same files, sampling by simulated device time.")
+        .repeatable().group(G_PROF),
+    o("aic-profiling-duration", ANY_POS, "Stream profiling: window length in simulated device time (ms; default: to the end).").group(G_PROF),
+    o("aic-profiling-sampling-rate", ValueKind::Enum(&["full", "half", "fourth", "eighth", "sixteenth"]), "Stream profiling: sample every inference (full), every 2nd (half), 4th, 8th or 16th.")
+        .group(G_PROF),
+    o("aic-profiling-reporting-rate", ValueKind::Enum(&["500", "1000", "2000", "4000"]), "Stream profiling: rewrite the files every this many ms of simulated device time.")
+        .group(G_PROF),
     o("aic-profiling-out-dir", PATH, "Directory for profiling files.").group(G_PROF),
     // --- information
     o("v", FLAG, "Verbose: informational logs on stderr.").group(G_INFO),
@@ -425,8 +426,22 @@ pub struct DeviceConfig {
     pub ddr_stats: bool,
     /// `-stats-json=FILE`.
     pub stats_json: Option<PathBuf>,
-    /// `-aic-profiling-type=trace` with its start iteration, sample count and directory.
-    pub trace: Option<crate::runner::TraceConfig>,
+    /// `-aic-profiling-type` with its companions (start iteration, samples, directory, stream
+    /// window).
+    pub profiling: Option<qaic_runtime::ProfilingConfig>,
+    /// `-io-crc` (with `-io-crc-stride`): the stride; `None` without `-io-crc`.
+    pub io_crc_stride: Option<u32>,
+    /// `-stats-level`.
+    pub stats_level: Option<u32>,
+    /// `-stats-batchsize`.
+    pub stats_batch_size: Option<u32>,
+    /// PMU events of `-aic-pmu-recipe` and `-aic-pmu-events` (recipe first, no duplicates).
+    pub pmu_events: Vec<u32>,
+    /// `-submit-timeout` (ms of simulated device time, 0 = 5000) and `-submit-retry-count`.
+    pub submit_timeout_ms: u64,
+    pub submit_retries: u32,
+    /// `-dump-program=FILE`.
+    pub dump_program: Option<PathBuf>,
 }
 
 /// Random input distribution.
@@ -466,6 +481,8 @@ pub struct RunConfig {
     pub inputs: InputSource,
     /// `-num-iter`; `None` = one pass over the inputs (one inference per input-list line).
     pub num_iter: Option<u64>,
+    /// `-time`: run for this many seconds of host time (wins over `-num-iter`).
+    pub time_s: Option<u64>,
     pub dump_input_buffers: bool,
 }
 
@@ -510,11 +527,12 @@ where
         return Err(e);
     }
     let cfg = ExecConfig::from_args(&args)?;
-    if cfg.device.trace.is_some() && cfg.device.target == Target::Interpreter {
-        return Err(CliError::NotSupportedYet {
-            option: "aic-profiling-type with -run-on-interpreter".into(),
-            feature: PROFILING,
-        });
+    if cfg.device.target == Target::Interpreter {
+        // Device statistics and I/O CRC describe the virtual device; the interpreter has none.
+        let device_only = ["aic-profiling-type", "aic-profiling-format", "stats-level", "stats-batchsize", "aic-pmu-recipe", "aic-pmu-events", "io-crc", "submit-timeout", "submit-retry-count", "dump-program"];
+        if let Some(o) = device_only.iter().find(|o| args.flag_or_given(o)) {
+            return Err(CliError::Conflict { a: args.spelled(o), b: args.spelled("run-on-interpreter") });
+        }
     }
     if cfg.load.model.is_none() {
         return Err(CliError::Requires {
@@ -527,6 +545,9 @@ where
 
 /// Rules that involve several options.
 fn check_combinations(a: &ParsedArgs) -> Result<(), CliError> {
+    if a.given("io-crc-stride") && !a.flag("io-crc") {
+        return Err(CliError::Requires { option: a.spelled("io-crc-stride"), needs: "-io-crc".into() });
+    }
     if a.given("aic-depth-first-mem") && !a.flag("aic-enable-depth-first") {
         return Err(CliError::Requires {
             option: a.spelled("aic-depth-first-mem"),
@@ -708,7 +729,14 @@ impl ExecConfig {
             perf_warnings: a.flag("aic-perf-warnings"),
             ddr_stats: a.flag("ddr-stats"),
             stats_json: path(a, "stats-json"),
-            trace: crate::runner::profiling_trace(a, "aic-profiling-type")?,
+            profiling: crate::runner::profiling_config(a)?,
+            io_crc_stride: a.flag("io-crc").then(|| int_or_default(a, "io-crc-stride").min(u32::MAX as i64) as u32),
+            stats_level: a.int("stats-level").map(|v| v.min(u32::MAX as i64) as u32),
+            stats_batch_size: a.int("stats-batchsize").map(|v| v.min(u32::MAX as i64) as u32),
+            pmu_events: pmu_events(a)?,
+            submit_timeout_ms: int_or_default(a, "submit-timeout") as u64,
+            submit_retries: int_or_default(a, "submit-retry-count").min(u32::MAX as i64) as u32,
+            dump_program: path(a, "dump-program"),
         };
         let inputs = if let Some(p) = path(a, "input-list-file") {
             InputSource::ListFile(p)
@@ -727,6 +755,7 @@ impl ExecConfig {
         let run = RunConfig {
             inputs,
             num_iter: a.int("num-iter").map(|v| v as u64),
+            time_s: a.int("time").map(|v| v as u64),
             dump_input_buffers: a.flag("dump-input-buffers"),
         };
         let output = OutputConfig { write_output_dir: a.str("write-output-dir").map(String::from) };
@@ -739,6 +768,31 @@ impl ExecConfig {
         };
         Ok(ExecConfig { load, quantization, device, run, output, verbosity })
     }
+}
+
+/// PMU events of `-aic-pmu-recipe` then `-aic-pmu-events`, without duplicates; at most 8, each
+/// one the virtual device counts.
+fn pmu_events(a: &ParsedArgs) -> Result<Vec<u32>, CliError> {
+    let mut v: Vec<u32> = a.str("aic-pmu-recipe").and_then(qaic_runtime::pmu_recipe).unwrap_or_default();
+    for &e in a.int_list("aic-pmu-events").unwrap_or_default().iter() {
+        let e = u32::try_from(e).unwrap_or(u32::MAX);
+        if qaic_runtime::pmu_event_name(e).is_none() {
+            return Err(CliError::Invalid {
+                option: a.spelled("aic-pmu-events"),
+                message: format!("unknown event {e}: the virtual AIC100 counts events 0 to {} (docs/virtual-aic100.md)", qaic_runtime::PMU_EVENTS.len() - 1),
+            });
+        }
+        if !v.contains(&e) {
+            v.push(e);
+        }
+    }
+    if v.len() > qaic_runtime::MAX_PMU_EVENTS {
+        return Err(CliError::Invalid {
+            option: a.spelled("aic-pmu-events"),
+            message: format!("{} events with the recipe; a core counts at most {}", v.len(), qaic_runtime::MAX_PMU_EVENTS),
+        });
+    }
+    Ok(v)
 }
 
 /// `NAME,VALUE` of `-onnx-define-symbol`.

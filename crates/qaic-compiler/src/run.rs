@@ -9,6 +9,8 @@
 //! set) `i mod K`. Without `-num-iter`, one pass over the K input sets (1 for random inputs,
 //! which are generated once and reused). Outputs and input dumps are written for the first
 //! K iterations only (later ones repeat the same inputs), named `inf-0` … `inf-(K-1)`.
+//! `-time=S` instead submits inferences until S seconds of host time have passed (at least
+//! one), cycling over the input sets the same way.
 
 use std::time::{Duration, Instant};
 
@@ -52,6 +54,8 @@ pub enum RunEvent {
     RandomInputs { distribution: Distribution, unbound: bool, seed: u64 },
     /// A file was written (`Writing file:<path>`).
     WroteFile(String),
+    /// A periodically rewritten profiling file is replaced (`Deleting previous file: <path>`).
+    DeletedFile(String),
     /// Profiling progress (`-dump-profile`, `-convert-to-quantize`): after each input of each pass.
     Profiling(qaic_quant::Progress),
     /// A one-line summary of the precision pass (nodes quantized / float32 / fp16).
@@ -110,7 +114,8 @@ pub fn execute(cfg: &ExecConfig, model: &dyn Executable, events: &mut dyn FnMut(
     let mut report = RunReport { inferences: 0, times: Vec::new(), written: Vec::new() };
     // Inputs are loaded (and checked) once per distinct set, before any timing.
     let mut loaded: Vec<Vec<Tensor>> = Vec::new();
-    for k in 0..sets.min(iterations) as usize {
+    let needed = if cfg.run.time_s.is_some() { sets } else { sets.min(iterations) };
+    for k in 0..needed as usize {
         let ts = match &source {
             Inputs::List(l) => {
                 for f in &l.inferences[k].files {
@@ -128,7 +133,15 @@ pub fn execute(cfg: &ExecConfig, model: &dyn Executable, events: &mut dyn FnMut(
         };
         loaded.push(ts);
     }
-    for i in 0..iterations {
+    // `-time=S`: inferences are submitted until S seconds of host time have passed.
+    let deadline = cfg.run.time_s.map(|t| (Instant::now(), Duration::from_secs(t)));
+    let mut i = 0u64;
+    loop {
+        match deadline {
+            Some((t0, d)) if t0.elapsed() >= d => break,
+            None if i >= iterations => break,
+            _ => {}
+        }
         let k = (i % sets.max(1)) as usize;
         let Some(ins) = loaded.get(k) else { break };
         if cfg.run.dump_input_buffers && i < sets {
@@ -150,6 +163,7 @@ pub fn execute(cfg: &ExecConfig, model: &dyn Executable, events: &mut dyn FnMut(
                 report.written.push(p);
             }
         }
+        i += 1;
     }
     Ok(report)
 }

@@ -14,8 +14,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use qaic_runtime::{DeviceFigures, LoadOptions, LoadedQpc, RunStats, Schedule};
-use qaic_sim::SimRun;
+use qaic_runtime::{LoadOptions, LoadedQpc, ProfilingConfig, ProfilingType, Recorder, RecorderEvent, RecorderOptions, RunSummary, DEFAULT_SUBMIT_RETRIES};
 use qaic_tensor::Shape;
 
 use crate::cli_options::{Action, CliError, Feature, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind};
@@ -35,7 +34,6 @@ const G_INFO: &str = "Information";
 
 const PARTITION: Feature = Feature { name: "multi-device partitioning", issue: None };
 const RUNTIME: Feature = Feature { name: "this runtime control", issue: None };
-const PROFILING: Feature = Feature { name: "this profiling type", issue: None };
 const BATCH: Feature = Feature { name: "batch input modes", issue: None };
 
 const fn o(name: &'static str, kind: ValueKind, help: &'static str) -> OptSpec {
@@ -70,26 +68,26 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
     o("aic-batch-input-file-list", PATH, "Batch mode: one line of input files per inference.").unsupported(BATCH).group(G_RUN),
     o("aic-batch-json-input", PATH, "Batch mode: JSON list of I/O sets.").unsupported(BATCH).group(G_RUN),
     o("aic-batch-max-memory", ANY_POS, "Batch mode memory cap (MB).").unsupported(BATCH).group(G_RUN),
-    o("submit-timeout", ANY_NONNEG, "Wait per request (ms).").unsupported(RUNTIME).group(G_RUN),
-    o("submit-retry-count", ANY_NONNEG, "Retries on timeout.").unsupported(RUNTIME).group(G_RUN),
+    o("submit-timeout", ANY_NONNEG, "Wait per request in ms of simulated device time (0 = the kernel default, 5000 ms); an inference whose simulated time (program + PCIe I/O) exceeds it times out.").default("0").group(G_RUN),
+    o("submit-retry-count", ANY_NONNEG, "Retries of a timed-out inference before the run fails (the simulator is deterministic: a retry takes as long).").default("5").group(G_RUN),
     o("dump-input-buffers", FLAG, "Dump the input buffers used.").unsupported(RUNTIME).group(G_RUN),
     o("write-output-dir", PATH, "Write outputs as <name>-activation-<k>-inf-<N>.bin here.").group(G_OUT),
     o("write-output-start-iter", ANY_NONNEG, "First inference whose outputs are written.").default("0").group(G_OUT),
     o("write-output-num-samples", ANY_POS, "Number of inferences whose outputs are written.").default("1").group(G_OUT),
     o("stats-json", PATH, "qaic-rs: also write the statistics as JSON (schema qaic-rs.runner-stats, version 1).").group(G_PROF),
     o("ddr-stats", FLAG, "qaic-rs: print the simulated per-core DDR traffic of one inference.").group(G_PROF),
-    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeatable. trace: Chrome-trace JSON of the simulated timeline (a process per core, a thread per unit and DMA engine); the others are not supported yet.")
+    o("aic-profiling-type", ValueKind::Enum(&["stats", "trace", "latency", "trace_stream", "latency_stream"]), "Profiling type; repeatable. stats: operator statistics per sampled inference (aic-profiling-program-0-activation-<A>-inf-<I>.txt; the QPC must be compiled with -aic-profiling-type=stats); trace: Chrome-trace JSON of the simulated timeline (aic-profiling-program-0-trace.json); latency: per-inference latency CSV (aic-profiling-program-0-latency.txt). The _stream variants write the same files, sampling by simulated device time.")
         .repeatable().group(G_PROF),
-    o("aic-profiling-format", ValueKind::Enum(&["latency", "ascii", "json"]), "Deprecated: use --aic-profiling-type.").unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-format", ValueKind::Enum(&["latency", "ascii", "json"]), "Deprecated: use --aic-profiling-type (ascii = stats, json = trace).").repeatable().group(G_PROF),
     o("aic-profiling-start-iter", ANY_NONNEG, "First profiled inference.").default("0").group(G_PROF),
     o("aic-profiling-num-samples", ANY_POS, "Profiled inferences to save.").default("1").group(G_PROF),
     o("aic-profiling-out-dir", PATH, "Directory of profiling files (must exist).").default(".").group(G_PROF),
-    o("aic-profiling-start-delay", ANY_NONNEG, "Stream profiling start delay (ms).").unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-duration", ANY_POS, "Stream profiling duration (ms).").unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-sampling-rate", ValueKind::Enum(&["full", "half", "fourth", "eighth", "sixteenth"]), "Stream profiling sampling rate.")
-        .unsupported(PROFILING).group(G_PROF),
-    o("aic-profiling-reporting-rate", ValueKind::Enum(&["500", "1000", "2000", "4000"]), "Stream profiling report interval (ms).")
-        .unsupported(PROFILING).group(G_PROF),
+    o("aic-profiling-start-delay", ANY_NONNEG, "Stream profiling: start after this much simulated device time (ms).").group(G_PROF),
+    o("aic-profiling-duration", ANY_POS, "Stream profiling: window length in simulated device time (ms; default: to the end).").group(G_PROF),
+    o("aic-profiling-sampling-rate", ValueKind::Enum(&["full", "half", "fourth", "eighth", "sixteenth"]), "Stream profiling: sample every inference (full), every 2nd (half), 4th, 8th or 16th.")
+        .default("full").group(G_PROF),
+    o("aic-profiling-reporting-rate", ValueKind::Enum(&["500", "1000", "2000", "4000"]), "Stream profiling: rewrite the files every this many ms of simulated device time.")
+        .default("500").group(G_PROF),
     o("v", FLAG, "Verbose: informational logs on stderr.").aliases(&["verbose"]).group(G_INFO),
     o("h", FLAG, "Lists help options.").aliases(&["help", "usage"]).action(Action::Help).group(G_INFO),
     o("u", FLAG, "Detailed help with options and defaults.").action(Action::DetailedHelp).group(G_INFO),
@@ -129,31 +127,64 @@ pub struct RunnerConfig {
     pub stats_json: Option<PathBuf>,
     pub ddr_stats: bool,
     pub verbose: bool,
-    /// `--aic-profiling-type=trace`: (first inference, count, output directory).
-    pub trace: Option<TraceConfig>,
+    /// `--aic-profiling-type` (and its companions).
+    pub profiling: Option<ProfilingConfig>,
+    /// `--submit-timeout` (ms of simulated device time; 0 = 5000) and `--submit-retry-count`.
+    pub submit_timeout_ms: u64,
+    pub submit_retries: u32,
 }
 
-/// Which inferences are traced, and where the trace goes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TraceConfig {
-    pub start_iter: u64,
-    pub num_samples: u64,
-    pub out_dir: String,
-}
-
-/// Profiling types other than `trace` are refused by name (shared with qaic-exec).
-pub fn profiling_trace(a: &ParsedArgs, option: &str) -> Result<Option<TraceConfig>, CliError> {
-    let types = a.strings(option);
-    if let Some(t) = types.iter().find(|t| t.as_str() != "trace") {
-        return Err(CliError::NotSupportedYet { option: format!("{option}={t}"), feature: PROFILING });
+/// The profiling configuration of `-aic-profiling-type` (repeatable), the deprecated
+/// `-aic-profiling-format` (`ascii` = stats, `json` = trace, `latency`) and their companions
+/// (shared with qaic-exec). `None` when no type is given; companions without a type are an
+/// error, so they never go unnoticed.
+pub fn profiling_config(a: &ParsedArgs) -> Result<Option<ProfilingConfig>, CliError> {
+    let mut types = Vec::new();
+    for t in a.strings("aic-profiling-type") {
+        types.push(ProfilingType::parse(&t).ok_or_else(|| CliError::Invalid { option: a.spelled("aic-profiling-type"), message: format!("unknown profiling type `{t}`") })?);
     }
+    for f in a.strings("aic-profiling-format") {
+        let t = match f.as_str() {
+            "ascii" | "stats" => ProfilingType::Stats,
+            "json" | "trace" => ProfilingType::Trace,
+            _ => ProfilingType::Latency,
+        };
+        tracing::warn!("-aic-profiling-format is deprecated: use -aic-profiling-type");
+        types.push(t);
+    }
+    types.sort();
+    types.dedup();
+    let companions = [
+        "aic-profiling-start-iter",
+        "aic-profiling-num-samples",
+        "aic-profiling-out-dir",
+        "aic-profiling-start-delay",
+        "aic-profiling-duration",
+        "aic-profiling-sampling-rate",
+        "aic-profiling-reporting-rate",
+    ];
     if types.is_empty() {
+        if let Some(c) = companions.iter().find(|c| a.given(c)) {
+            return Err(CliError::Requires { option: a.spelled(c), needs: "-aic-profiling-type".into() });
+        }
         return Ok(None);
     }
-    Ok(Some(TraceConfig {
+    let stream = types.iter().any(|t| t.is_stream());
+    for c in ["aic-profiling-start-delay", "aic-profiling-duration", "aic-profiling-sampling-rate", "aic-profiling-reporting-rate"] {
+        if a.given(c) && !stream {
+            return Err(CliError::Requires { option: a.spelled(c), needs: "a stream profiling type (-aic-profiling-type=trace_stream or latency_stream)".into() });
+        }
+    }
+    let d = ProfilingConfig::default();
+    Ok(Some(ProfilingConfig {
+        types,
         start_iter: a.int("aic-profiling-start-iter").unwrap_or(0) as u64,
         num_samples: a.int("aic-profiling-num-samples").unwrap_or(1) as u64,
         out_dir: a.str("aic-profiling-out-dir").unwrap_or(".").to_string(),
+        start_delay_ms: a.int("aic-profiling-start-delay").unwrap_or(0) as u64,
+        duration_ms: a.int("aic-profiling-duration").map(|v| v as u64),
+        sampling_every: a.str("aic-profiling-sampling-rate").and_then(qaic_runtime::sampling_every).unwrap_or(d.sampling_every),
+        reporting_ms: a.str("aic-profiling-reporting-rate").and_then(|r| r.parse().ok()).unwrap_or(d.reporting_ms),
     }))
 }
 
@@ -192,7 +223,9 @@ where
         stats_json: a.str("stats-json").map(PathBuf::from),
         ddr_stats: a.flag("ddr-stats"),
         verbose: a.flag("v"),
-        trace: profiling_trace(&a, "aic-profiling-type")?,
+        profiling: profiling_config(&a)?,
+        submit_timeout_ms: int(&a, "submit-timeout", 0) as u64,
+        submit_retries: int(&a, "submit-retry-count", DEFAULT_SUBMIT_RETRIES as i64).min(u32::MAX as i64) as u32,
     };
     if cfg.time_s.is_none() && cfg.write_output_dir.is_some() && cfg.write_output_start_iter + cfg.write_output_num_samples > cfg.num_iter {
         return Err(CliError::Invalid {
@@ -215,12 +248,21 @@ pub enum RunnerEvent {
     RandomInputs { unbound: bool },
     /// `Writing file:<path>`.
     WroteFile(String),
+    /// `Deleting previous file: <path>`.
+    DeletedFile(String),
 }
 
-/// Result of a runner run.
-pub struct RunnerReport {
-    pub stats: RunStats,
-    pub last: Option<SimRun>,
+/// Result of a runner run: statistics, the last inference's simulator figures, and the lines
+/// printed after the Stats block.
+pub type RunnerReport = RunSummary;
+
+/// Turns recorder events into runner events.
+pub(crate) fn recorder_event(e: RecorderEvent) -> Option<RunnerEvent> {
+    match e {
+        RecorderEvent::WroteFile(p) => Some(RunnerEvent::WroteFile(p)),
+        RecorderEvent::DeletedFile(p) => Some(RunnerEvent::DeletedFile(p)),
+        RecorderEvent::Retry { .. } => None,
+    }
 }
 
 /// Loads the QPC and runs the inferences. Inputs are read and checked before any run; output
@@ -260,31 +302,24 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
         v
     };
     let refs: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
-    let io_bytes: u64 = qpc.inputs().iter().chain(qpc.outputs()).map(|i| i.bytes).sum();
-    let dev = qpc.simulator().device().clone();
-    let mut schedule = Schedule::new(qpc.instances());
-    let mut times: Vec<Duration> = Vec::new();
-    let mut last: Option<SimRun> = None;
-    let mut traced: Vec<(u64, u64, SimRun)> = Vec::new();
-    if let Some(t) = &cfg.trace
-        && !std::path::Path::new(&t.out_dir).is_dir()
-    {
-        return Err(RunError::Model(format!("--aic-profiling-out-dir {}: not a directory (it must exist)", t.out_dir)));
-    }
+    let ropts = RecorderOptions { profiling: cfg.profiling.clone(), submit_timeout_ms: cfg.submit_timeout_ms, submit_retries: cfg.submit_retries };
+    let mut rec = Recorder::new(&qpc, ropts).map_err(|e| RunError::Model(e.to_string()))?;
+    let mut rec_events = |e: RecorderEvent| {
+        if let Some(e) = recorder_event(e) {
+            events(e)
+        }
+    };
     let start = Instant::now();
-    let mut i = 0u64;
+    // Output paths are announced through the same sink as the recorder's files.
+    let mut pending: Vec<String> = Vec::new();
     loop {
+        let i = rec.count();
         match cfg.time_s {
             Some(t) if start.elapsed() >= Duration::from_secs(t) => break,
             None if i >= cfg.num_iter => break,
             _ => {}
         }
-        let trace_this = cfg.trace.as_ref().is_some_and(|t| i >= t.start_iter && i < t.start_iter + t.num_samples);
-        let t0 = Instant::now();
-        let (outs, r) = if trace_this { qpc.run_traced(&refs) } else { qpc.run(&refs) }.map_err(|e| RunError::Model(e.to_string()))?;
-        times.push(t0.elapsed());
-        let at = schedule.next_start_ps();
-        schedule.add(qaic_runtime::inference_occupancy_ps(&dev, r.stats.total_ps, io_bytes));
+        let outs = rec.run(&qpc, &refs, &mut rec_events).map_err(|e| RunError::Model(e.to_string()))?;
         if let Some(dir) = &cfg.write_output_dir
             && i >= cfg.write_output_start_iter
             && i < cfg.write_output_start_iter + cfg.write_output_num_samples
@@ -294,23 +329,14 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             for (o, bytes) in qpc.outputs().iter().zip(&outs) {
                 let p = join_dir(dir, &output_file_name(&o.name, activation, i));
                 crate::fsutil::write_atomic(std::path::Path::new(&p), bytes).map_err(|e| RunError::Model(e.to_string()))?;
-                events(RunnerEvent::WroteFile(p));
+                pending.push(p);
             }
         }
-        if trace_this {
-            traced.push((i, at, r.clone()));
+        for p in pending.drain(..) {
+            rec_events(RecorderEvent::WroteFile(p));
         }
-        last = Some(r);
-        i += 1;
     }
-    if let Some(t) = &cfg.trace {
-        let samples: Vec<qaic_runtime::trace::Sample<'_>> = traced.iter().map(|(i, at, r)| qaic_runtime::trace::Sample { inference: *i, start_ps: *at, stats: &r.stats }).collect();
-        qaic_runtime::trace::write_trace(std::path::Path::new(&t.out_dir), &samples, qpc.num_cores() as usize).map_err(|e| RunError::Model(e.to_string()))?;
-        events(RunnerEvent::WroteFile(join_dir(&t.out_dir, &qaic_runtime::trace::trace_file_name(0))));
-    }
-    let fig = last.as_ref().map_or_else(DeviceFigures::default, |r| DeviceFigures::from_sim(&r.stats, qaic_runtime::inference_occupancy_ps(&dev, r.stats.total_ps, io_bytes)));
-    let stats = RunStats::new(&schedule, qpc.batch_size(), qpc.instances(), qpc.num_cores(), &times, fig);
-    Ok(RunnerReport { stats, last })
+    rec.finish(&qpc, &mut rec_events).map_err(|e| RunError::Model(e.to_string()))
 }
 
 #[cfg(test)]

@@ -28,6 +28,18 @@ pub struct IoSpec {
     pub buffer: u32,
 }
 
+/// Runtime behaviour compiled into a QPC's `networkdesc.bin` (qaic-exec options that the
+/// vendor also fixes at compile time and the runtime then honours, with or without qaic-exec).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QpcOptions {
+    /// `-io-crc` with `-io-crc-stride`: `crc_info` gets one entry per I/O DMA buffer and the
+    /// runtime checks the CRC on both sides of every transfer ([`crate::IoCrc`]).
+    pub io_crc_stride: Option<u32>,
+    /// Device statistics (`-stats-level`, `-stats-batchsize`, `-ddr-stats`, PMU events,
+    /// `-aic-profiling-type`): the descriptor's `stats` message.
+    pub stats: Option<crate::DeviceStatsConfig>,
+}
+
 /// Everything [`qpc_writer`] puts into a QPC.
 #[derive(Debug, Clone, Copy)]
 pub struct QpcContents<'a> {
@@ -38,6 +50,8 @@ pub struct QpcContents<'a> {
     pub io: &'a [IoSpec],
     /// Compiled batch size (`networkdesc.batch_size`, printed as `BatchSize` in the stats).
     pub batch_size: u32,
+    /// I/O CRC and device statistics settings.
+    pub options: &'a QpcOptions,
 }
 
 /// `networkdesc.bin` data type of an element type; `None` if the descriptor cannot express it.
@@ -114,6 +128,14 @@ pub fn network_descriptor(c: &QpcContents<'_>) -> Result<NetworkDescriptor, Runt
         let b = IoBinding { name: io.name.clone(), io_initial: Some(desc.clone()), io_transformed: Some(desc), transformseq: vec![copy], is_partial_allowed: false, align: 64 };
         if io.is_input { nd.inputs.push(b) } else { nd.outputs.push(b) }
     }
+    if let Some(stride) = c.options.io_crc_stride {
+        let info = crate::crc::crc_info(&nd, stride)?;
+        nd.dma_buffers.push(crate::crc::crc_results_buffer(&info));
+        nd.crc_info = Some(info);
+    }
+    if let Some(st) = &c.options.stats {
+        nd.stats = Some(st.to_descriptor()?);
+    }
     Ok(nd)
 }
 
@@ -131,7 +153,7 @@ pub fn network_descriptor(c: &QpcContents<'_>) -> Result<NetworkDescriptor, Runt
 ///     shape: DmaShape::contiguous(16), multicast: None, tag: 0, signal: None }), Instr::DmaWait { tag: 0 }, Instr::End];
 /// let io = [IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0 },
 ///           IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1 }];
-/// let bytes = qpc_writer(&QpcContents { program: &p, constants: &[], io: &io, batch_size: 1 })?.to_vec()?;
+/// let bytes = qpc_writer(&QpcContents { program: &p, constants: &[], io: &io, batch_size: 1, options: &Default::default() })?.to_vec()?;
 /// let qpc = qaic_qpc::Qpc::from_bytes(&bytes)?;
 /// assert!(qaic_qpc::validate(&qpc).is_ok());
 /// # Ok::<(), Box<dyn std::error::Error>>(())

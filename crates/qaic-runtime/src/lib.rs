@@ -37,7 +37,7 @@
 //! let io = [IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0 },
 //!           IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1 }];
 //! let dir = tempfile::tempdir()?;
-//! write_qpc_dir(dir.path(), &QpcContents { program: &p, constants: &[], io: &io, batch_size: 1 })?;
+//! write_qpc_dir(dir.path(), &QpcContents { program: &p, constants: &[], io: &io, batch_size: 1, options: &Default::default() })?;
 //! let qpc = LoadedQpc::open(dir.path(), &LoadOptions::default())?;
 //! let x: Vec<u8> = [-1.0f32, 2.0, -3.0, 4.0].iter().flat_map(|v| v.to_le_bytes()).collect();
 //! let (outs, run) = qpc.run(&[&x])?;
@@ -47,12 +47,20 @@
 //! ```
 
 mod assemble;
+pub mod crc;
+pub mod devstats;
 mod loaded;
+pub mod profile;
+mod recorder;
 mod stats;
 pub mod trace;
 
-pub use assemble::{data_type, dtype_of, network_descriptor, qpc_writer, write_qpc_dir, IoSpec, QpcContents};
-pub use loaded::{qpc_path, IoInfo, LoadOptions, LoadedQpc};
+pub use assemble::{data_type, dtype_of, network_descriptor, qpc_writer, write_qpc_dir, IoSpec, QpcContents, QpcOptions};
+pub use crc::{CrcSampling, IoCrc};
+pub use devstats::{device_performance_table, pmu_event_name, pmu_recipe, DeviceStatsConfig, PerfSamples, MAX_PMU_EVENTS, PMU_EVENTS};
+pub use loaded::{qpc_path, Inference, IoInfo, LoadOptions, LoadedQpc};
+pub use profile::{sampling_every, ProfilingConfig, ProfilingType};
+pub use recorder::{Recorder, RecorderEvent, RecorderOptions, RunSummary, DEFAULT_SUBMIT_RETRIES, DEFAULT_SUBMIT_TIMEOUT_MS};
 pub use stats::{inference_occupancy_ps, CoreFigures, DeviceFigures, RunStats, Schedule, STATS_SCHEMA, STATS_SCHEMA_VERSION};
 
 /// The QPC file name inside a binary directory.
@@ -79,6 +87,12 @@ pub enum RuntimeError {
     /// The simulator failed.
     #[error("simulator: {0}")]
     Sim(String),
+    /// Host and device CRCs of an I/O transfer differ (`-io-crc`).
+    #[error("{0}")]
+    IoCrc(String),
+    /// An inference exceeded `-submit-timeout` on every attempt.
+    #[error("{0}")]
+    Timeout(String),
 }
 
 #[cfg(test)]
@@ -117,7 +131,7 @@ mod tests {
 
     fn bytes(p: &Program, io: &[IoSpec], batch: u32) -> Result<Vec<u8>, RuntimeError> {
         let c = vec![7u8; 64];
-        Ok(qpc_writer(&QpcContents { program: p, constants: &c, io, batch_size: batch })?.to_vec().unwrap())
+        Ok(qpc_writer(&QpcContents { program: p, constants: &c, io, batch_size: batch, options: &Default::default() })?.to_vec().unwrap())
     }
 
     #[test]
@@ -141,7 +155,7 @@ mod tests {
         let mut bad = io();
         bad[1].buffer = 0;
         assert!(bytes(&p, &bad, 1).unwrap_err().to_string().contains("Input buffer"));
-        let e = qpc_writer(&QpcContents { program: &p, constants: &[1, 2], io: &io(), batch_size: 1 }).unwrap_err().to_string();
+        let e = qpc_writer(&QpcContents { program: &p, constants: &[1, 2], io: &io(), batch_size: 1, options: &Default::default() }).unwrap_err().to_string();
         assert!(e.contains("constants blob has 2 bytes"), "{e}");
         let mut bad = io();
         bad[0].dtype = DType::Bool;

@@ -37,6 +37,17 @@ pub struct IoInfo {
     /// Position of the program buffer among the program's buffers of its kind (the order
     /// [`Simulator::run`] takes inputs and returns outputs).
     pub sim_index: usize,
+    /// The bytes the I/O CRC covers, when the QPC was compiled with `-io-crc`.
+    pub crc: Option<crate::CrcSampling>,
+}
+
+/// One inference: outputs in descriptor order, the simulator's run, and the I/O CRC checks.
+#[derive(Debug, Clone)]
+pub struct Inference {
+    pub outputs: Vec<Vec<u8>>,
+    pub run: SimRun,
+    /// (buffers checked, bytes covered); (0, 0) without `-io-crc`.
+    pub crc_checks: (u64, u64),
 }
 
 /// A QPC opened, validated and decoded, ready to run inferences on the simulator.
@@ -47,6 +58,9 @@ pub struct LoadedQpc {
     outputs: Vec<IoInfo>,
     sim: Simulator,
     instances: u32,
+    stats: Option<crate::DeviceStatsConfig>,
+    crc_stride: Option<u32>,
+    fault: Option<(String, usize)>,
 }
 
 impl std::fmt::Debug for LoadedQpc {
@@ -138,7 +152,12 @@ impl LoadedQpc {
             if bytes != buf.size {
                 return Err(e(format!("{bytes} bytes by the descriptor, program buffer `{}` holds {}", buf.name, buf.size)));
             }
-            Ok(IoInfo { name: b.name.clone(), dtype: crate::assemble::dtype_of(ty), shape: io.dims.iter().map(|&d| d.max(0) as usize).collect(), bytes, sim_index })
+            let crc = desc
+                .crc_info
+                .as_ref()
+                .and_then(|c| c.entries.iter().find(|x| x.dma_buffer_num == step.buffer_num))
+                .map(crate::CrcSampling::from_entry);
+            Ok(IoInfo { name: b.name.clone(), dtype: crate::assemble::dtype_of(ty), shape: io.dims.iter().map(|&d| d.max(0) as usize).collect(), bytes, sim_index, crc })
         };
         let inputs = desc.inputs.iter().map(|b| bind(b, BufferKind::Input)).collect::<Result<Vec<_>, _>>()?;
         let outputs = desc.outputs.iter().map(|b| bind(b, BufferKind::Output)).collect::<Result<Vec<_>, _>>()?;
@@ -151,7 +170,10 @@ impl LoadedQpc {
                 sim.outputs().len()
             )));
         }
-        Ok(LoadedQpc { path, desc, inputs, outputs, sim, instances })
+        let stats = desc.stats.as_ref().map(crate::DeviceStatsConfig::from_descriptor);
+        let crc_stride = desc.crc_info.as_ref().and_then(|c| c.entries.first()).map(|e| e.stride_interval);
+        let fault = if crc_stride.is_some() || std::env::var_os("QAIC_SIM_IO_FAULT").is_some() { crate::crc::fault_from_env() } else { None };
+        Ok(LoadedQpc { path, desc, inputs, outputs, sim, instances, stats, crc_stride, fault })
     }
 
     /// The QPC file.
@@ -186,6 +208,18 @@ impl LoadedQpc {
     pub fn simulator(&self) -> &Simulator {
         &self.sim
     }
+    /// Device statistics compiled into the QPC (`None`: the QPC carries none).
+    pub fn device_stats(&self) -> Option<&crate::DeviceStatsConfig> {
+        self.stats.as_ref()
+    }
+    /// `-io-crc-stride` of a QPC compiled with `-io-crc`.
+    pub fn io_crc_stride(&self) -> Option<u32> {
+        self.crc_stride
+    }
+    /// Bytes of all inputs and of all outputs.
+    pub fn io_bytes(&self) -> (u64, u64) {
+        (self.inputs.iter().map(|i| i.bytes).sum(), self.outputs.iter().map(|o| o.bytes).sum())
+    }
 
     /// Runs one inference: `inputs` in descriptor order, each exactly its binding's size.
     /// Returns the outputs in descriptor order and the simulated timing.
@@ -200,10 +234,31 @@ impl LoadedQpc {
     }
 
     fn run_with(&self, inputs: &[&[u8]], traced: bool) -> Result<(Vec<Vec<u8>>, SimRun), RuntimeError> {
+        let r = self.infer(inputs, traced, 0)?;
+        Ok((r.outputs, r.run))
+    }
+
+    /// The device's copy of a buffer in transit (the `QAIC_SIM_IO_FAULT` hook flips a bit).
+    fn transfer(&self, name: &str, data: &[u8]) -> Vec<u8> {
+        let mut v = data.to_vec();
+        if let Some((n, off)) = &self.fault
+            && n == name
+            && let Some(b) = v.get_mut(*off)
+        {
+            *b ^= 1;
+        }
+        v
+    }
+
+    /// Runs inference number `inference` (for messages): `inputs` in descriptor order. With
+    /// `traced`, the simulator records the timeline. With `-io-crc` compiled in, every input
+    /// and output transfer is CRC-checked on both sides; a mismatch is an error.
+    pub fn infer(&self, inputs: &[&[u8]], traced: bool, inference: u64) -> Result<Inference, RuntimeError> {
         if inputs.len() != self.inputs.len() {
             return Err(RuntimeError::Input(format!("the QPC has {} input(s), {} given", self.inputs.len(), inputs.len())));
         }
         let mut ordered = vec![Vec::new(); inputs.len()];
+        let mut checks = (0u64, 0u64);
         for (io, data) in self.inputs.iter().zip(inputs) {
             if data.len() as u64 != io.bytes {
                 return Err(RuntimeError::Input(format!(
@@ -215,10 +270,36 @@ impl LoadedQpc {
                     data.len()
                 )));
             }
-            ordered[io.sim_index] = data.to_vec();
+            let device = self.transfer(&io.name, data);
+            if let Some(c) = &io.crc {
+                crc_check(c, "input", &io.name, inference, data, &device, &mut checks)?;
+            }
+            ordered[io.sim_index] = device;
         }
         let run = if traced { self.sim.run_traced(&ordered) } else { self.sim.run(&ordered) }.map_err(|e| RuntimeError::Sim(e.to_string()))?;
-        let outs = self.outputs.iter().map(|o| run.outputs[o.sim_index].clone()).collect();
-        Ok((outs, run))
+        let mut outs = Vec::with_capacity(self.outputs.len());
+        for o in &self.outputs {
+            let device = &run.outputs[o.sim_index];
+            let host = self.transfer(&o.name, device);
+            if let Some(c) = &o.crc {
+                crc_check(c, "output", &o.name, inference, &host, device, &mut checks)?;
+            }
+            outs.push(host);
+        }
+        Ok(Inference { outputs: outs, run, crc_checks: checks })
     }
+}
+
+/// Compares the host's and the device's CRC of one transfer.
+fn crc_check(c: &crate::CrcSampling, what: &str, name: &str, inference: u64, host: &[u8], device: &[u8], checks: &mut (u64, u64)) -> Result<(), RuntimeError> {
+    let (h, d) = (c.crc(host), c.crc(device));
+    if h != d {
+        return Err(RuntimeError::IoCrc(format!(
+            "I/O CRC mismatch on {what} `{name}` of inference {inference}: host 0x{h:08x}, device 0x{d:08x} (stride {} B)",
+            c.stride_interval
+        )));
+    }
+    checks.0 += 1;
+    checks.1 += (0..host.len()).filter(|&i| c.covers(i, host.len())).count() as u64;
+    Ok(())
 }

@@ -76,6 +76,16 @@ pub struct RunStats {
     pub host_median_ms: f64,
     /// Predicted device figures of the last inference (one instance).
     pub device: DeviceFigures,
+    /// `-stats-batchsize` of a QPC carrying statistics (device figures per sample).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_batch_size: Option<u32>,
+    /// Simulated PMU counters of the last inference, per core (QPCs compiled with
+    /// `-aic-pmu-recipe` / `-aic-pmu-events`), divided by the stats batch size.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pmu: Vec<std::collections::BTreeMap<String, u64>>,
+    /// I/O CRC checks (QPCs compiled with `-io-crc`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io_crc: Option<crate::IoCrc>,
 }
 
 /// Predicted per-inference figures of one instance.
@@ -166,6 +176,9 @@ impl RunStats {
             host_wall_time_s: host_times.iter().map(Duration::as_secs_f64).sum(),
             host_median_ms: t.get(t.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1e3),
             device,
+            stats_batch_size: None,
+            pmu: Vec::new(),
+            io_crc: None,
         }
     }
 

@@ -55,6 +55,7 @@ fn main_inner(tool: Tool, args: &[String]) -> anyhow::Result<()> {
             let mut on_event = |e: RunEvent| match e {
                 RunEvent::InputFile(p) => println!("Input file: {p}"),
                 RunEvent::WroteFile(p) => println!("Writing file:{p}"),
+                RunEvent::DeletedFile(p) => println!("Deleting previous file: {p}"),
                 RunEvent::RandomInputs { distribution, unbound, seed } => {
                     let kind = if unbound {
                         "unbound".to_string()
@@ -107,20 +108,28 @@ fn run_on_device(cfg: &ExecConfig, on_event: &mut dyn FnMut(RunEvent)) -> anyhow
             println!("{l}");
         }
     }
+    if let Some(p) = &cfg.device.dump_program {
+        println!("Writing file:{}", p.display());
+    }
     if let Some(dir) = &cfg.device.binary_dir {
         println!("Generated binary is present at {}", dir.display());
     }
     if cfg.device.compile_only {
         return Ok(());
     }
-    let r = device::run_qpc(cfg, &out, on_event)?;
+    let r = device::run_qpc(cfg, &out, on_event)?.summary;
     if cfg.device.ddr_stats {
         for l in r.stats.ddr_lines() {
             println!("{l}");
         }
     }
+    if let Some(l) = &r.io_crc_line {
+        println!("{l}");
+    }
     println!("{}", r.stats.host_line());
     print!("{}", r.stats.stats_block());
+    // The vendor prints the Device Performance table after the Stats block.
+    print!("{}", r.device_lines);
     if let Some(p) = &cfg.device.stats_json {
         qaic_compiler::fsutil::write_atomic(p, r.stats.to_json().as_bytes())?;
         println!("Writing file:{}", p.display());

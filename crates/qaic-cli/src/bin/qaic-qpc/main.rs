@@ -47,6 +47,20 @@ enum Command {
     AddCrc32(AddCrcArgs),
     /// Describe a QPC: header, segments, network descriptor.
     Info(InfoArgs),
+    /// List the device program of a qaic-rs QPC: I/O bindings, DDR buffers, then every core's
+    /// instructions (decoded from network.elf).
+    #[command(visible_alias = "listing")]
+    List(ListArgs),
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// QPC file whose program to list.
+    #[arg(short = 'i', long = "input-file", visible_alias = "qpc")]
+    input: PathBuf,
+    /// Only this core's instructions (with the header and buffers).
+    #[arg(long)]
+    core: Option<usize>,
 }
 
 #[derive(Args)]
@@ -135,6 +149,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate(a),
         Command::AddCrc32(a) => add_crc32(a),
         Command::Info(a) => info(a),
+        Command::List(a) => list(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -398,6 +413,41 @@ fn add_crc32(a: AddCrcArgs) -> Result<u8> {
         println!("{name}: 0x{v:08X}");
     }
     println!("Wrote {} ({size} bytes, {} CRC segment(s))", out.display(), crcs.len());
+    Ok(0)
+}
+
+/// `list`: the program listing (qaic-device's text form), preceded by the descriptor's I/O.
+fn list(a: ListArgs) -> Result<u8> {
+    let qpc = open(&a.input)?;
+    let elf = qpc.segment(NETWORK_ELF).with_context(|| format!("{}: no network.elf segment", a.input.display()))?;
+    let program = match qaic_device::Program::from_elf(elf) {
+        Ok(p) => p,
+        Err(e) => bail!("{}: network.elf: {e}", a.input.display()),
+    };
+    if let Some(c) = a.core
+        && c >= program.cores.len()
+    {
+        bail!("--core {c}: the program has {} core(s) (0 to {})", program.cores.len(), program.cores.len() - 1);
+    }
+    if let Ok(Some(d)) = qpc.network_descriptor() {
+        for (dir, ios) in [("input", &d.inputs), ("output", &d.outputs)] {
+            for b in ios.iter() {
+                let t = if dir == "input" { b.io_initial.as_ref() } else { b.io_transformed.as_ref() };
+                let buf = b.copy_step().and_then(|s| s.copy_dma_buffer.as_ref()).map_or(-1, |c| c.buffer_num as i64);
+                println!("{dir} {:?} dims {:?} dma buffer {buf} ({} transform step(s))", b.name, t.map(|t| t.dims.clone()).unwrap_or_default(), b.transformseq.len());
+            }
+        }
+    }
+    let text = program.listing();
+    for line in text.lines() {
+        let keep = match a.core {
+            None => true,
+            Some(c) => !line.starts_with("core ") || line.starts_with(&format!("core {c}:")),
+        };
+        if keep {
+            println!("{line}");
+        }
+    }
     Ok(0)
 }
 

@@ -32,6 +32,7 @@ fn main_inner(args: &[String]) -> anyhow::Result<()> {
     let mut on_event = |e: RunnerEvent| match e {
         RunnerEvent::InputFile(p) => println!("Input file: {p}"),
         RunnerEvent::WroteFile(p) => println!("Writing file:{p}"),
+        RunnerEvent::DeletedFile(p) => println!("Deleting previous file: {p}"),
         RunnerEvent::RandomInputs { unbound } => println!("Using {} random inputs", if unbound { "unbound" } else { "bounded" }),
     };
     let r = runner::run(&cfg, &mut on_event)?;
@@ -40,8 +41,13 @@ fn main_inner(args: &[String]) -> anyhow::Result<()> {
             println!("{l}");
         }
     }
+    if let Some(l) = &r.io_crc_line {
+        println!("{l}");
+    }
     println!("{}", r.stats.host_line());
     print!("{}", r.stats.stats_block());
+    // The vendor prints the Device Performance table after the Stats block.
+    print!("{}", r.device_lines);
     if let Some(p) = &cfg.stats_json {
         qaic_compiler::fsutil::write_atomic(p, r.stats.to_json().as_bytes())?;
         println!("Writing file:{}", p.display());
