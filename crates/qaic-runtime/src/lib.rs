@@ -178,6 +178,53 @@ mod tests {
     }
 
     #[test]
+    fn qpc_options_reach_the_descriptor_and_the_loaded_qpc() {
+        let p = relu_program(1);
+        let stats = DeviceStatsConfig { level: 40, batch_size: 4, ddr: true, pmu_events: vec![8, 0], op_stats: true };
+        let opts = QpcOptions { io_crc_stride: Some(16), stats: Some(stats.clone()) };
+        let c = vec![7u8; 64];
+        let b = qpc_writer(&QpcContents { program: &p, constants: &c, io: &io(), batch_size: 1, options: &opts }).unwrap().to_vec().unwrap();
+        let q = LoadedQpc::from_bytes(&b, "mem", &LoadOptions::default()).unwrap();
+        assert_eq!(q.device_stats(), Some(&stats));
+        assert_eq!(q.io_crc_stride(), Some(16));
+        let info = q.descriptor().crc_info.as_ref().unwrap();
+        assert_eq!((info.entries.len(), info.buff_num as usize), (2, q.descriptor().dma_buffers.len() - 1));
+        let x = [0u8; 16];
+        let r = q.infer(&[&x], false, 0).unwrap();
+        assert_eq!(r.crc_checks, (2, 32));
+        // Bad PMU events are refused at assembly.
+        let bad = QpcOptions { io_crc_stride: None, stats: Some(DeviceStatsConfig { pmu_events: vec![99], ..Default::default() }) };
+        let e = qpc_writer(&QpcContents { program: &p, constants: &c, io: &io(), batch_size: 1, options: &bad }).unwrap_err().to_string();
+        assert!(e.contains("unknown PMU event 99"), "{e}");
+        let nine = QpcOptions { io_crc_stride: None, stats: Some(DeviceStatsConfig { pmu_events: (0..9).collect(), ..Default::default() }) };
+        assert!(qpc_writer(&QpcContents { program: &p, constants: &c, io: &io(), batch_size: 1, options: &nine }).is_err());
+    }
+
+    #[test]
+    fn crc_sampling_covers_edges_and_stride_words() {
+        let s = CrcSampling { begin: 64, end: 64, stride_interval: 256, stride_size: 4 };
+        let len = 1024;
+        let covered: Vec<usize> = (0..len).filter(|&i| s.covers(i, len)).collect();
+        assert_eq!(covered.len(), 64 + 64 + 4 * 3); // stride words at 256, 512, 768 (0 is in the first edge)
+        assert!(s.covers(0, len) && s.covers(1023, len) && s.covers(257, len) && !s.covers(300, len));
+    }
+
+    #[test]
+    fn profiling_samples_by_iteration_and_by_simulated_time() {
+        let p = ProfilingConfig { start_iter: 2, num_samples: 2, start_delay_ms: 1, duration_ms: Some(2), sampling_every: 2, ..Default::default() };
+        let legacy: Vec<u64> = (0..6).filter(|&i| p.sampled(i, 0, 0).0).collect();
+        assert_eq!(legacy, [2, 3]);
+        let ms = 1_000_000_000u64;
+        assert_eq!(p.sampled(0, ms / 2, 0), (false, false, false));
+        assert_eq!(p.sampled(0, ms, 0), (false, true, true));
+        assert_eq!(p.sampled(0, ms, 1), (false, false, true));
+        assert_eq!(p.sampled(0, 3 * ms, 0), (false, false, false));
+        let t = profile::latency_text("n", 1, 1, &[]);
+        assert_eq!(t.lines().count(), 5);
+        assert_eq!(t.lines().nth(4).unwrap().split(", ").count(), profile::LATENCY_COLUMNS.len());
+    }
+
+    #[test]
     fn schedule_spreads_inferences_over_instances() {
         let mut s = Schedule::new(2);
         for _ in 0..5 {
