@@ -62,6 +62,17 @@ fn check_params(op: &'static str, n: usize, out: usize, scales: usize, zps: usiz
     Ok(())
 }
 
+/// `v as i32` for a finite integral value inside the i32 range. Rust's saturating `as` is
+/// lowered to per-lane compare-and-branch code that stops the loops from vectorising; the
+/// callers have already clamped to a 16-bit range and replaced NaN, so the plain conversion
+/// (`vcvttps2dq`) gives the same result.
+#[inline(always)]
+fn to_int(v: f32) -> i32 {
+    debug_assert!(v.is_finite() && v.abs() <= 65536.0);
+    // SAFETY: `v` is finite and within ±65536 (clamped by every caller), so it fits i32.
+    unsafe { v.to_int_unchecked::<i32>() }
+}
+
 #[inline(always)]
 fn quantize_body<const FMA: bool, Q: QInt>(x: &[f32], scale: f32, zp: i32, glow: bool, out: &mut [Q]) {
     let (lo, hi) = (Q::MIN as f32, Q::MAX as f32);
@@ -71,7 +82,7 @@ fn quantize_body<const FMA: bool, Q: QInt>(x: &[f32], scale: f32, zp: i32, glow:
             let r = (v / scale + z).round_ties_even();
             // NaN quantizes to 0 (Glow's int64 cast of NaN, then the clamp).
             let r = if r.is_nan() { 0.0 } else { r.max(lo).min(hi) };
-            *o = Q::from_i32(r as i32);
+            *o = Q::from_i32(to_int(r));
         }
     } else {
         for (o, &v) in out.iter_mut().zip(x) {
@@ -81,7 +92,7 @@ fn quantize_body<const FMA: bool, Q: QInt>(x: &[f32], scale: f32, zp: i32, glow:
             let r = q.max(-1048576.0).min(1048576.0) + z;
             // Tested on `q`: `max` drops NaN operands.
             let r = if q.is_nan() { 0.0 } else { r.max(lo).min(hi) };
-            *o = Q::from_i32(r as i32);
+            *o = Q::from_i32(to_int(r));
         }
     }
 }
@@ -169,7 +180,7 @@ fn requantize_body<const FMA: bool, Q: QInt>(acc: &[i32], mult: f32, zp: i32, ou
     let (lo, hi, z) = (Q::MIN as f32, Q::MAX as f32, zp as f32);
     for (o, &a) in out.iter_mut().zip(acc) {
         let v = (a as f32 * mult).round_ties_even() + z;
-        *o = Q::from_i32(if v.is_nan() { 0 } else { v.max(lo).min(hi) as i32 });
+        *o = Q::from_i32(to_int(if v.is_nan() { 0.0 } else { v.max(lo).min(hi) }));
     }
 }
 multiversion!(fn requantize_run<Q: QInt>(acc: &[i32], mult: f32, zp: i32, out: &mut [Q]) => requantize_body);

@@ -317,3 +317,49 @@ proptest::proptest! {
         }
     }
 }
+
+/// Rates of the element-wise kernels per path (`cargo test --release -p qaic-kernels --lib
+/// quant::tests::qdq_rates -- --ignored --nocapture`); prints, never asserts timings.
+#[test]
+#[ignore]
+fn qdq_rates() {
+    let n = 1 << 20;
+    let x: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 * 0.37 - 150.0).collect();
+    let mut q = vec![0i8; n];
+    let mut y = vec![0f32; n];
+    for path in IntPath::available() {
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            quantize_with(path, &x, &[0.5], &[3i8], 1, QuantizeRounding::Glow, &mut q).unwrap();
+        }
+        let tq = t.elapsed().as_secs_f64() / 20.0;
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            dequantize_with(path, &q, &[0.5], &[3i8], 1, &mut y).unwrap();
+        }
+        let td = t.elapsed().as_secs_f64() / 20.0;
+        println!("{path}: quantize {:.2} Ge/s, dequantize {:.2} Ge/s", n as f64 / tq / 1e9, n as f64 / td / 1e9);
+    }
+}
+
+/// Int8 GEMM rates per path (ignored; prints GOP/s, never asserts timings).
+#[test]
+#[ignore]
+fn gemm_rates() {
+    let (m, n, k) = (512, 512, 512);
+    let mut r = Rng::new(5);
+    let a: Vec<u8> = rand_vals(&mut r, m * k);
+    let b: Vec<i8> = rand_vals(&mut r, k * n);
+    let mut c = vec![0i32; m * n];
+    for path in IntPath::available() {
+        let pb = PackedB::new::<u8, i8>(path, k, n, &b, n, 1, ZeroPoint::Scalar(3)).unwrap();
+        let iters = if path == IntPath::Scalar { 2 } else { 20 };
+        let t = std::time::Instant::now();
+        for _ in 0..iters {
+            let pa = PackedA::new(&pb, m, &a, k, ZeroPoint::Scalar(128)).unwrap();
+            gemm_packed(&pa, &pb, &mut c, n, 1).unwrap();
+        }
+        let dt = t.elapsed().as_secs_f64() / iters as f64;
+        println!("{path}: int8 gemm 512^3 (packed B) {:.1} GOP/s", 2.0 * (m * n * k) as f64 / dt / 1e9);
+    }
+}
