@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// qaic-exec: `-num-iter` (timed inferences per model).
     #[arg(long, default_value_t = 20)]
     pub num_iter: u32,
+    /// Simulator: `-aic-num-cores` values to measure (the simulator table); empty to skip it.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 16])]
+    pub sim_cores: Vec<u32>,
 }
 
 /// One line of `tools/ort_bench.py` output.
@@ -102,6 +105,15 @@ pub fn run(p: &Paths, args: &BenchArgs, ort_only: bool) -> Result<()> {
         })
         .collect();
     print!("{}", table(&rows, ort_only));
+    // The simulator against the interpreter, same inputs, measured side by side per model.
+    let sim_rows = if ort_only || args.sim_cores.is_empty() {
+        Vec::new()
+    } else {
+        let exec = p.qaic_exec();
+        let rows = crate::bench_sim::measure(&exec, p.shared().ok().as_deref(), &ort, args.num_iter, &args.sim_cores, &p.bench())?;
+        print!("{}", crate::bench_sim::table(&rows));
+        rows
+    };
     let mut jsonl = String::new();
     for r in &rows {
         jsonl.push_str(&serde_json::to_string(r)?);
@@ -110,6 +122,16 @@ pub fn run(p: &Paths, args: &BenchArgs, ort_only: bool) -> Result<()> {
     let results = p.bench().join("results.jsonl");
     cmd::write_atomic(&results, jsonl.as_bytes())?;
     println!("bench: results written to {}", results.display());
+    if !sim_rows.is_empty() {
+        let mut jsonl = String::new();
+        for r in &sim_rows {
+            jsonl.push_str(&serde_json::to_string(r)?);
+            jsonl.push('\n');
+        }
+        let sim_results = p.bench().join("sim-results.jsonl");
+        cmd::write_atomic(&sim_results, jsonl.as_bytes())?;
+        println!("bench: simulator results written to {}", sim_results.display());
+    }
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| r.qaic_error.is_some())

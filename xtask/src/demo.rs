@@ -31,6 +31,7 @@ pub fn run(p: &Paths, model: &str) -> Result<()> {
             min_runs: 0,
             min_seconds: 0.0,
             num_iter: 1,
+            sim_cores: Vec::new(),
         };
         let r = bench::ort_side(p, &args, true)?
             .into_iter()

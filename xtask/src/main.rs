@@ -9,6 +9,7 @@
 //! `<repo>/target/{downloads,onnx-node-tests,zoo,bench,demo}`).
 
 mod bench;
+mod bench_sim;
 mod cmd;
 mod conformance;
 mod demo;

@@ -157,11 +157,12 @@ impl Simulator {
             }
         }
         let plan = self.plan.get_or_init(|| plan::Plan::build(&self.program, &self.device, &self.constants, self.kernels)).as_ref().map_err(Clone::clone)?;
-        // One workspace is kept; a concurrent run (rare) works in a fresh one.
-        let outputs = match self.workspace.try_lock() {
-            Ok(mut ws) => plan.run(&self.program, &self.constants, inputs, self.kernels, &mut ws)?,
-            Err(_) => plan.run(&self.program, &self.constants, inputs, self.kernels, &mut plan::Workspace::default())?,
-        };
+        // One workspace is kept; a concurrent run (rare) works in a fresh one. The replay runs
+        // on a kernel thread so each kernel's split is an in-pool fork, not a hand-off.
+        let outputs = qaic_kernels::run_in_pool(|| match self.workspace.try_lock() {
+            Ok(mut ws) => plan.run(&self.program, &self.constants, inputs, self.kernels, &mut ws),
+            Err(_) => plan.run(&self.program, &self.constants, inputs, self.kernels, &mut plan::Workspace::default()),
+        })?;
         let stats = if traced { engine::simulate(&self.program, &self.device, true, &mut |_| Ok(()))? } else { plan.stats.clone() };
         Ok(SimRun { outputs, stats })
     }

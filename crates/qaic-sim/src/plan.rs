@@ -590,7 +590,21 @@ impl Plan {
             }
             live_in[m] = li.0;
         }
-        tracing::debug!(steps = steps.len(), groups = groups.len(), slots = slot_sizes.len(), "simulator plan");
+        let (mut lands, mut land_bytes, mut ops) = (0usize, 0u64, 0usize);
+        for s in &steps {
+            match *s {
+                Step::Land { core, pc, receivers } => {
+                    lands += 1;
+                    if let Some(d) = dma_at(core, pc) {
+                        land_bytes += d.shape.total_bytes() * receivers.or(d.multicast).map_or(1, |m| m.count() as u64);
+                    }
+                }
+                Step::Op { .. } => ops += 1,
+                _ => {}
+            }
+        }
+        let merged: usize = groups.iter().map(|g| g.members.len()).sum();
+        tracing::debug!(actions = actions.len(), steps = steps.len(), lands, land_bytes, plain_ops = ops, conv_groups = groups.len(), merged_convs = merged, "simulator plan");
         Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written })
     }
 
