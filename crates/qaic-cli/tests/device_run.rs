@@ -147,6 +147,16 @@ fn instances_raise_throughput_until_cores_run_out() {
     // 5 instances × 4 cores = 20 > 16.
     let e = err(&f.runner(&["-t", "qpc", "-n", "1", "-a", "5"]));
     assert!(e.contains("5 instance(s) of a 4-core network need 20 cores") && e.contains("has 16"), "{e}");
+    // The 14-core Standard card: 4 × 4 = 16 cores no longer fit, 3 instances do.
+    let e = err(&f.runner(&["-t", "qpc", "-n", "1", "-a", "4", "--aic-device-variant", "standard14"]));
+    assert!(e.contains("need 16 cores; the device (standard14) has 14"), "{e}");
+    ok(&f.runner(&["-t", "qpc", "-n", "1", "-a", "3", "--aic-device-variant=standard14"]));
+    let e = err(&f.exec(&["-aic-device-variant=standard14", "-aic-num-cores=16", "-compile-only"]));
+    assert!(e.contains("-aic-num-cores") && e.contains("1..=14") && e.contains("standard14"), "{e}");
+    let out = ok(&f.exec(&["-aic-device-variant=standard14", "-aic-num-cores=14", "-aic-num-of-instances=1", "-num-iter=1"]));
+    check_stats(&out, 1, 2);
+    let e = err(&f.exec(&["-aic-device-variant=standard12"]));
+    assert!(e.contains("-aic-device-variant"), "{e}");
 }
 
 #[test]

@@ -37,13 +37,18 @@ pub struct DeviceRunReport {
     pub summary: RunSummary,
 }
 
+/// The card variant of `-aic-device-variant`.
+pub fn variant(cfg: &ExecConfig) -> Variant {
+    if cfg.device.standard14 { Variant::Standard14 } else { Variant::Pro16 }
+}
+
 /// The device model for `-aic-hw-version` (`ai200`: no device model yet).
 pub fn device_model(cfg: &ExecConfig) -> Result<DeviceModel, RunError> {
     let v = match cfg.device.hw_version {
         HwVersion::Ai100 => "ai100",
         HwVersion::Ai200 => "ai200",
     };
-    DeviceModel::for_version(v, Variant::Pro16).map_err(|e| RunError::NotSupported(format!("-aic-hw-version={v}: {e}")))
+    DeviceModel::for_version(v, variant(cfg)).map_err(|e| RunError::NotSupported(format!("-aic-hw-version={v}: {e}")))
 }
 
 /// Code generation options from the typed configuration (ranges are checked by the option
@@ -239,7 +244,7 @@ impl Executable for SimulatedQpc {
 
 /// Load options of the runtime from the configuration (`-aic-num-of-instances`, `-device-id`).
 pub fn load_options(cfg: &ExecConfig) -> LoadOptions {
-    LoadOptions { variant: Variant::Pro16, instances: cfg.device.num_instances.max(1), device_id: cfg.device.device_id }
+    LoadOptions { variant: variant(cfg), instances: cfg.device.num_instances.max(1), device_id: cfg.device.device_id }
 }
 
 /// Recorder options from the configuration (profiling, submit timeout and retries).

@@ -126,6 +126,8 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("aic-hw-version", ValueKind::Enum(&["2.0", "ai100", "ai200"]), "AIC hardware version to compile for (2.0 is the old spelling of ai100).")
         .default("ai100").group(G_COMPILE),
     o("aic-num-cores", ValueKind::Int { min: 1, max: 16 }, "Number of AIC cores to use.").default("1").group(G_COMPILE),
+    o("aic-device-variant", ValueKind::Enum(&["pro16", "standard14"]), "qaic-rs: card variant of the virtual AIC100: pro16 (16 cores) or standard14 (the 14-core AI 100 Standard; -aic-num-cores at most 14).")
+        .default("pro16").group(G_COMPILE),
     o("ols", ANY_POS, "Factor increasing the splitting of network operations.").group(G_COMPILE),
     o("mos", ValueKind::IntList { min: -1, max: 16, max_items: 4 }, "Effort to reduce on-chip memory use (-1 = none; one value per SDP cluster).")
         .group(G_COMPILE),
@@ -397,6 +399,8 @@ pub struct DeviceConfig {
     pub target: Target,
     pub hw_version: HwVersion,
     pub num_cores: u32,
+    /// `-aic-device-variant=standard14`: the 14-core card (default: the 16-core Pro).
+    pub standard14: bool,
     pub ols: Option<u32>,
     /// `-mos`; one value per SDP cluster, -1 = none.
     pub mos: Vec<i32>,
@@ -704,6 +708,7 @@ impl ExecConfig {
             },
             hw_version,
             num_cores: int_or_default(a, "aic-num-cores") as u32,
+            standard14: a.str("aic-device-variant") == Some("standard14"),
             ols: a.int("ols").map(|v| v.min(u32::MAX as i64) as u32),
             mos: a.int_list("mos").map(|v| v.iter().map(|&m| m as i32).collect()).unwrap_or_default(),
             allocator_dealloc_delay: a.int("allocator-dealloc-delay").map(|v| v as u32),

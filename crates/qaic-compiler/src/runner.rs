@@ -50,6 +50,7 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
     o("a", ANY_POS, "Instances (activations) of the network loaded side by side on disjoint cores.")
         .aliases(&["aic-num-of-activations"]).default("1").group(G_RUN),
     o("d", ANY_NONNEG, "Device id: the virtual AIC100 is device 0.").aliases(&["aic-device-id"]).default("0").group(G_RUN),
+    o("aic-device-variant", ValueKind::Enum(&["pro16", "standard14"]), "qaic-rs: card variant of the virtual AIC100: pro16 (16 cores) or standard14 (14 cores; instances x cores must fit).").default("pro16").group(G_RUN),
     o("S", ANY_POS, "Inferences queued per activation on the host.").aliases(&["set-size"]).default("10")
         .status(Status::Ignored("the simulator runs inferences one after another; queue depth does not change simulated device time"))
         .group(G_RUN),
@@ -120,6 +121,8 @@ pub struct RunnerConfig {
     pub time_s: Option<u64>,
     pub activations: u32,
     pub device_id: u32,
+    /// `--aic-device-variant=standard14`: the 14-core card.
+    pub standard14: bool,
     pub random: RandomInputs,
     pub write_output_dir: Option<String>,
     pub write_output_start_iter: u64,
@@ -216,6 +219,7 @@ where
         time_s: a.int("time").map(|t| t as u64),
         activations: int(&a, "a", 1).min(u32::MAX as i64) as u32,
         device_id: int(&a, "d", 0).min(u32::MAX as i64) as u32,
+        standard14: a.str("aic-device-variant") == Some("standard14"),
         random: RandomInputs { unbound: a.flag("unbound-random"), seed: int(&a, "random-seed", 0) as u64, ..Default::default() },
         write_output_dir: if write_any { Some(a.str("write-output-dir").unwrap_or(".").to_string()) } else { None },
         write_output_start_iter: int(&a, "write-output-start-iter", 0) as u64,
@@ -268,7 +272,8 @@ pub(crate) fn recorder_event(e: RecorderEvent) -> Option<RunnerEvent> {
 /// Loads the QPC and runs the inferences. Inputs are read and checked before any run; output
 /// files are written atomically.
 pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<RunnerReport, RunError> {
-    let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, ..Default::default() };
+    let variant = if cfg.standard14 { qaic_device::Variant::Standard14 } else { qaic_device::Variant::Pro16 };
+    let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, variant };
     let qpc = LoadedQpc::open(&cfg.test_data, &opts).map_err(|e| RunError::Model(e.to_string()))?;
     let ios = qpc.inputs().to_vec();
     let data: Vec<Vec<u8>> = if cfg.input_files.is_empty() {
