@@ -55,6 +55,22 @@ fn build_quantize(_: &qaic_interp::BuildCtx<'_>) -> Result<Box<dyn qaic_interp::
         let p = crate::base::QuantParams { scale, offset };
         let xs = x.view::<f32>()?;
         let shape = x.shape().to_vec();
+        // 8/16-bit: the vectorised kernel, same formula and bits as `base::quantize`.
+        fn fast<Q: qaic_kernels::quant::QInt + qaic_tensor::Element>(xs: &[f32], scale: f32, zp: i32, shape: Vec<usize>) -> Result<Tensor, OpError> {
+            let mut out = vec![Q::default(); xs.len()];
+            qaic_kernels::quant::quantize(xs, &[scale], &[Q::from_i32(zp)], 1, qaic_kernels::quant::QuantizeRounding::Glow, &mut out)
+                .map_err(|e| OpError::Msg(e.to_string()))?;
+            Ok(Tensor::from_vec(shape, out)?)
+        }
+        let t = match q {
+            crate::base::QType::Int8 => Some(fast::<i8>(&xs, scale, offset, shape.clone())?),
+            crate::base::QType::UInt8 => Some(fast::<u8>(&xs, scale, offset, shape.clone())?),
+            crate::base::QType::Int16 => Some(fast::<i16>(&xs, scale, offset, shape.clone())?),
+            crate::base::QType::Int32 => None,
+        };
+        if let Some(t) = t {
+            return Ok(vec![Some(Value::Tensor(t))]);
+        }
         let vals = xs.iter().map(|&v| crate::base::quantize(v, p, q));
         let t = match q {
             crate::base::QType::Int8 => Tensor::from_vec(shape, vals.map(|v| v as i8).collect())?,

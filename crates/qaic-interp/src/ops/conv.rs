@@ -450,6 +450,70 @@ impl Kernel for ConvTransposeOp {
     }
 }
 
+/// [`conv_int`] by the packed SIMD integer kernel (`qaic_kernels::quant`) when both operands
+/// are 8/16-bit, the input zero point is a scalar and the weight zero point a scalar or one per
+/// output channel; `None` otherwise. Same integers as the general path (i32, wrapping).
+fn conv_int_fast(x: &Tensor, w: &Tensor, x_zp: Option<&Tensor>, w_zp: Option<&Tensor>, geo: &Geometry, group: usize) -> Option<Result<(Vec<usize>, Vec<i32>), OpError>> {
+    use qaic_kernels::quant::{conv_integer_packed, IntPath, PackedConvWeights, ZeroPoint};
+    let r = x.rank().checked_sub(2)?;
+    if !(1..=3).contains(&r) || w.rank() != x.rank() || x_zp.is_some_and(|z| z.len() != 1 || z.dtype() != x.dtype()) {
+        return None;
+    }
+    let m = w.shape()[0];
+    if w_zp.is_some_and(|z| (z.len() != 1 && z.len() != m) || z.dtype() != w.dtype()) {
+        return None;
+    }
+    let kshape: Vec<usize> = w.shape()[2..].to_vec();
+    let rs = match geo.resolve(&x.shape()[2..], &kshape, false) {
+        Ok(rs) => rs,
+        Err(e) => return Some(Err(e)),
+    };
+    let params = ConvParams {
+        kernel: kshape,
+        strides: rs.strides.clone(),
+        dilations: rs.dil.clone(),
+        pads: rs.pb.iter().chain(&rs.pe).copied().collect(),
+        group,
+    };
+    macro_rules! qint {
+        ($d:expr, $T:ident, $body:block) => {
+            match $d {
+                DType::U8 => { type $T = u8; $body }
+                DType::I8 => { type $T = i8; $body }
+                DType::U16 => { type $T = u16; $body }
+                DType::I16 => { type $T = i16; $body }
+                _ => None,
+            }
+        };
+    }
+    qint!(x.dtype(), X, {
+        qint!(w.dtype(), W, {
+            let run = || -> Result<(Vec<usize>, Vec<i32>), OpError> {
+                let kerr = |e: qaic_kernels::KernelError| OpError::Msg(e.to_string());
+                let xv = x.view::<X>()?;
+                let wv = w.view::<W>()?;
+                let xz = match x_zp { Some(z) => z.view::<X>()?[0], None => X::default() };
+                let wzv = w_zp.map(|z| z.view::<W>()).transpose()?;
+                let wz = match &wzv {
+                    Some(z) if z.len() == 1 => ZeroPoint::Scalar(z[0]),
+                    Some(z) => ZeroPoint::PerChannel(&z[..]),
+                    None => ZeroPoint::Scalar(W::default()),
+                };
+                let packed = PackedConvWeights::new::<X, W>(IntPath::current(), &wv, w.shape(), wz, group).map_err(kerr)?;
+                let mut shape = vec![x.shape()[0], m];
+                shape.extend(&rs.out);
+                let mut out = vec![0i32; shape.iter().product()];
+                let got = conv_integer_packed(&params, &xv, x.shape(), xz, &packed, &mut out).map_err(kerr)?;
+                if got != shape {
+                    return Err(OpError::Msg(format!("integer convolution output {got:?}, expected {shape:?}")));
+                }
+                Ok((shape, out))
+            };
+            Some(run())
+        })
+    })
+}
+
 /// Integer convolution with zero points, i32 accumulation (ConvInteger / QLinearConv core).
 #[allow(clippy::too_many_arguments)]
 fn conv_int(
@@ -459,7 +523,10 @@ fn conv_int(
     w_zp: Option<&Tensor>,
     geo: &Geometry,
     group: usize,
-) -> Result<(Vec<usize>, Vec<i64>), OpError> {
+) -> Result<(Vec<usize>, Vec<i32>), OpError> {
+    if let Some(r) = conv_int_fast(x, w, x_zp, w_zp, geo, group) {
+        return r;
+    }
     let (n, c) = (x.shape()[0], x.shape()[1]);
     let m = w.shape()[0];
     let g = group;
@@ -500,7 +567,8 @@ fn conv_int(
     }
     let mut shape = vec![n, m];
     shape.extend(&rs.out);
-    Ok((shape, out))
+    // i32 accumulation, wrapping like the kernels.
+    Ok((shape, out.into_iter().map(|v| v as i32).collect()))
 }
 
 fn conv_integer(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
@@ -508,7 +576,7 @@ fn conv_integer(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
     let group = ctx.attr_i("group", 1)?.max(1) as usize;
     Ok(Box::new(move |_: &RunCtx<'_>, inputs: &[Option<&Value>]| {
         let (shape, v) = conv_int(input(inputs, 0)?, input(inputs, 1)?, opt_input(inputs, 2)?, opt_input(inputs, 3)?, &geo, group)?;
-        out1(Tensor::from_vec(shape, v.into_iter().map(|x| x as i32).collect())?)
+        out1(Tensor::from_vec(shape, v)?)
     }))
 }
 
@@ -534,7 +602,7 @@ fn qlinear_conv(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
             .map(|(i, &a)| {
                 let oc = (i / osz) % m;
                 let wsc = if ws.len() == 1 { ws[0] } else { ws[oc] } as f64;
-                let a = a + bias.as_ref().map(|b| b[oc]).unwrap_or(0);
+                let a = a as i64 + bias.as_ref().map(|b| b[oc]).unwrap_or(0);
                 let v = a as f64 * (xs * wsc / ys);
                 (v.round_ties_even() + yz).clamp(lo, hi) as i64
             })

@@ -176,6 +176,82 @@ fn round_half_even(v: f64) -> f64 {
     if (v - v.trunc()).abs() == 0.5 { 2.0 * (v / 2.0).round() } else { r }
 }
 
+/// Per-tensor or per-axis f32 scales as `(scales, inner)`: element `i` uses scale
+/// `(i / inner) % scales.len()`. `None` for blocked or non-f32 parameters (general path).
+fn axis_scales(x: &Tensor, scale: &Tensor, axis: i64, block: i64) -> Option<(Vec<f32>, usize)> {
+    if scale.dtype() != DType::F32 || block != 0 || x.len() == 0 {
+        return None;
+    }
+    let sv = scale.view::<f32>().ok()?.into_owned();
+    if sv.len() == 1 {
+        return Some((sv, 1));
+    }
+    let a = norm_axis(axis, x.rank()).ok()?;
+    if scale.rank() != 1 || sv.len() != x.shape()[a] {
+        return None;
+    }
+    Some((sv, x.shape()[a + 1..].iter().product::<usize>().max(1)))
+}
+
+/// Zero points of type `Q` matching `n` scales (absent: one zero).
+fn axis_zero_points<Q: qaic_tensor::Element + qaic_kernels::quant::QInt>(zp: Option<&Tensor>, n: usize) -> Option<Vec<Q>> {
+    match zp {
+        None => Some(vec![Q::default()]),
+        Some(z) if z.len() == 1 || z.len() == n => Some(z.view::<Q>().ok()?.into_owned()),
+        Some(_) => None,
+    }
+}
+
+/// Runs `$body` with `$Q` bound to the Rust type of an 8/16-bit integer dtype.
+macro_rules! with_qint {
+    ($d:expr, $Q:ident, $body:block, $other:expr) => {
+        match $d {
+            DType::U8 => { type $Q = u8; $body }
+            DType::I8 => { type $Q = i8; $body }
+            DType::U16 => { type $Q = u16; $body }
+            DType::I16 => { type $Q = i16; $body }
+            _ => $other,
+        }
+    };
+}
+
+/// QuantizeLinear of f32 input to an 8/16-bit type with per-tensor/per-axis f32 scales, by the
+/// vectorised kernel (same bits as the general path below). `None`: not this case.
+fn quantize_fast(x: &Tensor, scale: &Tensor, zp: Option<&Tensor>, target: DType, axis: i64, block: i64) -> Option<Result<Tensor, OpError>> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let (sv, inner) = axis_scales(x, scale, axis, block)?;
+    with_qint!(target, Q, {
+        let zv = axis_zero_points::<Q>(zp, sv.len())?;
+        let xv = x.view::<f32>().ok()?;
+        let mut out = vec![Q::default(); x.len()];
+        Some(
+            qaic_kernels::quant::quantize(&xv, &sv, &zv, inner, qaic_kernels::quant::QuantizeRounding::Onnx, &mut out)
+                .map_err(|e| OpError::Msg(e.to_string()))
+                .and_then(|_| Ok(Tensor::from_vec(x.shape().to_vec(), out)?)),
+        )
+    }, None)
+}
+
+/// DequantizeLinear of an 8/16-bit input with per-tensor/per-axis f32 scales, vectorised.
+fn dequantize_fast(x: &Tensor, scale: &Tensor, zp: Option<&Tensor>, axis: i64, block: i64) -> Option<Result<Tensor, OpError>> {
+    let (sv, inner) = axis_scales(x, scale, axis, block)?;
+    if zp.is_some_and(|z| z.dtype() != x.dtype()) {
+        return None;
+    }
+    with_qint!(x.dtype(), Q, {
+        let zv = axis_zero_points::<Q>(zp, sv.len())?;
+        let xv = x.view::<Q>().ok()?;
+        let mut out = vec![0f32; x.len()];
+        Some(
+            qaic_kernels::quant::dequantize(&xv, &sv, &zv, inner, &mut out)
+                .map_err(|e| OpError::Msg(e.to_string()))
+                .and_then(|_| Ok(Tensor::from_vec(x.shape().to_vec(), out)?)),
+        )
+    }, None)
+}
+
 fn quantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
     let axis = ctx.attr_i("axis", 1)?;
     let block = ctx.attr_i("block_size", 0)?;
@@ -201,6 +277,9 @@ fn quantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
                 .collect::<Result<_, _>>()
                 .map_err(|e| OpError::Msg(e.to_string()))?;
             return out1(small_float_tensor(target, x.shape().to_vec(), &codes)?);
+        }
+        if let Some(t) = quantize_fast(x, scale, zp, target, axis, block) {
+            return out1(t?);
         }
         let (lo, hi) = qrange(target)?;
         let xv: Vec<f64> = match x.dtype() {
@@ -239,6 +318,9 @@ fn dequantize_linear(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         }
         if !x.dtype().is_int() {
             return Err(OpError::Unsupported(format!("DequantizeLinear of {}", x.dtype())));
+        }
+        if let Some(t) = dequantize_fast(x, scale, zp, axis, block) {
+            return out1(t?);
         }
         let xv = int_values(x)?;
         let sv = floats_of(scale)?;
@@ -282,6 +364,9 @@ pub(crate) fn dynamic_quantize_u8(x: &[f32]) -> (Vec<u8>, f32, u8) {
 /// Integer matmul with zero points: i32 result of (A - a_zp) x (B - b_zp), batched NumPy-style.
 /// `a_zp` is per-tensor or per-row of A; `b_zp` per-tensor or per-column of B.
 pub(crate) fn int_matmul(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Option<&Tensor>) -> Result<(Vec<usize>, Vec<i32>), OpError> {
+    if let Some(r) = int_matmul_fast(a, b, a_zp, b_zp) {
+        return r;
+    }
     let shape = qaic_kernels::gemm::matmul_shape(a.shape(), b.shape()).map_err(|e| OpError::Msg(e.to_string()))?;
     let av = int_values(a)?;
     let bv = int_values(b)?;
@@ -312,6 +397,36 @@ pub(crate) fn int_matmul(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Op
         }
     }
     Ok((shape, out))
+}
+
+/// [`int_matmul`] by the SIMD integer GEMM (`qaic_kernels::quant::matmul_integer`) for 8/16-bit
+/// operands with scalar, per-row (A) or per-column (B) zero points of the operand's type.
+fn int_matmul_fast(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Option<&Tensor>) -> Option<Result<(Vec<usize>, Vec<i32>), OpError>> {
+    use qaic_kernels::quant::ZeroPoint;
+    if a.rank() < 2 || b.rank() < 2 {
+        return None;
+    }
+    let (m, n) = (a.shape()[a.rank() - 2], b.shape()[b.rank() - 1]);
+    if a_zp.is_some_and(|z| z.dtype() != a.dtype() || (z.len() != 1 && z.len() != m)) || b_zp.is_some_and(|z| z.dtype() != b.dtype() || (z.len() != 1 && z.len() != n)) {
+        return None;
+    }
+    with_qint!(a.dtype(), A, {
+        with_qint!(b.dtype(), B, {
+            let run = || -> Result<(Vec<usize>, Vec<i32>), OpError> {
+                let av = a.view::<A>()?;
+                let bv = b.view::<B>()?;
+                let azv = a_zp.map(|z| z.view::<A>()).transpose()?;
+                let bzv = b_zp.map(|z| z.view::<B>()).transpose()?;
+                let za = match &azv { Some(z) if z.len() > 1 => ZeroPoint::PerChannel(&z[..]), Some(z) => ZeroPoint::Scalar(z[0]), None => ZeroPoint::Scalar(A::default()) };
+                let zb = match &bzv { Some(z) if z.len() > 1 => ZeroPoint::PerChannel(&z[..]), Some(z) => ZeroPoint::Scalar(z[0]), None => ZeroPoint::Scalar(B::default()) };
+                let shape = qaic_kernels::gemm::matmul_shape(a.shape(), b.shape()).map_err(|e| OpError::Msg(e.to_string()))?;
+                let mut out = vec![0i32; shape.iter().product()];
+                qaic_kernels::quant::matmul_integer(&av, a.shape(), za, &bv, b.shape(), zb, &mut out).map_err(|e| OpError::Msg(e.to_string()))?;
+                Ok((shape, out))
+            };
+            Some(run())
+        }, None)
+    }, None)
 }
 
 fn matmul_integer(_: &RunCtx<'_>, inputs: &[Option<&Value>]) -> Outs {
