@@ -425,8 +425,19 @@ fn fast_cast(x: &Tensor, to: DType) -> Result<Option<Tensor>, KernelError> {
         }};
     }
     Ok(Some(match (x.dtype(), to) {
-        (F32, F16) => map!(f32, f16::from_f32),
-        (F16, F32) => map!(f16, |a: f16| a.to_f32()),
+        // Vectorised f16 conversions (F16C / AVX-512), the same bits as `half`'s.
+        (F32, F16) => {
+            let v = x.view::<f32>().map_err(e)?;
+            let mut h = vec![f16::ZERO; v.len()];
+            crate::quant::f32_to_f16(&v, &mut h)?;
+            Tensor::from_vec(shape, h).map_err(e)?
+        }
+        (F16, F32) => {
+            let v = x.view::<f16>().map_err(e)?;
+            let mut f = vec![0f32; v.len()];
+            crate::quant::f16_to_f32(&v, &mut f)?;
+            Tensor::from_vec(shape, f).map_err(e)?
+        }
         (F32, BF16) => map!(f32, bf16::from_f32),
         (BF16, F32) => map!(bf16, |a: bf16| a.to_f32()),
         (F32, F64) => map!(f32, |a: f32| a as f64),

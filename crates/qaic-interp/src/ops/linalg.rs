@@ -116,7 +116,12 @@ pub(crate) fn to_f32(t: &Tensor) -> Result<Vec<f32>, OpError> {
 pub(crate) fn from_f32(dtype: DType, shape: Vec<usize>, v: &[f32]) -> Result<Tensor, OpError> {
     Ok(match dtype {
         DType::F32 => Tensor::from_vec(shape, v.to_vec())?,
-        DType::F16 => Tensor::from_vec(shape, v.iter().map(|&x| half::f16::from_f32(x)).collect())?,
+        DType::F16 => {
+            // The fp16 path's per-op rounding, vectorised (F16C / AVX-512; same bits as `half`).
+            let mut h = vec![half::f16::ZERO; v.len()];
+            qaic_kernels::quant::f32_to_f16(v, &mut h).map_err(|e| OpError::Msg(e.to_string()))?;
+            Tensor::from_vec(shape, h)?
+        }
         DType::BF16 => Tensor::from_vec(shape, v.iter().map(|&x| half::bf16::from_f32(x)).collect())?,
         DType::F64 => Tensor::from_vec(shape, v.iter().map(|&x| x as f64).collect())?,
         d => return Err(OpError::Msg(format!("cannot store f32 results as {d}"))),

@@ -47,7 +47,13 @@ pub fn floats_of(t: &Tensor) -> Result<Vec<f32>, OpError> {
     match t.dtype() {
         DType::F32 => Ok(t.to_vec::<f32>()?),
         DType::F64 => Ok(t.view::<f64>()?.iter().map(|&v| v as f32).collect()),
-        DType::F16 => Ok(t.view::<half::f16>()?.iter().map(|v| v.to_f32()).collect()),
+        DType::F16 => {
+            // Widening for the fp16 path, vectorised (F16C / AVX-512; exact).
+            let h = t.view::<half::f16>()?;
+            let mut v = vec![0f32; h.len()];
+            qaic_kernels::quant::f16_to_f32(&h, &mut v).map_err(|e| OpError::Msg(e.to_string()))?;
+            Ok(v)
+        }
         DType::BF16 => Ok(t.view::<half::bf16>()?.iter().map(|v| v.to_f32()).collect()),
         d => Err(OpError::Msg(format!("expected a float tensor, got {d}"))),
     }
