@@ -86,7 +86,7 @@ pub(crate) fn conv_params(op: &Op, spatial: usize, kernel: &[usize]) -> Result<C
     Ok(p)
 }
 
-fn unary_of(op: &Op) -> Option<UnaryOp> {
+pub(crate) fn unary_of(op: &Op) -> Option<UnaryOp> {
     Some(match op.op.as_str() {
         "Relu" => UnaryOp::Relu,
         "Sigmoid" => UnaryOp::Sigmoid,
@@ -143,7 +143,9 @@ pub const SUPPORTED_OPS: &[&str] = &[
 /// Executes `op`: `inputs` are the input tiles' bytes, `out` the output tile's bytes (exactly
 /// its size; it may hold stale data). `scratch` is reused for float results that cannot be
 /// written in place (non-f32 or unaligned outputs).
-pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scratch: &mut Vec<f32>) -> Result<(), String> {
+/// With `act`, the activation of a `Conv` is replaced by it (an element-wise follower the
+/// replay fused into it).
+pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scratch: &mut Vec<f32>, act: Option<Activation>) -> Result<(), String> {
     let out_t = op.outputs.first().ok_or("op without outputs")?;
     let want = out_t.bytes().unwrap_or(0) as usize;
     if out.len() != want {
@@ -196,11 +198,11 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
         && let Ok(o) = bytemuck::try_cast_slice_mut::<u8, f32>(out)
         && o.len() == on
     {
-        return run_float(k, op, inputs, o);
+        return run_float(k, op, inputs, o, act);
     }
     scratch.clear();
     scratch.resize(on, 0.0);
-    run_float(k, op, inputs, scratch)?;
+    run_float(k, op, inputs, scratch, act)?;
     encode_f32(out_t.dtype, scratch, out)
 }
 
@@ -216,7 +218,7 @@ fn encode_f32(dtype: DType, v: &[f32], out: &mut [u8]) -> Result<(), String> {
 }
 
 /// A float op into `out` (the output tile's elements; may hold stale values).
-fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32]) -> Result<(), String> {
+fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32], act: Option<Activation>) -> Result<(), String> {
     let out_t = op.outputs.first().ok_or("op without outputs")?;
     let oshape = dims(out_t);
     let on = out.len();
@@ -235,7 +237,7 @@ fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32]) -> Result<
             let b = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
             let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
             let p = conv_params(op, xs.len().saturating_sub(2), ws.get(2..).unwrap_or(&[]))?;
-            k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), conv_activation(op), out).map_err(kerr)?;
+            k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), act.unwrap_or_else(|| conv_activation(op)), out).map_err(kerr)?;
         }
         "MatMul" => {
             need(2)?;
@@ -394,6 +396,18 @@ fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32]) -> Result<
     }
     let _ = on;
     Ok(())
+}
+
+/// The convolution epilogue equivalent to an element-wise op, if there is one.
+pub(crate) fn activation_of(op: &Op) -> Option<Activation> {
+    Some(match unary_of(op)? {
+        UnaryOp::Relu => Activation::Relu,
+        UnaryOp::LeakyRelu(a) => Activation::LeakyRelu(a),
+        UnaryOp::Clip { min, max } => Activation::Clip { min, max },
+        UnaryOp::HardSigmoid { alpha, beta } => Activation::HardSigmoid { alpha, beta },
+        UnaryOp::HardSwish => Activation::HardSwish,
+        _ => return None,
+    })
 }
 
 /// The activation a codegen-fused `Conv` carries in its `activation` attribute.

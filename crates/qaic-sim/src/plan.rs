@@ -45,6 +45,9 @@ enum Step {
     Land { core: u32, pc: u32, receivers: Option<CoreMask> },
     /// Op instruction `pc` of `core`, run as written.
     Op { core: u32, pc: u32 },
+    /// `Conv` instruction `pc` of `core` with the element-wise op `unary_pc` that alone reads its
+    /// output fused as the epilogue: the conv writes the follower's output tile.
+    Fused { core: u32, pc: u32, unary_pc: u32 },
     /// Merged convolution `group`: computed at its first member's place, which it also writes.
     Group { group: u32 },
     /// Member `member` (≥ 1) of `group` receives its channel slice.
@@ -64,6 +67,9 @@ struct ConvGroup {
     out_shape: Vec<usize>,
     /// (core, pc, first channel, channels) per member, in execution order.
     members: Vec<(u32, u32, usize, usize)>,
+    /// Per member, the op whose first output tile receives the member's slice: the member
+    /// itself, or the fused element-wise follower.
+    targets: Vec<(u32, u32)>,
     /// Result buffer of the workspace holding the merged output between its first and last member.
     slot: usize,
 }
@@ -512,6 +518,8 @@ impl Plan {
                         acc[m].push(Access { step: si, start: o.offset, end: o.offset + tile_len(o), write: true, dense: true });
                     }
                 }
+                // Fusion is decided after this analysis.
+                Step::Fused { .. } => {}
                 Step::Scatter { group, member } => {
                     let (c, pc, _, _) = groups[group as usize].members[member as usize];
                     if let Some(op) = op_at(c, pc) {
@@ -557,6 +565,102 @@ impl Plan {
                 keep[si] = false;
             } else if d.multicast.is_some() {
                 *receivers = Some(CoreMask(live.iter().fold(0u64, |a, &c| a | (1u64 << c))));
+            }
+        }
+
+        // Element-wise followers fused into convolutions: the follower is the next op of the
+        // conv's core, reads exactly the conv's output tile, nothing touches either tile in
+        // between, and the conv's tile is not read afterwards.
+        let step_core = |s: &Step| -> Option<u32> {
+            match *s {
+                Step::Op { core, .. } | Step::Fused { core, .. } => Some(core),
+                Step::Group { group } => Some(groups[group as usize].leader.0),
+                Step::Scatter { group, member } => Some(groups[group as usize].members[member as usize].0),
+                Step::Land { .. } => None,
+            }
+        };
+        let mut next_on_core = vec![None; steps.len()];
+        let mut last: Vec<Option<usize>> = vec![None; ncores];
+        for i in (0..steps.len()).rev() {
+            if let Some(c) = step_core(&steps[i]) {
+                next_on_core[i] = last[c as usize];
+                last[c as usize] = Some(i);
+            }
+        }
+        let fuse_target = |i: usize, c: u32, conv: &Op| -> Option<(usize, u32, Activation)> {
+            let j = next_on_core[i]?;
+            let Step::Op { core, pc: upc } = steps[j] else { return None };
+            let u = op_at(core, upc)?;
+            let act = exec::activation_of(u)?;
+            let t1 = conv.outputs.first()?;
+            if u.inputs.len() != 1 || u.outputs.len() != 1 || u.inputs[0] != *t1 || t1.dtype != DType::F32 {
+                return None;
+            }
+            let t2 = &u.outputs[0];
+            if t2.dtype != DType::F32 || t2.shape != t1.shape {
+                return None;
+            }
+            let touched = |t: &Tile| {
+                let (m, e) = (tile_mem(c, t), t.offset + tile_len(t));
+                acc[m].iter().any(|a| a.step > i && a.step < j && a.start < e && t.offset < a.end)
+            };
+            if touched(t1) || touched(t2) {
+                return None;
+            }
+            let m1 = tile_mem(c, t1);
+            let idx = acc[m1].iter().position(|a| a.step == j && !a.write)?;
+            if read_later(m1, idx) {
+                return None;
+            }
+            Some((j, upc, act))
+        };
+        let mut fused: Vec<(usize, Step)> = Vec::new();
+        let mut group_fuse: Vec<(usize, Activation, Vec<(u32, u32)>, Vec<usize>)> = Vec::new();
+        let mut member_steps: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
+        for (i, s) in steps.iter().enumerate() {
+            match *s {
+                Step::Op { core, pc } => {
+                    if let Some(op) = op_at(core, pc)
+                        && op.op == "Conv"
+                        && op.dtype == DType::F32
+                        && op.attr("activation").is_none()
+                        && op.outputs.len() == 1
+                        && let Some((j, upc, _)) = fuse_target(i, core, op)
+                    {
+                        fused.push((j, Step::Fused { core, pc, unary_pc: upc }));
+                        fused.push((i, Step::Fused { core, pc, unary_pc: upc }));
+                    }
+                }
+                Step::Group { group } | Step::Scatter { group, .. } if keep[i] => member_steps[group as usize].push(i),
+                _ => {}
+            }
+        }
+        for (gi, g) in groups.iter().enumerate() {
+            if g.act != Activation::None || member_steps[gi].len() != g.members.len() {
+                continue;
+            }
+            let mut acts = Vec::new();
+            for (&i, &(c, pc, _, _)) in member_steps[gi].iter().zip(&g.members) {
+                match op_at(c, pc).and_then(|op| fuse_target(i, c, op)) {
+                    Some(t) => acts.push(t),
+                    None => break,
+                }
+            }
+            if acts.len() == g.members.len() && acts.iter().all(|a| a.2 == acts[0].2) {
+                let targets = acts.iter().zip(&g.members).map(|(a, m)| (m.0, a.1)).collect();
+                group_fuse.push((gi, acts[0].2, targets, acts.iter().map(|a| a.0).collect()));
+            }
+        }
+        // Apply: the follower steps go, convs write the followers' tiles.
+        for pair in fused.chunks_exact(2) {
+            keep[pair[0].0] = false;
+            steps[pair[1].0] = pair[1].1;
+        }
+        for (gi, act, targets, drop) in group_fuse {
+            groups[gi].act = act;
+            groups[gi].targets = targets;
+            for j in drop {
+                keep[j] = false;
             }
         }
         let steps: Vec<Step> = steps.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect();
@@ -677,7 +781,15 @@ impl Plan {
                 Step::Op { core, pc } => {
                     let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { continue };
                     let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
-                    run_op_step(&mems, nbuf, core, op, k, scratch, staging).map_err(err)?;
+                    let Some(o) = op.outputs.first() else { return Err(err("op without outputs".into())) };
+                    run_op_step(&mems, nbuf, core, op, o, None, k, scratch, staging).map_err(err)?;
+                }
+                Step::Fused { core, pc, unary_pc } => {
+                    let instrs = &p.cores[core as usize].instrs;
+                    let (Instr::Op(op), Instr::Op(u)) = (&instrs[pc as usize], &instrs[unary_pc as usize]) else { continue };
+                    let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
+                    let act = exec::activation_of(u);
+                    run_op_step(&mems, nbuf, core, op, &u.outputs[0], act, k, scratch, staging).map_err(err)?;
                 }
                 Step::Group { group } => {
                     let g = &self.groups[group as usize];
@@ -685,7 +797,9 @@ impl Plan {
                     let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { continue };
                     let err = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: op.op.clone(), msg };
                     let x = &op.inputs[0];
-                    let o = &op.outputs[0];
+                    let (tc, tpc) = g.targets[0];
+                    let Instr::Op(target) = &p.cores[tc as usize].instrs[tpc as usize] else { continue };
+                    let o = &target.outputs[0];
                     let xm = mem_of(nbuf, c, x.space);
                     let om = mem_of(nbuf, c, o.space);
                     // SAFETY: validated ranges; the output slice is only taken when it does not
@@ -788,8 +902,8 @@ fn land(mems: &[(*mut u8, usize)], nbuf: usize, ncores: usize, d: &Dma, core: us
 
 /// Runs one op as written: inputs read in place, the output written in place unless it
 /// overlaps an input (then through `staging`).
-fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, k: &Kernels, scratch: &mut Vec<f32>, staging: &mut Vec<u8>) -> Result<(), String> {
-    let o = op.outputs.first().ok_or("op without outputs")?;
+#[allow(clippy::too_many_arguments)]
+fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, o: &Tile, act: Option<Activation>, k: &Kernels, scratch: &mut Vec<f32>, staging: &mut Vec<u8>) -> Result<(), String> {
     let om = mem_of(nbuf, core, o.space);
     let (oo, ol) = (o.offset as usize, tile_len(o) as usize);
     let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
@@ -805,7 +919,7 @@ fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, k: &K
     if overlap {
         staging.clear();
         staging.resize(ol, 0);
-        exec::run_op(k, op, &ins, staging, scratch)?;
+        exec::run_op(k, op, &ins, staging, scratch, act)?;
         // SAFETY: the input views are no longer used.
         drop(ins);
         let out = unsafe { mem_mut(mems, om, oo, ol) }?;
@@ -814,13 +928,14 @@ fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, k: &K
     }
     // SAFETY: disjoint from every input view (checked above).
     let out = unsafe { mem_mut(mems, om, oo, ol) }?;
-    exec::run_op(k, op, &ins, out, scratch)
+    exec::run_op(k, op, &ins, out, scratch, act)
 }
 
 /// Writes member `m`'s channel slice of a group's merged result into its output tile.
 fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m: usize, merged: &[f32]) -> Result<(), String> {
-    let (c, pc, ch0, ch) = g.members[m];
-    let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { return Err("not an op".into()) };
+    let (c, _, ch0, ch) = g.members[m];
+    let (tc, tpc) = g.targets[m];
+    let Instr::Op(op) = &p.cores[tc as usize].instrs[tpc as usize] else { return Err("not an op".into()) };
     let o = &op.outputs[0];
     // SAFETY: validated range; nothing else is borrowed from memory during the copy.
     let ob = unsafe { mem_mut(mems, mem_of(nbuf, c, o.space), o.offset as usize, tile_len(o) as usize) }?;
@@ -872,5 +987,6 @@ fn make_group(k: &Kernels, p: &Program, leader: (u32, u32), members: &[(u32, u32
     let weights = k.pack_conv_weights(&w, &w_shape, 1).ok()?;
     let mut out_shape = vec![x_shape[0], total];
     out_shape.extend_from_slice(&ospatial);
-    Some(ConvGroup { leader, params, act: exec::conv_activation(op), x_shape, weights, bias, out_shape, members: out, slot: 0 })
+    let targets = out.iter().map(|m| (m.0, m.1)).collect();
+    Some(ConvGroup { leader, params, act: exec::conv_activation(op), x_shape, weights, bias, out_shape, members: out, targets, slot: 0 })
 }
