@@ -496,3 +496,88 @@ fn program_listings_from_the_qpc_and_from_exec() {
     let e = err(&f.exec(&["-aic-num-cores=2", "-compile-only", "-dump-program=no/such/dir/p.txt"]));
     assert!(e.contains("no/such/dir"), "{e}");
 }
+
+/// [n, c, h, w] row-major → [n, h, w, c].
+fn to_nhwc(v: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut o = Vec::with_capacity(v.len());
+    for b in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                for k in 0..c {
+                    o.push(v[((b * c + k) * h + y) * w + x]);
+                }
+            }
+        }
+    }
+    o
+}
+
+/// [n, h, w, c] → [n, c, h, w].
+fn to_nchw(v: &[f32], n: usize, c: usize, h: usize, w: usize) -> Vec<f32> {
+    let mut o = vec![0.0; v.len()];
+    for b in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                for k in 0..c {
+                    o[((b * c + k) * h + y) * w + x] = v[((b * h + y) * w + x) * c + k];
+                }
+            }
+        }
+    }
+    o
+}
+
+/// TotalDuration of the Stats line, µs.
+fn total_us(out: &str) -> u64 {
+    let l = out.lines().find(|l| l.starts_with("InferenceCnt ")).unwrap();
+    l.split(' ').nth(3).unwrap().trim_end_matches("us").parse().unwrap()
+}
+
+#[test]
+fn custom_io_is_converted_on_the_host_or_in_the_device_program() {
+    let f = Fixture::new();
+    let want = f.reference();
+    let x = read_f32(&f.dir.path().join("x.bin"));
+    let xn = to_nhwc(&x, 2, 2, 6, 6);
+    std::fs::write(f.p("x_nhwc.bin"), f32_bytes(&xn)).unwrap();
+    // The fixture's inputs are multiples of 0.25 in [-2, 2]: exact in float16.
+    let h: Vec<u8> = xn.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+    std::fs::write(f.p("x_nhwc_f16.bin"), h).unwrap();
+    std::fs::write(f.p("io.yaml"), "# Model Inputs\n - IOName: x\n   Layout: NHWC\n   Precision: float16\n\n# Model Outputs\n - IOName: y\n   Layout: NHWC\n").unwrap();
+    std::fs::write(f.p("layout.yaml"), " - IOName: x\n   Layout: NHWC\n\n - IOName: y\n   Layout: NHWC\n").unwrap();
+    // Host pre/post-processing (the default): the descriptor's transform sequences.
+    f.compile("host", &["-custom-IO-list-file=io.yaml", "-io-crc"]);
+    ok(&f.run(env!("CARGO_BIN_EXE_qaic-qpc"), &["validate", "-i", "host/programqpc.bin"]));
+    let info = ok(&f.run(env!("CARGO_BIN_EXE_qaic-qpc"), &["info", "-i", "host/programqpc.bin", "--json"]));
+    assert!(info.contains("ConvertTransform") && info.contains("TransposeTransform"), "{info}");
+    let out = ok(&f.runner(&["-t", "host", "-i", "x_nhwc_f16.bin", "-n", "2", "--write-output-dir", "oh", "--aic-profiling-type", "latency", "--aic-profiling-num-samples", "2"]));
+    assert!(out.contains("IO CRC: 4 buffer transfer(s)"), "{out}");
+    assert_close(&to_nchw(&read_f32(&f.dir.path().join("oh/y-activation-0-inf-0.bin")), 2, 4, 6, 6), &want);
+    // The user's tensor is what the runner expects: NHWC float16, 288 bytes.
+    let e = err(&f.runner(&["-t", "host", "-i", "x.bin"]));
+    assert!(e.contains("needs 288"), "{e}");
+    // In the device program: the layout change runs as Transpose ops on the device.
+    f.compile("aic", &["-custom-IO-list-file=layout.yaml", "-aic-preproc", "-dump-program=aic.txt"]);
+    f.compile("host32", &["-custom-IO-list-file=layout.yaml", "-host-preproc", "-dump-program=host.txt"]);
+    let listing = |p: &str| std::fs::read_to_string(f.dir.path().join(p)).unwrap();
+    assert!(listing("aic.txt").contains(" op Transpose ") && !listing("host.txt").contains(" op Transpose "));
+    let a = ok(&f.runner(&["-t", "aic", "-i", "x_nhwc.bin", "-n", "1", "--write-output-dir", "oa"]));
+    let b = ok(&f.runner(&["-t", "host32", "-i", "x_nhwc.bin", "-n", "1", "--write-output-dir", "ob"]));
+    let (ya, yb) = (read_f32(&f.dir.path().join("oa/y-activation-0-inf-0.bin")), read_f32(&f.dir.path().join("ob/y-activation-0-inf-0.bin")));
+    assert_close(&to_nchw(&ya, 2, 4, 6, 6), &want);
+    assert_close(&ya, &yb);
+    // The device does the work: more simulated time than with host transforms.
+    assert!(total_us(&a) > total_us(&b), "{a}\n{b}");
+    // Refusals: a precision change on the device, unknown names, bad entries, the interpreter.
+    let e = err(&f.exec(&["-custom-IO-list-file=io.yaml", "-aic-preproc", "-compile-only", "-aic-num-cores=2"]));
+    assert!(e.contains("-aic-preproc with `x` Precision f16") && e.contains("-host-preproc"), "{e}");
+    std::fs::write(f.p("bad.yaml"), " - IOName: z\n   Layout: NHWC\n").unwrap();
+    let e = err(&f.exec(&["-custom-IO-list-file=bad.yaml", "-compile-only", "-aic-binary-dir=bad"]));
+    assert!(e.contains("`z` is not an input or output of the model (x, y)"), "{e}");
+    assert!(!f.dir.path().join("bad").exists());
+    std::fs::write(f.p("bad2.yaml"), " - IOName: x\n   Precision: mxint8\n").unwrap();
+    let e = err(&f.exec(&["-custom-IO-list-file=bad2.yaml", "-compile-only"]));
+    assert!(e.contains("bad2.yaml:2: Precision `mxint8` is not supported yet"), "{e}");
+    let e = err(&f.exec(&["-custom-IO-list-file=io.yaml", "-run-on-interpreter"]));
+    assert!(e.contains("cannot be used together"), "{e}");
+}

@@ -127,7 +127,19 @@ pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
     let opts = codegen_options(cfg)?;
     let mut pass_times = Vec::new();
     let t = Instant::now();
-    let graph = crate::run::load_graph(cfg)?;
+    let mut graph = crate::run::load_graph(cfg)?;
+    let custom = match &cfg.device.custom_io_list_file {
+        Some(p) => crate::custom_io::read_custom_io(p)?,
+        None => Vec::new(),
+    };
+    if !custom.is_empty() {
+        // Output shapes are often not declared: infer them to check NHWC entries' ranks.
+        qaic_ir::infer_shapes(&mut graph, &qaic_ir::Bindings::new()).map_err(|e| RunError::Model(e.to_string()))?;
+    }
+    crate::custom_io::check_against(&graph, &custom)?;
+    if cfg.device.aic_preproc {
+        crate::custom_io::apply_aic_preproc(&mut graph, &custom)?;
+    }
     pass_times.push(("load", t.elapsed()));
     let t = Instant::now();
     let compiled = qaic_codegen::compile(&graph, &dev, &opts).map_err(|e| RunError::Model(e.to_string()))?;
@@ -136,7 +148,16 @@ pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
     let io: Vec<IoSpec> = compiled
         .io
         .iter()
-        .map(|b| IoSpec { name: b.name.clone(), is_input: b.is_input, dtype: b.dtype, shape: b.shape.clone(), buffer: b.buffer })
+        .map(|b| IoSpec {
+            name: b.name.clone(),
+            is_input: b.is_input,
+            dtype: b.dtype,
+            shape: b.shape.clone(),
+            buffer: b.buffer,
+            // -host-preproc: conversions become the descriptor's transform sequences; with
+            // -aic-preproc they are in the program already.
+            user: if cfg.device.aic_preproc { None } else { crate::custom_io::user_io(&custom, &b.name, b.dtype) },
+        })
         .collect();
     let batch_size = batch_size(cfg);
     let options = qpc_options(cfg);

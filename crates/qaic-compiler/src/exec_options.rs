@@ -16,7 +16,7 @@
 use std::path::PathBuf;
 
 use crate::cli_options::{
-    Action, CliError, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind,
+    Action, CliError, OptSpec, OptionTable, Parsed, ParsedArgs, ValueKind,
 };
 
 /// Feature areas that are not implemented yet; options in them are refused.
@@ -78,8 +78,8 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
         .repeatable().unsupported(CUSTOM_OPS).group(G_LOAD),
     o("network-specialization-config", PATH, "Compile one network per specialization listed in this JSON file.")
         .unsupported(SPECIALIZATION).group(G_LOAD),
-    o("custom-IO-list-file", PATH, "YAML file giving layout and precision for model inputs and outputs.")
-        .unsupported(CUSTOM_IO).group(G_LOAD),
+    o("custom-IO-list-file", PATH, "YAML file giving the user's layout (NCHW, NHWC) and precision (float, float16) of model inputs and outputs; converted by the host runtime (-host-preproc) or in the device program (-aic-preproc).")
+        .group(G_LOAD),
     o("dump-custom-IO-config-template", ValueKind::Str("file[,profile]"), "Dump a YAML custom I/O template (optionally with scales from a PGQ profile).")
         .unsupported(CUSTOM_IO).group(G_LOAD),
     o("load-embedding-tables", PATH, "Load DLRM/RecSys embedding tables from a zip file (PyTorch only).")
@@ -140,9 +140,8 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
         .group(G_COMPILE),
     o("aic-binary-dir", PATH, "Directory where the compiled QPC is written.").group(G_COMPILE),
     o("compile-only", FLAG, "Compile to a QPC (written to -aic-binary-dir) and do not run it.").group(G_COMPILE),
-    o("host-preproc", FLAG, "Run pre- and post-processing on the host.")
-        .status(Status::Ignored("pre- and post-processing run on the host already")).group(G_COMPILE),
-    o("aic-preproc", FLAG, "Run pre- and post-processing on the device.").unsupported(DEVICE).group(G_COMPILE),
+    o("host-preproc", FLAG, "Run pre- and post-processing on the host (the default): custom I/O conversions are transform sequences of the QPC's descriptor, run by the runtime.").group(G_COMPILE),
+    o("aic-preproc", FLAG, "Run pre- and post-processing on the device: custom I/O layout changes are compiled into the device program (precision changes cannot run on the device yet).").group(G_COMPILE),
     o("retained-state", FLAG, "Keep *_RetainedState outputs on the device as the next run's inputs (KV cache).")
         .unsupported(COMPILE).group(G_COMPILE),
     o("multicast-weights", FLAG, "Load weights used on several cores once and multicast them.").group(G_COMPILE),
@@ -446,6 +445,8 @@ pub struct DeviceConfig {
     pub submit_retries: u32,
     /// `-dump-program=FILE`.
     pub dump_program: Option<PathBuf>,
+    /// `-aic-preproc`: custom I/O conversions in the device program (default: on the host).
+    pub aic_preproc: bool,
 }
 
 /// Random input distribution.
@@ -533,7 +534,7 @@ where
     let cfg = ExecConfig::from_args(&args)?;
     if cfg.device.target == Target::Interpreter {
         // Device statistics and I/O CRC describe the virtual device; the interpreter has none.
-        let device_only = ["aic-profiling-type", "aic-profiling-format", "stats-level", "stats-batchsize", "aic-pmu-recipe", "aic-pmu-events", "io-crc", "submit-timeout", "submit-retry-count", "dump-program"];
+        let device_only = ["aic-profiling-type", "aic-profiling-format", "stats-level", "stats-batchsize", "aic-pmu-recipe", "aic-pmu-events", "io-crc", "submit-timeout", "submit-retry-count", "dump-program", "custom-IO-list-file", "aic-preproc"];
         if let Some(o) = device_only.iter().find(|o| args.flag_or_given(o)) {
             return Err(CliError::Conflict { a: args.spelled(o), b: args.spelled("run-on-interpreter") });
         }
@@ -742,6 +743,7 @@ impl ExecConfig {
             submit_timeout_ms: int_or_default(a, "submit-timeout") as u64,
             submit_retries: int_or_default(a, "submit-retry-count").min(u32::MAX as i64) as u32,
             dump_program: path(a, "dump-program"),
+            aic_preproc: a.flag("aic-preproc"),
         };
         let inputs = if let Some(p) = path(a, "input-list-file") {
             InputSource::ListFile(p)
@@ -922,7 +924,9 @@ mod tests {
     #[test]
     fn refusals() {
         let e = |args: &[&str]| parse_exec_command(Tool::Exec, args).unwrap_err().to_string();
-        assert!(e(&["-m=a.onnx", "-aic-preproc"]).starts_with("not supported yet: -aic-preproc\n"));
+        assert!(e(&["-m=a.onnx", "-aic-preproc", "-run-on-interpreter"]).contains("cannot be used together"));
+        assert!(e(&["-m=a.onnx", "-aic-preproc", "-host-preproc"]).contains("cannot be used together"));
+        assert!(e(&["-m=a.onnx", "-io-crc", "-run-on-interpreter"]).contains("cannot be used together"));
         assert!(e(&["-m=a.onnx", "-compile-only", "-run-on-interpreter"]).contains("cannot be used together"));
         assert!(e(&["-m=a.onnx", "-mxfp6-matmul", "-run-on-interpreter"]).starts_with("not supported yet: -mxfp6-matmul"));
         assert!(e(&["-m=a.onnx", "-convert-to-quantize", "-load-profile=p.yaml"]).contains("cannot be used together"));

@@ -26,6 +26,7 @@
 
 pub mod alloc_tuning;
 pub mod cli_options;
+pub mod custom_io;
 pub mod device;
 pub mod exec_options;
 pub mod fsutil;

@@ -26,6 +26,9 @@ pub struct IoSpec {
     /// Index of the program's DDR buffer holding the tensor (its `binding` is the DMA buffer
     /// number in the descriptor).
     pub buffer: u32,
+    /// Custom I/O converted on the host (`-host-preproc`): the user's precision and layout;
+    /// `None` when the user's tensor is the network's.
+    pub user: Option<crate::transform::UserIo>,
 }
 
 /// Runtime behaviour compiled into a QPC's `networkdesc.bin` (qaic-exec options that the
@@ -125,7 +128,18 @@ pub fn network_descriptor(c: &QpcContents<'_>) -> Result<NetworkDescriptor, Runt
             copy_dma_buffer: Some(CopyDmaBuffer { dir: dir as i32, offset: 0, buffer_num: num }),
             ..Default::default()
         };
-        let b = IoBinding { name: io.name.clone(), io_initial: Some(desc.clone()), io_transformed: Some(desc), transformseq: vec![copy], is_partial_allowed: false, align: 64 };
+        let mut b = IoBinding { name: io.name.clone(), io_initial: Some(desc.clone()), io_transformed: Some(desc.clone()), transformseq: vec![copy], is_partial_allowed: false, align: 64 };
+        if let Some(user) = &io.user {
+            let dims_u: Vec<usize> = io.shape.clone();
+            let (user_desc, steps) = crate::transform::user_steps(io.is_input, ty, &dims_u, user).map_err(|m| bad(io, m))?;
+            if io.is_input {
+                b.io_initial = Some(user_desc);
+                b.transformseq = [steps, b.transformseq].concat();
+            } else {
+                b.io_transformed = Some(user_desc);
+                b.transformseq.extend(steps);
+            }
+        }
         if io.is_input { nd.inputs.push(b) } else { nd.outputs.push(b) }
     }
     if let Some(stride) = c.options.io_crc_stride {
@@ -151,8 +165,8 @@ pub fn network_descriptor(c: &QpcContents<'_>) -> Result<NetworkDescriptor, Runt
 /// p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 16, binding: Some(1) });
 /// p.cores[0].instrs = vec![Instr::Dma(Dma { src: Space::Ddr(0), src_offset: 0, dst: Space::Ddr(1), dst_offset: 0,
 ///     shape: DmaShape::contiguous(16), multicast: None, tag: 0, signal: None }), Instr::DmaWait { tag: 0 }, Instr::End];
-/// let io = [IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0 },
-///           IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1 }];
+/// let io = [IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0, user: None },
+///           IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1, user: None }];
 /// let bytes = qpc_writer(&QpcContents { program: &p, constants: &[], io: &io, batch_size: 1, options: &Default::default() })?.to_vec()?;
 /// let qpc = qaic_qpc::Qpc::from_bytes(&bytes)?;
 /// assert!(qaic_qpc::validate(&qpc).is_ok());

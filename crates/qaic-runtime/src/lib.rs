@@ -34,8 +34,8 @@
 //! p.cores[0].instrs = vec![dma(Space::Ddr(0), Space::Vtcm), Instr::DmaWait { tag: 0 },
 //!     Instr::Op(Op::new("Relu", DType::F32, vec![t()], vec![t()])),
 //!     dma(Space::Vtcm, Space::Ddr(1)), Instr::DmaWait { tag: 0 }, Instr::End];
-//! let io = [IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0 },
-//!           IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1 }];
+//! let io = [IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0, user: None },
+//!           IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1, user: None }];
 //! let dir = tempfile::tempdir()?;
 //! write_qpc_dir(dir.path(), &QpcContents { program: &p, constants: &[], io: &io, batch_size: 1, options: &Default::default() })?;
 //! let qpc = LoadedQpc::open(dir.path(), &LoadOptions::default())?;
@@ -54,11 +54,13 @@ pub mod profile;
 mod recorder;
 mod stats;
 pub mod trace;
+pub mod transform;
 
 pub use assemble::{data_type, dtype_of, network_descriptor, qpc_writer, write_qpc_dir, IoSpec, QpcContents, QpcOptions};
 pub use crc::{CrcSampling, IoCrc};
 pub use devstats::{device_performance_table, pmu_event_name, pmu_recipe, DeviceStatsConfig, PerfSamples, MAX_PMU_EVENTS, PMU_EVENTS};
 pub use loaded::{qpc_path, Inference, IoInfo, LoadOptions, LoadedQpc};
+pub use transform::UserIo;
 pub use profile::{sampling_every, ProfilingConfig, ProfilingType};
 pub use recorder::{Recorder, RecorderEvent, RecorderOptions, RunSummary, DEFAULT_SUBMIT_RETRIES, DEFAULT_SUBMIT_TIMEOUT_MS};
 pub use stats::{inference_occupancy_ps, CoreFigures, DeviceFigures, RunStats, Schedule, STATS_SCHEMA, STATS_SCHEMA_VERSION};
@@ -124,8 +126,8 @@ mod tests {
 
     fn io() -> Vec<IoSpec> {
         vec![
-            IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0 },
-            IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1 },
+            IoSpec { name: "x".into(), is_input: true, dtype: DType::F32, shape: vec![4], buffer: 0, user: None },
+            IoSpec { name: "y".into(), is_input: false, dtype: DType::F32, shape: vec![4], buffer: 1, user: None },
         ]
     }
 

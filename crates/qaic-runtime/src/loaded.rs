@@ -39,6 +39,9 @@ pub struct IoInfo {
     pub sim_index: usize,
     /// The bytes the I/O CRC covers, when the QPC was compiled with `-io-crc`.
     pub crc: Option<crate::CrcSampling>,
+    /// Host pre-processing (inputs: user tensor → DMA buffer) or post-processing (outputs:
+    /// DMA buffer → user tensor) from the descriptor's transform sequence; empty for a copy.
+    pub host_steps: Vec<crate::transform::HostStep>,
 }
 
 /// One inference: outputs in descriptor order, the simulator's run, and the I/O CRC checks.
@@ -48,6 +51,9 @@ pub struct Inference {
     pub run: SimRun,
     /// (buffers checked, bytes covered); (0, 0) without `-io-crc`.
     pub crc_checks: (u64, u64),
+    /// Host wall time of the descriptor's transform sequences (pre: inputs, post: outputs).
+    pub pre_processing: std::time::Duration,
+    pub post_processing: std::time::Duration,
 }
 
 /// A QPC opened, validated and decoded, ready to run inferences on the simulator.
@@ -139,25 +145,37 @@ impl LoadedQpc {
                 return Err(e(format!("offset {} in DMA buffer {} (combined buffers are not supported)", step.offset, step.buffer_num)));
             }
             let io = b.io_initial.as_ref().ok_or_else(|| e("no io_initial".into()))?;
-            let ty = DataType::try_from(io.r#type).map_err(|_| e(format!("unknown data type {}", io.r#type)))?;
-            if b.transformseq.len() != 1 {
-                return Err(e(format!("{} transform steps; only a plain copy is supported by the simulator runtime", b.transformseq.len())));
-            }
+            DataType::try_from(io.r#type).map_err(|_| e(format!("unknown data type {}", io.r#type)))?;
             let same_kind: Vec<(usize, &qaic_device::Buffer)> = buffers.iter().filter(|x| x.kind == kind).enumerate().collect();
             let (sim_index, buf) = same_kind
                 .into_iter()
                 .find(|(_, x)| x.binding == Some(step.buffer_num))
                 .ok_or_else(|| e(format!("DMA buffer {} is not a program {what} buffer", step.buffer_num)))?;
-            let bytes = io.byte_size().ok_or_else(|| e("size not computable".into()))?;
-            if bytes != buf.size {
-                return Err(e(format!("{bytes} bytes by the descriptor, program buffer `{}` holds {}", buf.name, buf.size)));
+            let net_bytes = io.byte_size().ok_or_else(|| e("size not computable".into()))?;
+            if net_bytes != buf.size && b.transformseq.len() == 1 {
+                return Err(e(format!("{net_bytes} bytes by the descriptor, program buffer `{}` holds {}", buf.name, buf.size)));
+            }
+            let (user_ty, user_dims, host_steps) = crate::transform::parse_steps(b, kind == BufferKind::Input).map_err(e)?;
+            let elems: u64 = user_dims.iter().map(|&d| d as u64).product();
+            let bytes = user_ty.storage_bytes(elems as usize) as u64;
+            // The DMA buffer receives the network tensor: its size must be the program buffer's.
+            let copy = b.copy_step().ok_or_else(|| e("no CopyDMABuffer step".into()))?;
+            let (device_elems, device_ty): (u64, i32) = if kind == BufferKind::Input {
+                (copy.dims.iter().map(|&d| d.max(0) as u64).product(), copy.r#type)
+            } else {
+                (io.dims.iter().map(|&d| d.max(0) as u64).product(), io.r#type)
+            };
+            let device_ty = DataType::try_from(device_ty).map_err(|_| e(format!("unknown data type {device_ty}")))?;
+            let elem_dev = crate::assemble::dtype_of(device_ty).storage_bytes(1) as u64;
+            if device_elems * elem_dev != buf.size {
+                return Err(e(format!("{} bytes reach the DMA buffer, program buffer `{}` holds {}", device_elems * elem_dev, buf.name, buf.size)));
             }
             let crc = desc
                 .crc_info
                 .as_ref()
                 .and_then(|c| c.entries.iter().find(|x| x.dma_buffer_num == step.buffer_num))
                 .map(crate::CrcSampling::from_entry);
-            Ok(IoInfo { name: b.name.clone(), dtype: crate::assemble::dtype_of(ty), shape: io.dims.iter().map(|&d| d.max(0) as usize).collect(), bytes, sim_index, crc })
+            Ok(IoInfo { name: b.name.clone(), dtype: user_ty, shape: user_dims, bytes, sim_index, crc, host_steps })
         };
         let inputs = desc.inputs.iter().map(|b| bind(b, BufferKind::Input)).collect::<Result<Vec<_>, _>>()?;
         let outputs = desc.outputs.iter().map(|b| bind(b, BufferKind::Output)).collect::<Result<Vec<_>, _>>()?;
@@ -259,6 +277,7 @@ impl LoadedQpc {
         }
         let mut ordered = vec![Vec::new(); inputs.len()];
         let mut checks = (0u64, 0u64);
+        let (mut pre, mut post) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         for (io, data) in self.inputs.iter().zip(inputs) {
             if data.len() as u64 != io.bytes {
                 return Err(RuntimeError::Input(format!(
@@ -270,9 +289,13 @@ impl LoadedQpc {
                     data.len()
                 )));
             }
-            let device = self.transfer(&io.name, data);
+            // Host pre-processing, then the transfer into the DMA buffer.
+            let t = std::time::Instant::now();
+            let host = if io.host_steps.is_empty() { std::borrow::Cow::Borrowed(*data) } else { std::borrow::Cow::Owned(crate::transform::apply(&io.host_steps, data)) };
+            pre += t.elapsed();
+            let device = self.transfer(&io.name, &host);
             if let Some(c) = &io.crc {
-                crc_check(c, "input", &io.name, inference, data, &device, &mut checks)?;
+                crc_check(c, "input", &io.name, inference, &host, &device, &mut checks)?;
             }
             ordered[io.sim_index] = device;
         }
@@ -284,9 +307,11 @@ impl LoadedQpc {
             if let Some(c) = &o.crc {
                 crc_check(c, "output", &o.name, inference, &host, device, &mut checks)?;
             }
-            outs.push(host);
+            let t = std::time::Instant::now();
+            outs.push(if o.host_steps.is_empty() { host } else { crate::transform::apply(&o.host_steps, &host) });
+            post += t.elapsed();
         }
-        Ok(Inference { outputs: outs, run, crc_checks: checks })
+        Ok(Inference { outputs: outs, run, crc_checks: checks, pre_processing: pre, post_processing: post })
     }
 }
 

@@ -171,8 +171,8 @@ impl Recorder {
                     exec_total_us: exec_total,
                     exec_to_vc_us: us(dev.host_submit_ps),
                     exec_to_complete_us: us(occ) + us(dev.host_irq_ps),
-                    pre_proc_us: 0.0,
-                    post_proc_us: 0.0,
+                    pre_proc_us: r.pre_processing.as_secs_f64() * 1e6,
+                    post_proc_us: r.post_processing.as_secs_f64() * 1e6,
                 });
             }
             if legacy && p.stats() {
