@@ -556,6 +556,9 @@ fn custom_io_is_converted_on_the_host_or_in_the_device_program() {
     // The user's tensor is what the runner expects: NHWC float16, 288 bytes.
     let e = err(&f.runner(&["-t", "host", "-i", "x.bin"]));
     assert!(e.contains("needs 288"), "{e}");
+    // -p off: no host processing, the caller exchanges the network's NCHW float32 tensors.
+    ok(&f.runner(&["-t", "host", "-i", "x.bin", "-n", "1", "-p", "off", "--write-output-dir", "op"]));
+    assert_close(&read_f32(&f.dir.path().join("op/y-activation-0-inf-0.bin")), &want);
     // In the device program: the layout change runs as Transpose ops on the device.
     f.compile("aic", &["-custom-IO-list-file=layout.yaml", "-aic-preproc", "-dump-program=aic.txt"]);
     f.compile("host32", &["-custom-IO-list-file=layout.yaml", "-host-preproc", "-dump-program=host.txt"]);
@@ -580,4 +583,28 @@ fn custom_io_is_converted_on_the_host_or_in_the_device_program() {
     assert!(e.contains("bad2.yaml:2: Precision `mxint8` is not supported yet"), "{e}");
     let e = err(&f.exec(&["-custom-IO-list-file=io.yaml", "-run-on-interpreter"]));
     assert!(e.contains("cannot be used together"), "{e}");
+}
+
+#[test]
+fn runner_validates_outputs_and_dumps_inputs() {
+    let f = Fixture::new();
+    f.compile("qpc", &[]);
+    ok(&f.runner(&["-t", "qpc", "-i", "x.bin", "-n", "1", "--write-output-dir", "ref"]));
+    let out = ok(&f.runner(&["-t", "qpc", "-i", "x.bin", "-n", "2", "-o", "ref/y-activation-0-inf-0.bin", "--dump-input-buffers", "--write-output-dir", "d"]));
+    assert!(out.contains("Writing file:d/x-input-inf-0.bin\n") && out.contains("Output validation successful!\n"), "{out}");
+    assert_eq!(std::fs::read(f.dir.path().join("d/x-input-inf-0.bin")).unwrap(), std::fs::read(f.dir.path().join("x.bin")).unwrap());
+    check_stats(&out, 2, 2);
+    let mut bad = std::fs::read(f.dir.path().join("ref/y-activation-0-inf-0.bin")).unwrap();
+    bad[5] ^= 0x10;
+    std::fs::write(f.p("bad.bin"), &bad).unwrap();
+    let o = f.runner(&["-t", "qpc", "-i", "x.bin", "-n", "2", "--output-file", "bad.bin"]);
+    let e = err(&o);
+    assert!(e.contains("output validation failed for 2 of 2 inference(s)"), "{e}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("Validation Failed for iteration 1, num failed: 1, num passed: 0"), "{stdout}");
+    std::fs::write(f.p("short.bin"), [0u8; 8]).unwrap();
+    let e = err(&f.runner(&["-t", "qpc", "-o", "short.bin"]));
+    assert!(e.contains("short.bin: 8 bytes, output `y`"), "{e}");
+    let e = err(&f.runner(&["-t", "qpc", "-p", "maybe"]));
+    assert!(e.contains("-p"), "{e}");
 }

@@ -265,7 +265,7 @@ impl Executable for SimulatedQpc {
 
 /// Load options of the runtime from the configuration (`-aic-num-of-instances`, `-device-id`).
 pub fn load_options(cfg: &ExecConfig) -> LoadOptions {
-    LoadOptions { variant: variant(cfg), instances: cfg.device.num_instances.max(1), device_id: cfg.device.device_id }
+    LoadOptions { variant: variant(cfg), instances: cfg.device.num_instances.max(1), device_id: cfg.device.device_id, host_processing: true }
 }
 
 /// Recorder options from the configuration (profiling, submit timeout and retries).

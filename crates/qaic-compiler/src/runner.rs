@@ -59,11 +59,11 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
     o("random-seed", ANY_NONNEG, "qaic-rs: seed of the random inputs.").default("0").group(G_RUN),
     o("unbound-random", FLAG, "Random inputs: every byte 0..255 regardless of the data type.").group(G_RUN),
     o("D", ValueKind::Str("qid[:qid]"), "Device list of multi-device QPCs.").aliases(&["aic-device-map", "dev-list"]).unsupported(PARTITION).group(G_RUN),
-    o("o", PATH, "Expected output file for validation.").aliases(&["output-file"]).repeatable().unsupported(RUNTIME).group(G_RUN),
+    o("o", PATH, "Expected output file, once per output in binding order: every inference's outputs must equal them byte for byte (Output validation successful! / Validation Failed for iteration ...).").aliases(&["output-file"]).repeatable().group(G_RUN),
     o("l", FLAG, "Live reporting.").aliases(&["live-reporting"]).unsupported(RUNTIME).group(G_RUN),
     o("r", ANY_POS, "Live reporting period (ms).").aliases(&["live-reporting-period"]).unsupported(RUNTIME).group(G_RUN),
     o("s", FLAG, "Periodic live profiling stats.").aliases(&["stats"]).unsupported(RUNTIME).group(G_RUN),
-    o("p", ValueKind::Enum(&["on", "off"]), "Host pre/post processing.").aliases(&["pre-post-processing"]).unsupported(RUNTIME).group(G_RUN),
+    o("p", ValueKind::Enum(&["on", "off"]), "Host pre/post processing (the QPC's transform sequences, e.g. custom I/O layout and precision). off: inputs and outputs are in the DMA buffers' (network) format.").aliases(&["pre-post-processing"]).default("on").group(G_RUN),
     o("auto-batch-input", FLAG, "Batch single-sample inputs up to the QPC batch size.").unsupported(BATCH).group(G_RUN),
     o("aic-batch-input-directory", PATH, "Batch mode: every file in a directory.").unsupported(BATCH).group(G_RUN),
     o("aic-batch-input-file-list", PATH, "Batch mode: one line of input files per inference.").unsupported(BATCH).group(G_RUN),
@@ -71,7 +71,7 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
     o("aic-batch-max-memory", ANY_POS, "Batch mode memory cap (MB).").unsupported(BATCH).group(G_RUN),
     o("submit-timeout", ANY_NONNEG, "Wait per request in ms of simulated device time (0 = the kernel default, 5000 ms); an inference whose simulated time (program + PCIe I/O) exceeds it times out.").default("0").group(G_RUN),
     o("submit-retry-count", ANY_NONNEG, "Retries of a timed-out inference before the run fails (the simulator is deterministic: a retry takes as long).").default("5").group(G_RUN),
-    o("dump-input-buffers", FLAG, "Dump the input buffers used.").unsupported(RUNTIME).group(G_RUN),
+    o("dump-input-buffers", FLAG, "Write the input buffers used as <name>-input-inf-0.bin into --write-output-dir (or .).").group(G_RUN),
     o("write-output-dir", PATH, "Write outputs as <name>-activation-<k>-inf-<N>.bin here.").group(G_OUT),
     o("write-output-start-iter", ANY_NONNEG, "First inference whose outputs are written.").default("0").group(G_OUT),
     o("write-output-num-samples", ANY_POS, "Number of inferences whose outputs are written.").default("1").group(G_OUT),
@@ -135,6 +135,12 @@ pub struct RunnerConfig {
     /// `--submit-timeout` (ms of simulated device time; 0 = 5000) and `--submit-retry-count`.
     pub submit_timeout_ms: u64,
     pub submit_retries: u32,
+    /// `-o`: expected output files, one per output.
+    pub expected_outputs: Vec<PathBuf>,
+    /// `-p off` turns the host pre/post-processing off.
+    pub host_processing: bool,
+    /// `--dump-input-buffers`.
+    pub dump_input_buffers: bool,
 }
 
 /// The profiling configuration of `-aic-profiling-type` (repeatable), the deprecated
@@ -230,6 +236,9 @@ where
         profiling: profiling_config(&a)?,
         submit_timeout_ms: int(&a, "submit-timeout", 0) as u64,
         submit_retries: int(&a, "submit-retry-count", DEFAULT_SUBMIT_RETRIES as i64).min(u32::MAX as i64) as u32,
+        expected_outputs: a.strings("o").into_iter().map(PathBuf::from).collect(),
+        host_processing: a.str("p") != Some("off"),
+        dump_input_buffers: a.flag("dump-input-buffers"),
     };
     if cfg.time_s.is_none() && cfg.write_output_dir.is_some() && cfg.write_output_start_iter + cfg.write_output_num_samples > cfg.num_iter {
         return Err(CliError::Invalid {
@@ -254,6 +263,8 @@ pub enum RunnerEvent {
     WroteFile(String),
     /// `Deleting previous file: <path>`.
     DeletedFile(String),
+    /// A line printed as is (output validation).
+    Message(String),
 }
 
 /// Result of a runner run: statistics, the last inference's simulator figures, and the lines
@@ -273,7 +284,7 @@ pub(crate) fn recorder_event(e: RecorderEvent) -> Option<RunnerEvent> {
 /// files are written atomically.
 pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<RunnerReport, RunError> {
     let variant = if cfg.standard14 { qaic_device::Variant::Standard14 } else { qaic_device::Variant::Pro16 };
-    let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, variant };
+    let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, variant, host_processing: cfg.host_processing };
     let qpc = LoadedQpc::open(&cfg.test_data, &opts).map_err(|e| RunError::Model(e.to_string()))?;
     let ios = qpc.inputs().to_vec();
     let data: Vec<Vec<u8>> = if cfg.input_files.is_empty() {
@@ -306,6 +317,35 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
         }
         v
     };
+    // -o: expected outputs, checked before any run.
+    let expected: Vec<Vec<u8>> = if cfg.expected_outputs.is_empty() {
+        Vec::new()
+    } else {
+        let outs = qpc.outputs();
+        if cfg.expected_outputs.len() != outs.len() {
+            return Err(RunError::Model(format!("the QPC has {} output(s) ({}), {} -o file(s) given", outs.len(), outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", "), cfg.expected_outputs.len())));
+        }
+        let mut v = Vec::new();
+        for (f, o) in cfg.expected_outputs.iter().zip(outs) {
+            let b = std::fs::read(f).map_err(|e| RunError::Model(format!("output file {}: {e}", f.display())))?;
+            if b.len() as u64 != o.bytes {
+                return Err(RunError::Model(format!("output file {}: {} bytes, output `{}` ({} {:?}) has {}", f.display(), b.len(), o.name, o.dtype.name(), o.shape, o.bytes)));
+            }
+            v.push(b);
+        }
+        v
+    };
+    if cfg.dump_input_buffers {
+        let dir = cfg.write_output_dir.clone().unwrap_or_else(|| ".".into());
+        std::fs::create_dir_all(&dir).map_err(|e| RunError::Model(format!("Invalid output dir: {dir}: {e}")))?;
+        for (io, b) in ios.iter().zip(&data) {
+            let p = join_dir(&dir, &crate::inputs::input_dump_file_name(&io.name, 0));
+            crate::fsutil::write_atomic(std::path::Path::new(&p), b).map_err(|e| RunError::Model(e.to_string()))?;
+            events(RunnerEvent::WroteFile(p));
+        }
+    }
+    let mut failed_iterations = 0u64;
+    let mut validation: Vec<String> = Vec::new();
     let refs: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
     let ropts = RecorderOptions { profiling: cfg.profiling.clone(), submit_timeout_ms: cfg.submit_timeout_ms, submit_retries: cfg.submit_retries };
     let mut rec = Recorder::new(&qpc, ropts).map_err(|e| RunError::Model(e.to_string()))?;
@@ -325,6 +365,14 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             _ => {}
         }
         let outs = rec.run(&qpc, &refs, &mut rec_events).map_err(|e| RunError::Model(e.to_string()))?;
+        if !expected.is_empty() {
+            // The vendor skips its stats buffer `aiccyclecounts`; this QPC has none.
+            let failed = outs.iter().zip(&expected).zip(qpc.outputs()).filter(|((g, w), o)| o.name != "aiccyclecounts" && g != w).count();
+            if failed > 0 {
+                failed_iterations += 1;
+                validation.push(format!("Validation Failed for iteration {i}, num failed: {failed}, num passed: {}", outs.len() - failed));
+            }
+        }
         if let Some(dir) = &cfg.write_output_dir
             && i >= cfg.write_output_start_iter
             && i < cfg.write_output_start_iter + cfg.write_output_num_samples
@@ -341,7 +389,17 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             rec_events(RecorderEvent::WroteFile(p));
         }
     }
-    rec.finish(&qpc, &mut rec_events).map_err(|e| RunError::Model(e.to_string()))
+    let summary = rec.finish(&qpc, &mut rec_events).map_err(|e| RunError::Model(e.to_string()))?;
+    if !expected.is_empty() {
+        for l in validation {
+            events(RunnerEvent::Message(l));
+        }
+        if failed_iterations > 0 {
+            return Err(RunError::Model(format!("output validation failed for {failed_iterations} of {} inference(s)", summary.stats.inference_cnt)));
+        }
+        events(RunnerEvent::Message("Output validation successful!".into()));
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]

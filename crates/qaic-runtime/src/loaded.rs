@@ -19,11 +19,14 @@ pub struct LoadOptions {
     pub instances: u32,
     /// Device id (`-d` / `-device-id`): only 0 exists (one virtual card).
     pub device_id: u32,
+    /// Run the descriptor's host pre/post-processing (qaic-runner `-p on`, the default). Off:
+    /// inputs and outputs are exchanged in the DMA buffers' (network) format.
+    pub host_processing: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { variant: Variant::Pro16, instances: 1, device_id: 0 }
+        LoadOptions { variant: Variant::Pro16, instances: 1, device_id: 0, host_processing: true }
     }
 }
 
@@ -175,6 +178,13 @@ impl LoadedQpc {
                 .as_ref()
                 .and_then(|c| c.entries.iter().find(|x| x.dma_buffer_num == step.buffer_num))
                 .map(crate::CrcSampling::from_entry);
+            if !options.host_processing {
+                // `-p off`: the caller exchanges the DMA buffer's tensor itself.
+                let (t, dims) = if kind == BufferKind::Input { (copy.r#type, &copy.dims) } else { (io.r#type, &io.dims) };
+                let dtype = DataType::try_from(t).map(crate::assemble::dtype_of).map_err(|_| e(format!("unknown data type {t}")))?;
+                let shape: Vec<usize> = dims.iter().map(|&d| d.max(0) as usize).collect();
+                return Ok(IoInfo { name: b.name.clone(), dtype, shape, bytes: buf.size, sim_index, crc, host_steps: Vec::new() });
+            }
             Ok(IoInfo { name: b.name.clone(), dtype: user_ty, shape: user_dims, bytes, sim_index, crc, host_steps })
         };
         let inputs = desc.inputs.iter().map(|b| bind(b, BufferKind::Input)).collect::<Result<Vec<_>, _>>()?;

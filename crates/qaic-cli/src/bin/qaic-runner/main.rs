@@ -33,6 +33,7 @@ fn main_inner(args: &[String]) -> anyhow::Result<()> {
         RunnerEvent::InputFile(p) => println!("Input file: {p}"),
         RunnerEvent::WroteFile(p) => println!("Writing file:{p}"),
         RunnerEvent::DeletedFile(p) => println!("Deleting previous file: {p}"),
+        RunnerEvent::Message(m) => println!("{m}"),
         RunnerEvent::RandomInputs { unbound } => println!("Using {} random inputs", if unbound { "unbound" } else { "bounded" }),
     };
     let r = runner::run(&cfg, &mut on_event)?;
