@@ -18,6 +18,15 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "ReduceMin", "Transpose", "Concat", "Resize", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
 ];
 
+/// Quantization ops of quantized graphs (qaic-quant's QDQ form): (domain, op type, device op).
+/// `qaic.quant.Quantize` rounds the Glow way (zero point added in float before rounding).
+const QDQ: &[(&str, &str, &str)] = &[("qaic.quant", "Quantize", "QuantizeGlow"), ("", "DequantizeLinear", "DequantizeLinear"), ("ai.onnx", "DequantizeLinear", "DequantizeLinear")];
+
+/// The device op of a quantize/dequantize node, if it is one.
+fn qdq_op(n: &Node) -> Option<&'static str> {
+    QDQ.iter().find(|(d, o, _)| *d == n.domain && *o == n.op_type).map(|(_, _, dev)| *dev)
+}
+
 const ALIASES: &[&str] = &["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"];
 const UNARY: &[&str] = &[
     "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Softplus",
@@ -129,6 +138,9 @@ fn const_ints(g: &Graph, v: Option<ValueId>) -> Option<Vec<i64>> {
 fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
     let g = cx.g;
     let op = n.op_type.as_str();
+    if let Some(dev) = qdq_op(n) {
+        return lower_qdq(cx, n, dev).map(Some);
+    }
     if !n.domain.is_empty() && n.domain != "ai.onnx" {
         return Err(format!("domain `{}`", n.domain));
     }
@@ -242,6 +254,41 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
     Ok(Some(LNode { name: n.display_name(g), op: op.to_string(), inputs, output: out, attrs }))
 }
 
+/// A per-tensor quantize (f32 → int) or dequantize (int → f32): element-wise on the device, the
+/// scale and zero point (constants with one element) become the `scale` / `zero_point`
+/// attributes. Per-axis parameters are refused (constant weights are dequantized at compile time).
+fn lower_qdq(cx: &Ctx<'_>, n: &Node, dev: &str) -> Result<LNode, String> {
+    let g = cx.g;
+    let Some(Some(out)) = n.outputs.first().copied() else { return Err("no output".into()) };
+    let x = n.inputs.first().copied().flatten().ok_or("missing input")?;
+    let scale = n.inputs.get(1).copied().flatten().and_then(|v| g.value(v).constant.as_ref()).ok_or("scale is not a constant")?;
+    if scale.len() != 1 || scale.dtype() != DType::F32 {
+        return Err(format!("scale of {} {:?} values (only one float32 scale per tensor is supported)", scale.len(), scale.dtype()));
+    }
+    let s = scale.to_vec::<f32>().map_err(|e| e.to_string())?[0];
+    let zp = match n.inputs.get(2).copied().flatten() {
+        None => 0,
+        Some(v) => {
+            let t = g.value(v).constant.as_ref().ok_or("zero point is not a constant")?;
+            if t.len() != 1 {
+                return Err(format!("zero point of {} values (only one per tensor is supported)", t.len()));
+            }
+            match t.dtype() {
+                DType::I8 => t.to_vec::<i8>().map_err(|e| e.to_string())?[0] as i64,
+                DType::U8 => t.to_vec::<u8>().map_err(|e| e.to_string())?[0] as i64,
+                DType::I16 => t.to_vec::<i16>().map_err(|e| e.to_string())?[0] as i64,
+                d => return Err(format!("zero point of type {d:?}")),
+            }
+        }
+    };
+    let (int_t, float_t) = if dev == "QuantizeGlow" { (cx.dtype(out), cx.dtype(x)) } else { (cx.dtype(x), cx.dtype(out)) };
+    if !matches!(int_t, DType::I8 | DType::U8 | DType::I16) || float_t != DType::F32 {
+        return Err(format!("{int_t:?} <-> {float_t:?} (int8, uint8 and int16 from/to float32 are supported)"));
+    }
+    let attrs = vec![("scale".to_string(), AttrValue::Float(s as f64)), ("zero_point".to_string(), AttrValue::Int(zp))];
+    Ok(LNode { name: n.display_name(g), op: dev.to_string(), inputs: vec![x], output: out, attrs })
+}
+
 /// Broadcast mapping of an input of shape `is` onto output axis `a` of rank `r`.
 fn bcast(is: &[usize], os: &[usize], a: usize) -> Option<Slice> {
     let off = os.len() as i64 - is.len() as i64;
@@ -348,14 +395,14 @@ fn mapping(cx: &Ctx<'_>, n: &LNode, a: usize) -> Option<Vec<Slice>> {
         "Resize" => {
             if ish(0).get(a) == Some(&os[a]) { Some(vec![Slice::Same(a)]) } else { None }
         }
-        o if UNARY.contains(&o) => Some(vec![Slice::Same(a)]),
+        o if UNARY.contains(&o) || o == "QuantizeGlow" || o == "DequantizeLinear" => Some(vec![Slice::Same(a)]),
         o if BINARY.contains(&o) => n.inputs.iter().map(|&v| bcast(cx.shape(v), os, a)).collect(),
         _ => None,
     }
 }
 
 fn is_elementwise(n: &LNode) -> bool {
-    UNARY.contains(&n.op.as_str()) || BINARY.contains(&n.op.as_str())
+    UNARY.contains(&n.op.as_str()) || BINARY.contains(&n.op.as_str()) || matches!(n.op.as_str(), "QuantizeGlow" | "DequantizeLinear")
 }
 
 #[derive(Clone, Debug)]
@@ -450,7 +497,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let by_type: Vec<UnsupportedOp> = g
         .nodes
         .iter()
-        .filter(|n| !(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED_OPS.contains(&n.op_type.as_str()))
+        .filter(|n| qdq_op(n).is_none() && (!(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED_OPS.contains(&n.op_type.as_str())))
         .map(|n| UnsupportedOp {
             op_type: n.op_type.clone(),
             node: n.display_name(g),

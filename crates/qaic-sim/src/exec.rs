@@ -137,7 +137,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Floor", "Ceil", "Softplus", "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Add", "Sum", "Sub",
     "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
-    "ReduceMin", "Transpose", "Concat", "Copy", "Resize",
+    "ReduceMin", "Transpose", "Concat", "Copy", "Resize", "QuantizeGlow", "DequantizeLinear",
 ];
 
 /// Executes `op`: `inputs` are the input tiles' bytes, `out` the output tile's bytes (exactly
@@ -190,6 +190,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
             }
             return Ok(());
         }
+        "QuantizeGlow" | "DequantizeLinear" => return run_qdq(op, inputs, out),
         _ => {}
     }
     let on = out_t.elements() as usize;
@@ -204,6 +205,71 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
     scratch.resize(on, 0.0);
     run_float(k, op, inputs, scratch, act)?;
     encode_f32(out_t.dtype, scratch, out)
+}
+
+/// Per-tensor `QuantizeGlow` (f32 → int, Glow rounding: zero point added in float before
+/// rounding) and `DequantizeLinear` (int → f32) with the shared kernels the interpreter uses
+/// for `qaic.quant.Quantize` and `DequantizeLinear`, so both give the same bits.
+fn run_qdq(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
+    use qaic_kernels::quant::{QInt, QuantizeRounding, dequantize, quantize};
+    let x_t = op.inputs.first().ok_or("needs 1 input")?;
+    let out_t = op.outputs.first().ok_or("op without outputs")?;
+    let scale = match op.attr("scale") {
+        Some(AttrValue::Float(v)) => *v as f32,
+        _ => return Err("no `scale` attribute".into()),
+    };
+    let zp = i32::try_from(int(op, "zero_point", 0)).map_err(|_| "zero point out of range")?;
+    let n = out_t.elements() as usize;
+    fn quant<Q: QInt + bytemuck::Pod>(x: &[f32], scale: f32, zp: i32, out: &mut [u8]) -> Result<(), String> {
+        let e = |e: qaic_kernels::KernelError| e.to_string();
+        match bytemuck::try_cast_slice_mut::<u8, Q>(out) {
+            Ok(o) => quantize(x, &[scale], &[Q::from_i32(zp)], 1, QuantizeRounding::Glow, o).map_err(e),
+            Err(_) => {
+                let mut o = vec![Q::default(); x.len()];
+                quantize(x, &[scale], &[Q::from_i32(zp)], 1, QuantizeRounding::Glow, &mut o).map_err(e)?;
+                out.copy_from_slice(bytemuck::cast_slice(&o));
+                Ok(())
+            }
+        }
+    }
+    fn dequant<Q: QInt + bytemuck::Pod>(q: &[u8], scale: f32, zp: i32, out: &mut [u8]) -> Result<(), String> {
+        let e = |e: qaic_kernels::KernelError| e.to_string();
+        let q: std::borrow::Cow<'_, [Q]> = match bytemuck::try_cast_slice::<u8, Q>(q) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => std::borrow::Cow::Owned(bytemuck::pod_collect_to_vec(q)),
+        };
+        match bytemuck::try_cast_slice_mut::<u8, f32>(out) {
+            Ok(o) => dequantize(&q, &[scale], &[Q::from_i32(zp)], 1, o).map_err(e),
+            Err(_) => {
+                let mut o = vec![0f32; q.len()];
+                dequantize(&q, &[scale], &[Q::from_i32(zp)], 1, &mut o).map_err(e)?;
+                out.copy_from_slice(bytemuck::cast_slice(&o));
+                Ok(())
+            }
+        }
+    }
+    if x_t.elements() as usize != n {
+        return Err(format!("input has {} elements, output {n}", x_t.elements()));
+    }
+    if op.op == "QuantizeGlow" {
+        let x = to_f32(x_t.dtype, inputs[0])?;
+        match out_t.dtype {
+            DType::I8 => quant::<i8>(&x, scale, zp, out),
+            DType::U8 => quant::<u8>(&x, scale, zp, out),
+            DType::I16 => quant::<i16>(&x, scale, zp, out),
+            d => Err(format!("quantize to {d:?} is not supported")),
+        }
+    } else {
+        if out_t.dtype != DType::F32 {
+            return Err(format!("dequantize to {:?} is not supported", out_t.dtype));
+        }
+        match x_t.dtype {
+            DType::I8 => dequant::<i8>(inputs[0], scale, zp, out),
+            DType::U8 => dequant::<u8>(inputs[0], scale, zp, out),
+            DType::I16 => dequant::<i16>(inputs[0], scale, zp, out),
+            d => Err(format!("dequantize from {d:?} is not supported")),
+        }
+    }
 }
 
 /// Encodes f32 values into `out` in the element type `dtype`.

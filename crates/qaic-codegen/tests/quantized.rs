@@ -1,0 +1,112 @@
+//! Quantized graphs in qaic-quant's QDQ form (`qaic.quant.Quantize` with Glow rounding,
+//! `DequantizeLinear`) compile for the device and give the interpreter's bits on the simulator.
+
+use qaic_codegen::{CodegenOptions, compile};
+use qaic_device::{DeviceModel, Variant};
+use qaic_ir::{Attr, Graph, Node, ValueId, ValueType};
+use qaic_sim::Simulator;
+use qaic_tensor::{DType, Shape, Tensor, Value};
+
+fn vt(d: DType, s: &[usize]) -> Option<ValueType> {
+    Some(ValueType::tensor(d, Shape::known(s)))
+}
+
+struct B {
+    g: Graph,
+    n: usize,
+}
+
+impl B {
+    fn node(&mut self, domain: &str, op: &str, inputs: &[ValueId], out: Option<ValueType>, attrs: &[(&str, Attr)]) -> ValueId {
+        self.n += 1;
+        let y = self.g.add_value(format!("v{}", self.n), out);
+        let mut n = Node { name: format!("{op}_{}", self.n), op_type: op.into(), domain: domain.into(), ..Default::default() };
+        n.inputs = inputs.iter().map(|&i| Some(i)).collect();
+        n.outputs = vec![Some(y)];
+        for (k, v) in attrs {
+            n.attrs.insert(k.to_string(), v.clone());
+        }
+        self.g.add_node(n);
+        y
+    }
+    fn cst(&mut self, t: Tensor) -> ValueId {
+        self.n += 1;
+        self.g.add_constant(format!("c{}", self.n), t)
+    }
+    /// Quantize then dequantize `x` (int8 with zero point `zp`, or uint8).
+    fn qdq(&mut self, x: ValueId, s: &[usize], scale: f32, zp: i32, u8: bool) -> ValueId {
+        let sc = self.cst(Tensor::from_vec(vec![], vec![scale]).unwrap());
+        let (z, d) = if u8 {
+            (self.cst(Tensor::from_vec(vec![], vec![zp as u8]).unwrap()), DType::U8)
+        } else {
+            (self.cst(Tensor::from_vec(vec![], vec![zp as i8]).unwrap()), DType::I8)
+        };
+        let q = self.node(qaic_quant::DOMAIN, "Quantize", &[x, sc, z], vt(d, s), &[]);
+        self.node("", "DequantizeLinear", &[q, sc, z], vt(DType::F32, s), &[])
+    }
+}
+
+/// x → QDQ → Conv → Relu → QDQ → Conv → QDQ → y, the shape of a quantized conv chain.
+fn quantized_net() -> Graph {
+    let mut g = Graph::new("qnet");
+    g.set_opset("", 17);
+    g.set_opset(qaic_quant::DOMAIN, 1);
+    let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[1, 8, 10, 10])));
+    let mut b = B { g, n: 0 };
+    let mut cur = b.qdq(x, &[1, 8, 10, 10], 0.02, -3, false);
+    for (i, (cin, cout)) in [(8usize, 16usize), (16, 8)].into_iter().enumerate() {
+        // Weights as the quantizer leaves them: int8 constants behind a DequantizeLinear
+        // (folded to float32 at compile time, as the interpreter folds them).
+        let wq: Vec<i8> = (0..cout * cin * 9).map(|j| ((j * 37 + i * 11) % 255) as i32 - 127).map(|v| v as i8).collect();
+        let w = b.cst(Tensor::from_vec(vec![cout, cin, 3, 3], wq).unwrap());
+        let ws = b.cst(Tensor::from_vec(vec![], vec![0.004f32]).unwrap());
+        let wz = b.cst(Tensor::from_vec(vec![], vec![0i8]).unwrap());
+        let wd = b.node("", "DequantizeLinear", &[w, ws, wz], vt(DType::F32, &[cout, cin, 3, 3]), &[]);
+        let bias = b.cst(Tensor::from_vec(vec![cout], (0..cout).map(|j| j as f32 * 0.01 - 0.05).collect::<Vec<f32>>()).unwrap());
+        let s = [1, cout, 10, 10];
+        cur = b.node("", "Conv", &[cur, wd, bias], vt(DType::F32, &s), &[("pads", Attr::Ints(vec![1, 1, 1, 1])), ("kernel_shape", Attr::Ints(vec![3, 3]))]);
+        if i == 0 {
+            cur = b.node("", "Relu", &[cur], vt(DType::F32, &s), &[]);
+            cur = b.qdq(cur, &s, 0.03, 0, true);
+        } else {
+            cur = b.qdq(cur, &s, 0.05, 5, false);
+        }
+    }
+    b.g.outputs = vec![cur];
+    b.g
+}
+
+#[test]
+fn quantized_conv_chain_is_bit_exact_with_the_interpreter() {
+    let g = quantized_net();
+    let x: Vec<f32> = (0..800).map(|i| ((i * 53) % 97) as f32 / 40.0 - 1.2).collect();
+    let xt = Tensor::from_vec(vec![1, 8, 10, 10], x).unwrap();
+    let plan = qaic_interp::Plan::with_registry(g.clone(), &qaic_quant::registry(), &qaic_interp::PlanOptions::default()).unwrap();
+    let want = plan.run(vec![Value::from(xt.clone())]).unwrap().remove(0).into_tensor().unwrap().to_vec::<f32>().unwrap();
+    for cores in [1u32, 4] {
+        let c = compile(&g, &DeviceModel::aic100(Variant::Pro16), &CodegenOptions { num_cores: cores, ..Default::default() }).unwrap();
+        let listing = c.program.listing();
+        assert!(listing.contains("op QuantizeGlow") && listing.contains("op DequantizeLinear"), "{listing}");
+        assert!(listing.contains(" i8[") || listing.contains(" u8["), "int8 tiles travel as int8: {listing}");
+        let sim = Simulator::new(c.program.clone(), c.constants.clone(), DeviceModel::aic100(Variant::Pro16)).unwrap();
+        let run = sim.run(&[xt.raw_bytes().unwrap().to_vec()]).unwrap();
+        let got: Vec<f32> = run.outputs[0].chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+        assert_eq!(bits(&got), bits(&want), "{cores} cores");
+    }
+}
+
+#[test]
+fn per_axis_quantization_is_refused_naming_the_node() {
+    let mut g = Graph::new("qaxis");
+    g.set_opset("", 17);
+    let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[1, 2, 4, 4])));
+    let mut b = B { g, n: 0 };
+    let sc = b.cst(Tensor::from_vec(vec![2], vec![0.1f32, 0.2]).unwrap());
+    let z = b.cst(Tensor::from_vec(vec![2], vec![0i8, 0]).unwrap());
+    let q = b.node("", "QuantizeLinear", &[x, sc, z], vt(DType::I8, &[1, 2, 4, 4]), &[]);
+    let y = b.node("", "DequantizeLinear", &[q, sc, z], vt(DType::F32, &[1, 2, 4, 4]), &[]);
+    b.g.outputs = vec![y];
+    let e = compile(&b.g, &DeviceModel::aic100(Variant::Pro16), &CodegenOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("QuantizeLinear") && e.contains("DequantizeLinear"), "{e}");
+}
