@@ -608,3 +608,37 @@ fn runner_validates_outputs_and_dumps_inputs() {
     let e = err(&f.runner(&["-t", "qpc", "-p", "maybe"]));
     assert!(e.contains("-p"), "{e}");
 }
+
+#[test]
+fn runner_batch_input_modes() {
+    let f = Fixture::new();
+    f.compile("qpc", &[]);
+    let x = read_f32(&f.dir.path().join("x.bin"));
+    let x2: Vec<f32> = x.iter().map(|v| -v).collect();
+    std::fs::create_dir_all(f.dir.path().join("batch")).unwrap();
+    std::fs::write(f.p("batch/a.bin"), f32_bytes(&x)).unwrap();
+    std::fs::write(f.p("batch/b.bin"), f32_bytes(&x2)).unwrap();
+    std::fs::write(f.p("io.json"), r#"{"IO-files": [[{"path": "batch/a.bin", "io-direction": "in", "map-to": "x", "elem-size": 4, "dims": [2, 2, 6, 6]}], [{"path": "batch/b.bin", "io-direction": "in", "map-to": "x", "data-type": "float"}]]}"#).unwrap();
+    std::fs::write(f.p("list.txt"), "batch/a.bin\nbatch/b.bin\n").unwrap();
+    ok(&f.runner(&["-t", "qpc", "-i", "batch/a.bin", "-n", "1", "--write-output-dir", "ra"]));
+    ok(&f.runner(&["-t", "qpc", "-i", "batch/b.bin", "-n", "1", "--write-output-dir", "rb"]));
+    let (ya, yb) = (read_f32(&f.dir.path().join("ra/y-activation-0-inf-0.bin")), read_f32(&f.dir.path().join("rb/y-activation-0-inf-0.bin")));
+    assert_ne!(ya, yb);
+    // Inference i uses set i mod 2, in every mode.
+    for (k, mode) in [["--aic-batch-json-input", "io.json"], ["--aic-batch-input-file-list", "list.txt"], ["--aic-batch-input-directory", "batch"]].iter().enumerate() {
+        let dir = format!("o{k}");
+        let out = ok(&f.runner(&["-t", "qpc", mode[0], mode[1], "-n", "3", "--write-output-dir", &dir, "--write-output-num-samples", "3"]));
+        assert!(out.contains("Input file: ") && out.contains("b.bin"), "{out}");
+        check_stats(&out, 3, 2);
+        let y = |i: u64| read_f32(&f.dir.path().join(format!("{dir}/y-activation-0-inf-{i}.bin")));
+        assert_eq!((y(0), y(1), y(2)), (ya.clone(), yb.clone(), ya.clone()), "{mode:?}");
+    }
+    let e = err(&f.runner(&["-t", "qpc", "--aic-batch-json-input", "io.json", "-i", "x.bin"]));
+    assert!(e.contains("cannot be used together"), "{e}");
+    let e = err(&f.runner(&["-t", "qpc", "--aic-batch-json-input", "io.json", "--aic-batch-max-memory", "0"]));
+    assert!(e.contains("--aic-batch-max-memory"), "{e}");
+    std::fs::write(f.p("batch/c.bin"), [0u8; 3]).unwrap();
+    let e = err(&f.runner(&["-t", "qpc", "--aic-batch-input-directory", "batch", "--write-output-dir", "none"]));
+    assert!(e.contains("c.bin"), "{e}");
+    assert!(!f.dir.path().join("none").exists());
+}

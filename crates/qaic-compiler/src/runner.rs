@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use qaic_runtime::{LoadOptions, LoadedQpc, ProfilingConfig, ProfilingType, Recorder, RecorderEvent, RecorderOptions, RunSummary, DEFAULT_SUBMIT_RETRIES};
-use qaic_tensor::Shape;
+use qaic_tensor::{Shape, Tensor};
 
 use crate::cli_options::{Action, CliError, Feature, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind};
 use crate::exec_options::RandomInputs;
@@ -65,10 +65,10 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
     o("s", FLAG, "Periodic live profiling stats.").aliases(&["stats"]).unsupported(RUNTIME).group(G_RUN),
     o("p", ValueKind::Enum(&["on", "off"]), "Host pre/post processing (the QPC's transform sequences, e.g. custom I/O layout and precision). off: inputs and outputs are in the DMA buffers' (network) format.").aliases(&["pre-post-processing"]).default("on").group(G_RUN),
     o("auto-batch-input", FLAG, "Batch single-sample inputs up to the QPC batch size.").unsupported(BATCH).group(G_RUN),
-    o("aic-batch-input-directory", PATH, "Batch mode: every file in a directory.").unsupported(BATCH).group(G_RUN),
-    o("aic-batch-input-file-list", PATH, "Batch mode: one line of input files per inference.").unsupported(BATCH).group(G_RUN),
-    o("aic-batch-json-input", PATH, "Batch mode: JSON list of I/O sets.").unsupported(BATCH).group(G_RUN),
-    o("aic-batch-max-memory", ANY_POS, "Batch mode memory cap (MB).").unsupported(BATCH).group(G_RUN),
+    o("aic-batch-input-directory", PATH, "Batch mode (single-input networks): every file of the directory, in name order, one per inference; inference i uses file i mod K.").group(G_RUN),
+    o("aic-batch-input-file-list", PATH, "Batch mode: each line lists one inference's input files (comma-separated, binding order); inference i uses line i mod K.").group(G_RUN),
+    o("aic-batch-json-input", PATH, "Batch mode: JSON {\"IO-files\": [[{path, io-direction, map-to, elem-size|data-type, dims}, ...], ...]}, one inner list per inference (inputs only are used).").group(G_RUN),
+    o("aic-batch-max-memory", ANY_POS, "Batch mode: most MB of input data loaded.").default("1024").group(G_RUN),
     o("submit-timeout", ANY_NONNEG, "Wait per request in ms of simulated device time (0 = the kernel default, 5000 ms); an inference whose simulated time (program + PCIe I/O) exceeds it times out.").default("0").group(G_RUN),
     o("submit-retry-count", ANY_NONNEG, "Retries of a timed-out inference before the run fails (the simulator is deterministic: a retry takes as long).").default("5").group(G_RUN),
     o("dump-input-buffers", FLAG, "Write the input buffers used as <name>-input-inf-0.bin into --write-output-dir (or .).").group(G_RUN),
@@ -141,6 +141,18 @@ pub struct RunnerConfig {
     pub host_processing: bool,
     /// `--dump-input-buffers`.
     pub dump_input_buffers: bool,
+    /// Batch input modes (`--aic-batch-*`).
+    pub batch: Option<BatchInput>,
+    /// `--aic-batch-max-memory` in MB.
+    pub batch_max_memory_mb: u64,
+}
+
+/// A batch input mode of qaic-runner.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BatchInput {
+    Directory(PathBuf),
+    FileList(PathBuf),
+    Json(PathBuf),
 }
 
 /// The profiling configuration of `-aic-profiling-type` (repeatable), the deprecated
@@ -239,7 +251,27 @@ where
         expected_outputs: a.strings("o").into_iter().map(PathBuf::from).collect(),
         host_processing: a.str("p") != Some("off"),
         dump_input_buffers: a.flag("dump-input-buffers"),
+        batch: None,
+        batch_max_memory_mb: int(&a, "aic-batch-max-memory", 1024) as u64,
     };
+    let mut cfg = cfg;
+    let modes: Vec<(&str, BatchInput)> = [
+        ("aic-batch-input-directory", a.str("aic-batch-input-directory").map(|p| BatchInput::Directory(p.into()))),
+        ("aic-batch-input-file-list", a.str("aic-batch-input-file-list").map(|p| BatchInput::FileList(p.into()))),
+        ("aic-batch-json-input", a.str("aic-batch-json-input").map(|p| BatchInput::Json(p.into()))),
+    ]
+    .into_iter()
+    .filter_map(|(n, m)| m.map(|m| (n, m)))
+    .collect();
+    if modes.len() > 1 {
+        return Err(CliError::Conflict { a: a.spelled(modes[0].0), b: a.spelled(modes[1].0) });
+    }
+    if let Some((name, m)) = modes.into_iter().next() {
+        if a.given("i") {
+            return Err(CliError::Conflict { a: a.spelled(name), b: a.spelled("i") });
+        }
+        cfg.batch = Some(m);
+    }
     if cfg.time_s.is_none() && cfg.write_output_dir.is_some() && cfg.write_output_start_iter + cfg.write_output_num_samples > cfg.num_iter {
         return Err(CliError::Invalid {
             option: "-write-output-num-samples".into(),
@@ -267,27 +299,10 @@ pub enum RunnerEvent {
     Message(String),
 }
 
-/// Result of a runner run: statistics, the last inference's simulator figures, and the lines
-/// printed after the Stats block.
-pub type RunnerReport = RunSummary;
-
-/// Turns recorder events into runner events.
-pub(crate) fn recorder_event(e: RecorderEvent) -> Option<RunnerEvent> {
-    match e {
-        RecorderEvent::WroteFile(p) => Some(RunnerEvent::WroteFile(p)),
-        RecorderEvent::DeletedFile(p) => Some(RunnerEvent::DeletedFile(p)),
-        RecorderEvent::Retry { .. } => None,
-    }
-}
-
-/// Loads the QPC and runs the inferences. Inputs are read and checked before any run; output
-/// files are written atomically.
-pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<RunnerReport, RunError> {
-    let variant = if cfg.standard14 { qaic_device::Variant::Standard14 } else { qaic_device::Variant::Pro16 };
-    let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, variant, host_processing: cfg.host_processing };
-    let qpc = LoadedQpc::open(&cfg.test_data, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+/// Inputs of `-i` files (each exactly its binding's size) or bounded random data.
+fn single_inputs(cfg: &RunnerConfig, qpc: &LoadedQpc, events: &mut dyn FnMut(RunnerEvent)) -> Result<Vec<Vec<u8>>, RunError> {
     let ios = qpc.inputs().to_vec();
-    let data: Vec<Vec<u8>> = if cfg.input_files.is_empty() {
+    Ok(if cfg.input_files.is_empty() {
         events(RunnerEvent::RandomInputs { unbound: cfg.random.unbound });
         let specs: Vec<InputSpec> = ios.iter().map(|i| InputSpec { name: i.name.clone(), dtype: i.dtype, shape: Shape::known(&i.shape) }).collect();
         crate::inputs::random_inputs(&specs, &cfg.random)?
@@ -316,7 +331,99 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             v.push(b);
         }
         v
+    })
+}
+
+/// Input sets of a batch mode, each checked against the bindings; at most `max_mb` MB in all.
+fn batch_inputs(b: &BatchInput, specs: &[InputSpec], max_mb: u64, events: &mut dyn FnMut(RunnerEvent)) -> Result<Vec<Vec<Vec<u8>>>, RunError> {
+    use crate::inputs;
+    let mut sets: Vec<Vec<Tensor>> = Vec::new();
+    match b {
+        BatchInput::Json(p) => {
+            let j = inputs::read_json_inputs(p)?;
+            for k in 0..j.inferences.len() {
+                for e in j.inferences[k].iter().filter(|e| e.direction == inputs::IoDirection::In) {
+                    events(RunnerEvent::InputFile(e.path.display().to_string()));
+                }
+                sets.push(j.load(k, specs)?);
+            }
+        }
+        BatchInput::FileList(p) => {
+            let l = inputs::read_input_list(p)?;
+            for k in 0..l.inferences.len() {
+                for f in &l.inferences[k].files {
+                    events(RunnerEvent::InputFile(f.display().to_string()));
+                }
+                sets.push(l.load(k, specs)?);
+            }
+        }
+        BatchInput::Directory(d) => {
+            if specs.len() != 1 {
+                return Err(RunError::Model(format!("--aic-batch-input-directory: the QPC has {} inputs; batch directories feed single-input networks", specs.len())));
+            }
+            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
+                .map_err(|e| RunError::Model(format!("--aic-batch-input-directory {}: {e}", d.display())))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            let text: String = files.iter().map(|f| format!("{}\n", f.display())).collect();
+            let l = inputs::parse_input_list(&text, std::path::Path::new(""), &d.display().to_string())?;
+            for k in 0..l.inferences.len() {
+                for f in &l.inferences[k].files {
+                    events(RunnerEvent::InputFile(f.display().to_string()));
+                }
+                sets.push(l.load(k, specs)?);
+            }
+        }
+    }
+    if sets.is_empty() {
+        return Err(RunError::Model("batch input: no inference sets".into()));
+    }
+    let mut total = 0u64;
+    let mut out = Vec::with_capacity(sets.len());
+    for set in sets {
+        let mut v = Vec::new();
+        for t in set {
+            let b = t.raw_bytes().map_err(|e| RunError::Model(e.to_string()))?.to_vec();
+            total += b.len() as u64;
+            v.push(b);
+        }
+        if total > max_mb.saturating_mul(1 << 20) {
+            return Err(RunError::Model(format!("batch input: more than --aic-batch-max-memory={max_mb} MB of input data")));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Result of a runner run: statistics, the last inference's simulator figures, and the lines
+/// printed after the Stats block.
+pub type RunnerReport = RunSummary;
+
+/// Turns recorder events into runner events.
+pub(crate) fn recorder_event(e: RecorderEvent) -> Option<RunnerEvent> {
+    match e {
+        RecorderEvent::WroteFile(p) => Some(RunnerEvent::WroteFile(p)),
+        RecorderEvent::DeletedFile(p) => Some(RunnerEvent::DeletedFile(p)),
+        RecorderEvent::Retry { .. } => None,
+    }
+}
+
+/// Loads the QPC and runs the inferences. Inputs are read and checked before any run; output
+/// files are written atomically.
+pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<RunnerReport, RunError> {
+    let variant = if cfg.standard14 { qaic_device::Variant::Standard14 } else { qaic_device::Variant::Pro16 };
+    let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, variant, host_processing: cfg.host_processing };
+    let qpc = LoadedQpc::open(&cfg.test_data, &opts).map_err(|e| RunError::Model(e.to_string()))?;
+    let ios = qpc.inputs().to_vec();
+    let specs: Vec<InputSpec> = ios.iter().map(|i| InputSpec { name: i.name.clone(), dtype: i.dtype, shape: Shape::known(&i.shape) }).collect();
+    let sets: Vec<Vec<Vec<u8>>> = match &cfg.batch {
+        Some(b) => batch_inputs(b, &specs, cfg.batch_max_memory_mb, events)?,
+        None => vec![single_inputs(cfg, &qpc, events)?],
     };
+    let data = sets[0].clone();
     // -o: expected outputs, checked before any run.
     let expected: Vec<Vec<u8>> = if cfg.expected_outputs.is_empty() {
         Vec::new()
@@ -346,7 +453,7 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
     }
     let mut failed_iterations = 0u64;
     let mut validation: Vec<String> = Vec::new();
-    let refs: Vec<&[u8]> = data.iter().map(|v| v.as_slice()).collect();
+    let refs: Vec<Vec<&[u8]>> = sets.iter().map(|set| set.iter().map(|v| v.as_slice()).collect()).collect();
     let ropts = RecorderOptions { profiling: cfg.profiling.clone(), submit_timeout_ms: cfg.submit_timeout_ms, submit_retries: cfg.submit_retries };
     let mut rec = Recorder::new(&qpc, ropts).map_err(|e| RunError::Model(e.to_string()))?;
     let mut rec_events = |e: RecorderEvent| {
@@ -364,7 +471,7 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             None if i >= cfg.num_iter => break,
             _ => {}
         }
-        let outs = rec.run(&qpc, &refs, &mut rec_events).map_err(|e| RunError::Model(e.to_string()))?;
+        let outs = rec.run(&qpc, &refs[(i % refs.len() as u64) as usize], &mut rec_events).map_err(|e| RunError::Model(e.to_string()))?;
         if !expected.is_empty() {
             // The vendor skips its stats buffer `aiccyclecounts`; this QPC has none.
             let failed = outs.iter().zip(&expected).zip(qpc.outputs()).filter(|((g, w), o)| o.name != "aiccyclecounts" && g != w).count();
