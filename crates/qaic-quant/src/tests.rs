@@ -338,3 +338,38 @@ fn masking_ranges_stay_float() {
     }
     assert_eq!(decision(&r, "z").precision, NodePrecisionKind::Quantized);
 }
+
+/// A Gather from a constant table (embedding lookup) keeps the table's params for its output,
+/// whatever the output's profile and calibration say, so looked-up values are exact table values.
+#[test]
+fn gather_from_a_constant_table_keeps_the_table_params() {
+    let mut g = Graph::new("t");
+    g.set_opset("", 13);
+    let ids = g.add_input("ids", ValueType::tensor(DType::I64, Shape::known(&[3])));
+    let table: Vec<f32> = (0..12).map(|i| (i as f32 - 5.0) * 0.37).collect();
+    let t = g.add_constant("table", Tensor::from_vec(vec![4, 3], table.clone()).unwrap());
+    let e = g.add_value("e", ty(&[3, 3]));
+    let y = g.add_value("y", ty(&[3, 3]));
+    g.add_node(node("Gather", &[t, ids], e));
+    g.add_node(node("Relu", &[e], y));
+    g.outputs.push(y);
+    let ids_in = |i: usize| -> Vec<Value> { vec![Tensor::from_vec(vec![3], vec![(i % 4) as i64, 1, 3]).unwrap().into()] };
+    let p = profile_graph(&g, &ProfileConfig { num_histogram_bins: 256, threads: 1 }, 4, &|i| Ok(ids_in(i)), &|_| {}).unwrap();
+    for c in [Calibration::None, Calibration::Percentile] {
+        let cfg = QuantConfig { calibration: c, percentile: 90.0, ..Default::default() };
+        let r = apply_precision(&g, Some(&p), &cfg).unwrap();
+        assert_eq!(decision(&r, "e").precision, NodePrecisionKind::Quantized);
+        assert_eq!(r.params["e"], r.params["table"], "{c:?}");
+        let plan = Plan::with_registry(r.graph.clone(), &registry(), &PlanOptions::default()).unwrap();
+        let out = plan.run(ids_in(2)).unwrap().remove(0).into_tensor().unwrap().to_vec::<f32>().unwrap();
+        // Row 2 then rows 1 and 3 of the table, each quantized once with the table's params.
+        let pt = r.params["table"];
+        for (k, &v) in out.iter().enumerate() {
+            let row = [2, 1, 3][k / 3];
+            let want = crate::base::dequantize(crate::base::quantize(table[row * 3 + k % 3], pt, crate::base::QType::Int8), pt).max(0.0);
+            let pyv = r.params["y"];
+            let want = crate::base::dequantize(crate::base::quantize(want, pyv, crate::base::QType::Int8), pyv);
+            assert_eq!(v, want, "element {k}");
+        }
+    }
+}
