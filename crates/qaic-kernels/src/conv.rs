@@ -13,7 +13,7 @@ use crate::dispatch::multiversion;
 use crate::gemm::{Activation, Bias, Epilogue, Lhs, Mat, MatMut, PackedA, PackedB, Rhs};
 use crate::threads::{parallel_for, SendPtr};
 use crate::util::{check_len, numel};
-use crate::{KernelError, Kernels};
+use crate::{Isa, KernelError, Kernels};
 
 /// Geometry of a convolution or pooling window (ONNX attribute conventions).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -343,106 +343,221 @@ thread_local! {
     static DW: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Grid elements computed per block of the depthwise kernel: 64 accumulators stay in vector
+/// registers (4 zmm / 8 ymm) across all kernel taps.
+const DW_BLOCK: usize = 64;
+
+/// Geometry of one depthwise plane, computed once per convolution and shared by its channels.
+pub(crate) struct DwPlan {
+    /// Phase planes extent (rows, columns) and one plane's length including the column slack.
+    phs: usize,
+    pws: usize,
+    plane: usize,
+    /// `out_rows x pws`, and that rounded up to whole blocks.
+    grid: usize,
+    grid_pad: usize,
+    /// Offset of each tap (in weight order) into the concatenated phase planes.
+    taps: Vec<usize>,
+}
+
+impl DwPlan {
+    fn new(g: &Geo3) -> DwPlan {
+        let (oh_n, ow_n) = (g.o[1], g.o[2]);
+        let (kh_n, kw_n) = (g.k[1], g.k[2]);
+        let (sh, sw) = (g.s[1], g.s[2]);
+        let (dh, dw) = (g.d[1], g.d[2]);
+        // Padded extent actually read, and the phase planes' extent.
+        let ph = oh_n.saturating_sub(1) * sh + (kh_n - 1) * dh + 1;
+        let pw = ow_n.saturating_sub(1) * sw + (kw_n - 1) * dw + 1;
+        let (phs, pws) = (ph.div_ceil(sh), pw.div_ceil(sw));
+        let cmax = (kw_n - 1) * dw / sw;
+        let plane = phs * pws + cmax;
+        let grid = oh_n * pws;
+        let taps = (0..kh_n)
+            .flat_map(|kh| (0..kw_n).map(move |kw| (kh * dh, kw * dw)))
+            .map(|(r, c)| ((r % sh) * sw + c % sw) * plane + (r / sh) * pws + c / sw)
+            .collect();
+        DwPlan { phs, pws, plane, grid, grid_pad: grid.div_ceil(DW_BLOCK) * DW_BLOCK, taps }
+    }
+
+    /// Scratch floats one channel needs: the phase planes, then slack so the last block's
+    /// reads past the grid stay in bounds (those lanes are computed and dropped).
+    fn scratch_len(&self, g: &Geo3) -> usize {
+        g.s[1] * g.s[2] * self.plane + (self.grid_pad - self.grid)
+    }
+}
+
 /// One depthwise plane. The input is copied once into zero-padded *phase planes* (for
 /// stride `s`, `s x s` planes holding rows `a, a+s, ...` and columns `b, b+s, ...`), so that
-/// every kernel tap becomes one long contiguous multiply-add over the flattened
+/// every kernel tap becomes one contiguous multiply-add over the flattened
 /// `out_rows x phase_width` grid (columns past the output width are computed and dropped).
-/// Long vectors keep small planes (7x7, 14x14) as efficient as large ones.
+/// The grid is walked in blocks of [`DW_BLOCK`] whose accumulators stay in registers across
+/// all taps: one load and one FMA per tap and vector, one store per block.
 #[inline(always)]
-fn depthwise_body<const FMA: bool>(g: &Geo3, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
+fn depthwise_body<const FMA: bool>(isa: Isa, g: &Geo3, dp: &DwPlan, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) {
     let (ih_n, iw_n) = (g.i[1], g.i[2]);
-    let (oh_n, ow_n) = (g.o[1], g.o[2]);
-    let (kh_n, kw_n) = (g.k[1], g.k[2]);
+    let ow_n = g.o[2];
     let (sh, sw) = (g.s[1], g.s[2]);
-    let (dh, dw) = (g.d[1], g.d[2]);
     let (pt, pl) = (g.pb[1], g.pb[2]);
-    if oh_n == 0 || ow_n == 0 {
+    let (phs, pws, plane) = (dp.phs, dp.pws, dp.plane);
+    if dp.grid == 0 || ow_n == 0 {
         return;
     }
-    // Padded extent actually read, and the phase planes' extent.
-    let ph = (oh_n - 1) * sh + (kh_n - 1) * dh + 1;
-    let pw = (ow_n - 1) * sw + (kw_n - 1) * dw + 1;
-    let (phs, pws) = (ph.div_ceil(sh), pw.div_ceil(sw));
-    let cmax = (kw_n - 1) * dw / sw;
-    let plane = phs * pws + cmax;
-    let grid = oh_n * pws;
     // The buffer is taken out of the thread-local rather than used inside `with`: a closure
     // would not inherit this function's target features (its FMAs would become libm calls).
     let mut buf = DW.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    {
-        let need = sh * sw * plane + grid;
-        if buf.len() < need {
-            buf.resize(need, 0.0);
-        }
-        let (phases, acc) = buf.split_at_mut(sh * sw * plane);
-        let acc = &mut acc[..grid];
-        for a in 0..sh {
-            for b in 0..sw {
-                let dst = &mut phases[(a * sw + b) * plane..(a * sw + b + 1) * plane];
-                dst[phs * pws..].fill(0.0);
-                for (r, drow) in dst[..phs * pws].chunks_exact_mut(pws).enumerate() {
-                    // Padded row r * sh + a is input row r * sh + a - pt.
-                    let prow = r * sh + a;
-                    if prow < pt || prow - pt >= ih_n {
-                        drow.fill(0.0);
-                        continue;
-                    }
-                    let irow = &x[(prow - pt) * iw_n..(prow - pt + 1) * iw_n];
-                    if sw == 1 {
-                        // Columns [pl, pl + iw) hold the input row; the rest is padding.
-                        let lo = pl.min(pws);
-                        let hi = (pl + iw_n).min(pws);
-                        drow[..lo].fill(0.0);
-                        drow[lo..hi].copy_from_slice(&irow[..hi - lo]);
-                        drow[hi..].fill(0.0);
-                    } else {
-                        // Phase column c is padded column c * sw + b, input column c * sw + b - pl.
-                        let lo = if pl > b { (pl - b).div_ceil(sw) } else { 0 }.min(pws);
-                        let hi = (pl + iw_n).saturating_sub(b).div_ceil(sw).clamp(lo, pws);
-                        drow[..lo].fill(0.0);
-                        drow[hi..].fill(0.0);
-                        if hi > lo {
-                            let first = lo * sw + b - pl;
-                            let src = &irow[first..];
-                            let cnt = hi - lo;
-                            // Whole stride-sized chunks vectorise as a de-interleave.
-                            let full = (src.len() / sw).min(cnt);
-                            for (d, chunk) in drow[lo..lo + full].iter_mut().zip(src.chunks_exact(sw)) {
-                                *d = chunk[0];
-                            }
-                            for q in full..cnt {
-                                drow[lo + q] = src[q * sw];
-                            }
+    let need = dp.scratch_len(g);
+    if buf.len() < need {
+        buf.resize(need, 0.0);
+    }
+    let phases = &mut buf[..need];
+    for a in 0..sh {
+        for b in 0..sw {
+            let dst = &mut phases[(a * sw + b) * plane..(a * sw + b + 1) * plane];
+            dst[phs * pws..].fill(0.0);
+            for (r, drow) in dst[..phs * pws].chunks_exact_mut(pws).enumerate() {
+                // Padded row r * sh + a is input row r * sh + a - pt.
+                let prow = r * sh + a;
+                if prow < pt || prow - pt >= ih_n {
+                    drow.fill(0.0);
+                    continue;
+                }
+                let irow = &x[(prow - pt) * iw_n..(prow - pt + 1) * iw_n];
+                if sw == 1 {
+                    // Columns [pl, pl + iw) hold the input row; the rest is padding.
+                    let lo = pl.min(pws);
+                    let hi = (pl + iw_n).min(pws);
+                    drow[..lo].fill(0.0);
+                    drow[lo..hi].copy_from_slice(&irow[..hi - lo]);
+                    drow[hi..].fill(0.0);
+                } else {
+                    // Phase column c is padded column c * sw + b, input column c * sw + b - pl.
+                    let lo = if pl > b { (pl - b).div_ceil(sw) } else { 0 }.min(pws);
+                    let hi = (pl + iw_n).saturating_sub(b).div_ceil(sw).clamp(lo, pws);
+                    drow[..lo].fill(0.0);
+                    drow[hi..].fill(0.0);
+                    if hi > lo {
+                        let first = lo * sw + b - pl;
+                        let src = &irow[first..];
+                        let cnt = hi - lo;
+                        // Whole stride-sized chunks vectorise as a de-interleave.
+                        let full = (src.len() / sw).min(cnt);
+                        for (d, chunk) in drow[lo..lo + full].iter_mut().zip(src.chunks_exact(sw)) {
+                            *d = chunk[0];
+                        }
+                        for q in full..cnt {
+                            drow[lo + q] = src[q * sw];
                         }
                     }
                 }
             }
         }
-        acc.fill(bias);
-        // Chunks of the grid small enough that the accumulator stays in L1 across all taps.
-        const CHUNK: usize = 1024;
-        for g0 in (0..grid).step_by(CHUNK) {
-            let len = CHUNK.min(grid - g0);
-            let accc = &mut acc[g0..g0 + len];
-            for kh in 0..kh_n {
-                for kw in 0..kw_n {
-                    let (r, c) = (kh * dh, kw * dw);
-                    let src = &phases[((r % sh) * sw + c % sw) * plane..];
-                    let off = (r / sh) * pws + c / sw + g0;
-                    let wv = w[kh * kw_n + kw];
-                    for (o, &v) in accc.iter_mut().zip(&src[off..off + len]) {
-                        *o = crate::elementwise::math::mad::<FMA>(wv, v, *o);
-                    }
-                }
+    }
+    let slack = sh * sw * plane;
+    phases[slack..].fill(0.0);
+    let phases = &*phases;
+    let mut acc = [0f32; DW_BLOCK];
+    let mut res = [0f32; DW_BLOCK];
+    let taps = &dp.taps[..w.len().min(dp.taps.len())];
+    for g0 in (0..dp.grid_pad).step_by(DW_BLOCK) {
+        dw_block::<FMA>(isa, &phases[g0..], taps, w, bias, &mut acc);
+        act.apply_slice(&mut res, &acc);
+        // Scatter the block's valid columns to the output rows.
+        let end = (g0 + DW_BLOCK).min(dp.grid);
+        let mut pos = g0;
+        while pos < end {
+            let (row, col) = (pos / pws, pos % pws);
+            if col < ow_n {
+                let n = (ow_n - col).min(end - pos);
+                out[row * ow_n + col..row * ow_n + col + n].copy_from_slice(&res[pos - g0..pos - g0 + n]);
+                pos += n;
+            } else {
+                pos = (row + 1) * pws;
             }
-        }
-        for (orow, arow) in out.chunks_exact_mut(ow_n).zip(acc.chunks_exact(pws)) {
-            act.apply_slice(orow, &arow[..ow_n]);
         }
     }
     DW.with(|b| *b.borrow_mut() = buf);
 }
-multiversion!(fn depthwise(g: &Geo3, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_body);
+multiversion!(fn depthwise(body_isa: Isa, g: &Geo3, dp: &DwPlan, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_body);
+
+/// One block of [`DW_BLOCK`] depthwise outputs: `acc[l] = bias + sum_t w[t] * src[taps[t] + l]`.
+/// Explicit vector registers: written as a loop over an array, LLVM keeps the accumulators on
+/// the stack and every tap pays a store-to-load round trip.
+#[inline(always)]
+fn dw_block<const FMA: bool>(isa: Isa, src: &[f32], taps: &[usize], w: &[f32], bias: f32, acc: &mut [f32; DW_BLOCK]) {
+    let max = taps.iter().copied().max().unwrap_or(0);
+    assert!(max + DW_BLOCK <= src.len(), "depthwise block reads past its scratch");
+    match isa {
+        // SAFETY: a Kernels value (hence this isa) exists only when the CPU supports it, and
+        // every read `src[taps[t] .. taps[t] + DW_BLOCK]` is in bounds (asserted above).
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { dw_block_x86::avx512(src.as_ptr(), taps, w, bias, acc) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { dw_block_x86::avx2(src.as_ptr(), taps, w, bias, acc) },
+        _ => {
+            acc.fill(bias);
+            for (&off, &wv) in taps.iter().zip(w) {
+                for (a, &v) in acc.iter_mut().zip(&src[off..off + DW_BLOCK]) {
+                    *a = crate::elementwise::math::mad::<FMA>(wv, v, *a);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod dw_block_x86 {
+    use super::DW_BLOCK;
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX-512F available; `src + taps[t] .. + DW_BLOCK` readable for every tap.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn avx512(src: *const f32, taps: &[usize], w: &[f32], bias: f32, acc: &mut [f32; DW_BLOCK]) {
+        unsafe {
+            let b = _mm512_set1_ps(bias);
+            let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+            for (&off, &wv) in taps.iter().zip(w) {
+                let p = src.add(off);
+                let v = _mm512_set1_ps(wv);
+                a0 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p), a0);
+                a1 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p.add(16)), a1);
+                a2 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p.add(32)), a2);
+                a3 = _mm512_fmadd_ps(v, _mm512_loadu_ps(p.add(48)), a3);
+            }
+            let o = acc.as_mut_ptr();
+            _mm512_storeu_ps(o, a0);
+            _mm512_storeu_ps(o.add(16), a1);
+            _mm512_storeu_ps(o.add(32), a2);
+            _mm512_storeu_ps(o.add(48), a3);
+        }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA available; `src + taps[t] .. + DW_BLOCK` readable for every tap.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn avx2(src: *const f32, taps: &[usize], w: &[f32], bias: f32, acc: &mut [f32; DW_BLOCK]) {
+        unsafe {
+            let b = _mm256_set1_ps(bias);
+            let mut a = [b; 8];
+            for (&off, &wv) in taps.iter().zip(w) {
+                let p = src.add(off);
+                let v = _mm256_set1_ps(wv);
+                a[0] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p), a[0]);
+                a[1] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(8)), a[1]);
+                a[2] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(16)), a[2]);
+                a[3] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(24)), a[3]);
+                a[4] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(32)), a[4]);
+                a[5] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(40)), a[5]);
+                a[6] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(48)), a[6]);
+                a[7] = _mm256_fmadd_ps(v, _mm256_loadu_ps(p.add(56)), a[7]);
+            }
+            for (i, v) in a.iter().enumerate() {
+                _mm256_storeu_ps(acc.as_mut_ptr().add(8 * i), *v);
+            }
+        }
+    }
+}
 
 impl Kernels {
     /// Packs convolution weights `[M, C/group, k...]` once for repeated [`Kernels::conv_packed`].
@@ -576,12 +691,13 @@ impl Kernels {
         if grp == c && mg == 1 && g.k[0] == 1 && g.i[0] == 1 {
             let outp = SendPtr(out.as_mut_ptr());
             let isa = self.isa;
+            let dp = DwPlan::new(&g);
             parallel_for(n * c, |nc| {
                 let ch = nc % c;
                 // SAFETY: item nc writes only output plane nc.
                 let o = unsafe { std::slice::from_raw_parts_mut(outp.get().add(nc * os), os) };
                 let b = bias.map_or(0.0, |b| b[ch]);
-                depthwise(isa, &g, &x[nc * is..(nc + 1) * is], &raw[ch * ks..(ch + 1) * ks], b, act, o);
+                depthwise(isa, isa, &g, &dp, &x[nc * is..(nc + 1) * is], &raw[ch * ks..(ch + 1) * ks], b, act, o);
             });
             return Ok(oshape);
         }

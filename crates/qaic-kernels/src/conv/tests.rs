@@ -70,6 +70,9 @@ fn conv_matches_naive_on_all_isas() {
         (vec![5, 6, 7], vec![2, 3, 2], vec![1, 2, 1], vec![1, 1, 2], vec![1, 0, 1, 0, 1, 1], 1, 4, 6, 2),
         (vec![7, 7], vec![3, 3], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 1, 3, 6, 3),
         (vec![5, 5], vec![3, 3], vec![3, 3], vec![1, 1], vec![4, 4, 4, 4], 1, 2, 2, 2),
+        // Depthwise planes spanning many register blocks, with a partial last block.
+        (vec![40, 37], vec![3, 3], vec![1, 1], vec![1, 1], vec![1, 1, 1, 1], 1, 3, 3, 3),
+        (vec![41, 29], vec![5, 5], vec![2, 2], vec![1, 1], vec![2, 2, 2, 2], 2, 2, 2, 2),
     ];
     for (ci, (sp, k, s, d, pads, n, c, m, group)) in cases.into_iter().enumerate() {
         let p = ConvParams { kernel: k.clone(), strides: s, dilations: d, pads, group };
