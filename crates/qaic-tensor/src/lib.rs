@@ -14,6 +14,7 @@
 //! ```
 
 mod dtype;
+pub mod recycle;
 mod shape;
 mod tensor;
 mod value;

@@ -30,6 +30,11 @@ pub struct Tensor {
 
 /// Owner that keeps a typed `Vec<T>` alive behind a `Bytes`, so owned storage is aligned for `T`.
 struct VecOwner<T: Element>(Vec<T>);
+impl<T: Element> Drop for VecOwner<T> {
+    fn drop(&mut self) {
+        crate::recycle::recycle(std::mem::take(&mut self.0));
+    }
+}
 impl<T: Element> AsRef<[u8]> for VecOwner<T> {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: Element types are plain data; any initialised T is valid as bytes.

@@ -277,7 +277,7 @@ impl Kernel for ConvOp {
         };
         let mut shape = vec![n, m];
         shape.extend(&rs.out);
-        let mut out = vec![0f32; shape.iter().product()];
+        let mut out = qaic_tensor::recycle::reuse_vec::<f32>(shape.iter().product());
         let kerr = |e: qaic_kernels::KernelError| OpError::Msg(e.to_string());
         match &self.packed {
             Some(p) => self.k.conv_packed(&params, &x, xt.shape(), p, bias.as_deref(), self.act, &mut out).map_err(kerr)?,

@@ -436,7 +436,7 @@ pub(crate) fn map_float(k: &'static Kernels, t: &Tensor, op: U) -> Result<Tensor
     match t.dtype() {
         DType::F32 => {
             let x = t.view::<f32>()?;
-            let mut y = vec![0f32; x.len()];
+            let mut y = qaic_tensor::recycle::reuse_vec::<f32>(x.len());
             k.unary(op, &x, &mut y).map_err(|e| OpError::Msg(e.to_string()))?;
             Ok(Tensor::from_vec(t.shape().to_vec(), y)?)
         }
@@ -596,7 +596,7 @@ fn arith(c: &BuildCtx<'_>, op: Arith) -> KResult {
 fn f32_binary(k: &'static Kernels, op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, OpError> {
     let shape = qaic_tensor::broadcast(a.shape(), b.shape())
         .ok_or_else(|| op_err!("shapes {:?} and {:?} cannot be broadcast together", a.shape(), b.shape()))?;
-    let mut out = vec![0f32; shape.iter().product()];
+    let mut out = qaic_tensor::recycle::reuse_vec::<f32>(shape.iter().product());
     k.binary(op, &a.view::<f32>()?, a.shape(), &b.view::<f32>()?, b.shape(), &mut out)
         .map_err(|e| OpError::Msg(e.to_string()))?;
     Ok(Tensor::from_vec(shape, out)?)

@@ -61,7 +61,7 @@ impl Kernel for MatMulOp {
         match a.dtype() {
             DType::F32 => {
                 let av = a.view::<f32>()?;
-                let mut out = vec![0f32; shape.iter().product()];
+                let mut out = qaic_tensor::recycle::reuse_vec::<f32>(shape.iter().product());
                 match &self.packed_b {
                     Some(pb) if b.rank() == 2 => {
                         let epi = qaic_kernels::gemm::Epilogue {

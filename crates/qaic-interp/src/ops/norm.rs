@@ -160,7 +160,7 @@ fn instance_norm(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         let c = x.shape()[1];
         let inner: usize = x.shape()[2..].iter().product();
         let xv = floats_checked(x, "input")?;
-        let mut y = vec![0f32; xv.len()];
+        let mut y = qaic_tensor::recycle::reuse_vec::<f32>(xv.len());
         normalize_groups(&xv, inner, eps, &mut y);
         for (g, blk) in y.chunks_mut(inner.max(1)).enumerate() {
             let ch = g % c;
@@ -184,7 +184,7 @@ fn layer_norm(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         let a = norm_axis(axis, x.rank())?;
         let inner: usize = x.shape()[a..].iter().product();
         let xv = floats_checked(x, "X")?;
-        let mut y = vec![0f32; xv.len()];
+        let mut y = qaic_tensor::recycle::reuse_vec::<f32>(xv.len());
         let (mean, inv) = normalize_groups(&xv, inner, eps, &mut y);
         // Scale and bias broadcast against the normalised trailing block.
         let sidx = super::util::broadcast_index(input(inputs, 1)?.shape(), &x.shape()[a..]);
@@ -225,7 +225,7 @@ fn group_norm(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
         let spatial: usize = x.shape()[2..].iter().product();
         let inner = c / g * spatial;
         let xv = floats_checked(x, "X")?;
-        let mut y = vec![0f32; xv.len()];
+        let mut y = qaic_tensor::recycle::reuse_vec::<f32>(xv.len());
         normalize_groups(&xv, inner, eps, &mut y);
         for bi in 0..n {
             for ch in 0..c {

@@ -85,7 +85,7 @@ impl Kernel for PoolOp {
             };
             if qaic_kernels::pool::pool_output_shape(&params, xt.shape(), self.ceil).is_ok_and(|s| s == shape) {
                 let x = xt.view::<f32>()?;
-                let mut y = vec![0f32; n * c * osz];
+                let mut y = qaic_tensor::recycle::reuse_vec::<f32>(n * c * osz);
                 qaic_kernels::pool::max_pool(&params, self.ceil, &x, xt.shape(), &mut y, None, false)
                     .map_err(|e| OpError::Msg(e.to_string()))?;
                 return out1(Tensor::from_vec(shape, y)?);
