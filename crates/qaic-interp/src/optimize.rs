@@ -6,8 +6,10 @@
 //!    exactly the interpreter's semantics; its outputs become constants. Real exports are
 //!    full of these (weights stored as int8 and dequantized by `Cast`/`Mul`, shape arithmetic
 //!    on constant shapes).
-//! 2. **BatchNormalization into Conv**: `Conv -> BatchNormalization` (inference mode, constant
-//!    parameters) becomes one Conv with scaled weights and bias, computed in f64.
+//! 2. **BatchNormalization and affine ops into Conv**: `Conv -> BatchNormalization` (inference
+//!    mode, constant parameters) becomes one Conv with scaled weights and bias, computed in
+//!    f64; `Conv -> Add|Mul(constant scalar or per-channel vector)`, repeatedly, joins the
+//!    Conv's bias or scales its weights and bias.
 //! 3. **Activation into Conv**: `Conv -> Relu|LeakyRelu|Clip|HardSigmoid|HardSwish` runs the
 //!    activation in the convolution's epilogue (internal attributes `qaic.activation`,
 //!    `qaic.alpha`, `qaic.beta` on the Conv node).
@@ -110,7 +112,7 @@ fn retain_nodes(graph: &mut Graph, remove: &[bool]) {
 
 /// Rewrites 2–4 of the module documentation.
 pub(crate) fn fuse(graph: &mut Graph, options: &PlanOptions) {
-    fuse_conv_bias_add(graph, options);
+    fuse_conv_affine(graph, options);
     recognise_hard_swish(graph, options);
     fold_batch_norms(graph, options);
     fuse_activations(graph, options);
@@ -240,11 +242,18 @@ fn fold_batch_norms(graph: &mut Graph, options: &PlanOptions) {
     retain_nodes(graph, &remove);
 }
 
-/// `Conv -> Add(constant per-channel vector)` (exporters that emit the bias as its own node):
-/// the vector joins the Conv's bias.
-fn fuse_conv_bias_add(graph: &mut Graph, options: &PlanOptions) {
+/// `Conv -> Add(c)` and `Conv -> Mul(c)` with a constant `c` that is a scalar or a
+/// per-output-channel vector (exporters emit the bias as its own node; PP-LCNet's "learnable
+/// affine" blocks scale and shift every Conv output): the Add joins the Conv's bias, the Mul
+/// scales its weights and bias. Repeated so chains (`Mul` then `Add`) fold completely.
+fn fuse_conv_affine(graph: &mut Graph, options: &PlanOptions) {
+    while fuse_conv_affine_once(graph, options) {}
+}
+
+fn fuse_conv_affine_once(graph: &mut Graph, options: &PlanOptions) -> bool {
     let sole = sole_reader(graph, options);
     let mut remove = vec![false; graph.nodes.len()];
+    let mut changed = false;
     for ci in 0..graph.nodes.len() {
         let conv = &graph.nodes[ci];
         if !plain_conv(graph, conv) {
@@ -254,32 +263,50 @@ fn fuse_conv_bias_add(graph: &mut Graph, options: &PlanOptions) {
         let (m, rank) = (w.shape()[0], w.rank());
         let Some(Some(y)) = conv.outputs.first().copied() else { continue };
         let Some(ai) = sole[y.index()] else { continue };
-        let add = &graph.nodes[ai];
-        if !is_plain(add, "Add") || add.inputs.len() != 2 || add.outputs.len() != 1 || ai < ci {
+        let op = &graph.nodes[ai];
+        let is_mul = is_plain(op, "Mul");
+        if !(is_mul || is_plain(op, "Add")) || op.inputs.len() != 2 || op.outputs.len() != 1 || ai < ci || remove[ai] {
             continue;
         }
-        let other = if add.inputs[0] == Some(y) { add.inputs[1] } else { add.inputs[0] };
+        let other = if op.inputs[0] == Some(y) { op.inputs[1] } else { op.inputs[0] };
         let Some(c) = other.and_then(|v| fixed(graph, v)) else { continue };
-        // Broadcast against [N, M, spatial...] only along the channel axis.
+        // Broadcast against [N, M, spatial...] only along the channel axis (or not at all),
+        // and never to a higher rank than the Conv output.
         let rb = c.rank();
-        let channel_axis_ok = rb + 1 >= rank
-            && rb <= rank
-            && c.shape().iter().enumerate().all(|(i, &d)| if i + rank - rb == 1 { d == m } else { d == 1 });
-        if c.dtype() != DType::F32 || c.len() != m || !channel_axis_ok {
+        let shape_ok = rb <= rank
+            && c.shape().iter().enumerate().all(|(i, &d)| d == 1 || (i + rank - rb == 1 && d == m));
+        if c.dtype() != DType::F32 || !(c.len() == m || c.len() == 1) || !shape_ok {
             continue;
         }
         let Ok(cv) = c.to_vec::<f32>() else { continue };
+        let per_channel = |i: usize| if cv.len() == 1 { cv[0] } else { cv[i] };
         let Some(bias) = conv_bias(graph, conv, m) else { continue };
-        let nb: Vec<f32> = bias.iter().zip(&cv).map(|(a, b)| a + b).collect();
+        let name = graph.value(y).name.clone();
+        let wid = if is_mul {
+            let Ok(mut wv) = w.to_vec::<f32>() else { continue };
+            let per = wv.len() / m.max(1);
+            for (i, chunk) in wv.chunks_mut(per.max(1)).enumerate() {
+                let s = per_channel(i);
+                chunk.iter_mut().for_each(|v| *v *= s);
+            }
+            let Ok(wt) = Tensor::from_vec(w.shape().to_vec(), wv) else { continue };
+            Some(graph.add_constant(format!("{name}.qaic_scaled_w"), wt))
+        } else {
+            None
+        };
+        let nb: Vec<f32> =
+            bias.iter().enumerate().map(|(i, &b)| if is_mul { b * per_channel(i) } else { b + per_channel(i) }).collect();
         let Ok(bt) = Tensor::from_vec(vec![m], nb) else { continue };
-        let out = add.outputs[0];
-        let bid = graph.add_constant(format!("{}.qaic_folded_b", graph.value(y).name), bt);
+        let out = graph.nodes[ai].outputs[0];
+        let bid = graph.add_constant(format!("{name}.qaic_folded_b"), bt);
         let conv = &mut graph.nodes[ci];
-        conv.inputs = vec![conv.inputs[0], conv.inputs[1], Some(bid)];
+        conv.inputs = vec![conv.inputs[0], wid.or(conv.inputs[1]), Some(bid)];
         conv.outputs = vec![out];
         remove[ai] = true;
+        changed = true;
     }
     retain_nodes(graph, &remove);
+    changed
 }
 
 /// The single f32 value of a fixed scalar-like constant.

@@ -178,3 +178,39 @@ fn separate_bias_and_written_out_hard_swish_fuse_into_conv() {
         assert_close(&run(&fused, &xin), &run(&reference, &xin));
     }
 }
+
+/// PP-LCNet's "learnable affine" blocks: `Conv -> Mul(scalar) -> Add(scalar)` and per-channel
+/// scales fold into the Conv's weights and bias; a constant that would broadcast the output
+/// to another shape does not.
+#[test]
+fn scalar_and_channel_affine_fold_into_conv() {
+    let build = |scale_shape: Vec<usize>, scale: Vec<f32>| {
+        let mut g = Graph::new("t");
+        g.set_opset("", 12);
+        let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[1, 3, 5, 5])));
+        let w = g.add_constant("w", Tensor::from_vec(vec![4, 3, 3, 3], values(108, 21)).unwrap());
+        let b = g.add_constant("b", Tensor::from_vec(vec![4], values(4, 22)).unwrap());
+        let c = node(&mut g, "Conv", &[x, w, b], "c", &[("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
+        let s = g.add_constant("s", Tensor::from_vec(scale_shape, scale).unwrap());
+        let m = node(&mut g, "Mul", &[s, c], "m", &[]);
+        let t = g.add_constant("t", Tensor::from_vec(vec![1], vec![0.25f32]).unwrap());
+        let a = node(&mut g, "Add", &[m, t], "a", &[]);
+        let y = node(&mut g, "Relu", &[a], "y", &[]);
+        g.outputs.push(y);
+        g
+    };
+    let xin = Tensor::from_vec(vec![1, 3, 5, 5], values(75, 23)).unwrap();
+    for (shape, scale, fused_nodes) in [
+        (vec![1], vec![-1.5f32], 1),
+        (vec![], vec![0.5f32], 1),
+        (vec![4, 1, 1], vec![1.0f32, -2.0, 0.5, 3.0], 1),
+        // [1, 1, 1, 1, 1] would make the output rank 5: left alone.
+        (vec![1, 1, 1, 1, 1], vec![2.0f32], 4),
+    ] {
+        let g = build(shape.clone(), scale);
+        let reference = plan(&g, false, &[]);
+        let fused = plan(&g, true, &[]);
+        assert_eq!(fused.graph().nodes.len(), fused_nodes, "{shape:?}: {:?}", fused.graph().nodes.iter().map(|n| &n.op_type).collect::<Vec<_>>());
+        assert_close(&run(&fused, &xin), &run(&reference, &xin));
+    }
+}
