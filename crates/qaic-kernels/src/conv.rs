@@ -158,6 +158,8 @@ enum W<'a> {
 thread_local! {
     /// Packed im2col panels, reused across calls on the calling thread.
     static COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A column chunk's output block before it is copied into the strided output.
+    static CHUNK_OUT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// im2col for one image and group: rows are (c, kd, kh, kw), columns output positions.
@@ -309,16 +311,32 @@ fn im2col_panel(g: &Geo3, x: &[f32], rows: &[RowInfo], j0: usize, nv: usize, nr:
 
 /// im2col written straight into packed GEMM B panels (`data`, resized as needed), saving
 /// the separate packing pass over the column matrix.
-fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, mut data: Vec<f32>) -> PackedB {
-    let (os, rows) = (g.osize(), cg * g.ksize());
+fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, data: Vec<f32>) -> PackedB {
+    let infos = row_infos(g, cg * g.ksize());
+    let os = g.osize();
+    im2col_packed_cols(k, g, x, &infos, 0, os, data, infos.len() * os > 1 << 15)
+}
+
+/// The packed B panels of output columns `c0 .. c0 + ncols` of the im2col matrix.
+#[allow(clippy::too_many_arguments)]
+fn im2col_packed_cols(
+    k: &Kernels,
+    g: &Geo3,
+    x: &[f32],
+    infos: &[RowInfo],
+    c0: usize,
+    ncols: usize,
+    mut data: Vec<f32>,
+    parallel: bool,
+) -> PackedB {
+    let rows = infos.len();
     let (nr, kc) = (k.gemm.nr, k.gemm.kc_for(rows));
-    let panels = os.div_ceil(nr);
+    let panels = ncols.div_ceil(nr);
     let npad = panels * nr;
     if data.len() < rows * npad {
         data.resize(rows * npad, 0.0);
     }
     let blocks = rows.div_ceil(kc);
-    let infos = row_infos(g, rows);
     let dp = SendPtr(data.as_mut_ptr());
     let item = |it: usize| {
         let (b, jp) = (it / panels, it % panels);
@@ -328,15 +346,19 @@ fn im2col_packed(k: &Kernels, g: &Geo3, x: &[f32], cg: usize, mut data: Vec<f32>
         // SAFETY: (block, panel) items own disjoint `kc_eff * nr` ranges of the buffer.
         let dst = unsafe { std::slice::from_raw_parts_mut(dp.get().add(off), kc_eff * nr) };
         let j0 = jp * nr;
-        im2col_panel(g, x, &infos[pc..pc + kc_eff], j0, nr.min(os - j0), nr, dst);
+        im2col_panel(g, x, &infos[pc..pc + kc_eff], c0 + j0, nr.min(ncols - j0), nr, dst);
     };
-    if rows * os > 1 << 15 {
+    if parallel {
         parallel_for(blocks * panels, item);
     } else {
         (0..blocks * panels).for_each(item);
     }
-    PackedB::from_parts(k.isa, rows, os, nr, kc, data)
+    PackedB::from_parts(k.isa, rows, ncols, nr, kc, data)
 }
+
+/// Bytes of im2col matrix built per task when a convolution is computed in column chunks:
+/// the chunk is multiplied while it is still in the core's L2.
+const IM2COL_CHUNK_BYTES: usize = 512 << 10;
 
 thread_local! {
     /// Padded phase planes and the accumulator of the depthwise kernel, reused across calls.
@@ -463,17 +485,20 @@ fn depthwise_body<const FMA: bool>(isa: Isa, g: &Geo3, dp: &DwPlan, x: &[f32], w
         dw_block::<FMA>(isa, &phases[g0..], taps, w, bias, &mut acc);
         act.apply_slice(&mut res, &acc);
         // Scatter the block's valid columns to the output rows.
+        // One division per block; then whole grid rows (the last columns of each are padding).
         let end = (g0 + DW_BLOCK).min(dp.grid);
+        let (mut row, mut col) = (g0 / pws, g0 % pws);
         let mut pos = g0;
         while pos < end {
-            let (row, col) = (pos / pws, pos % pws);
-            if col < ow_n {
-                let n = (ow_n - col).min(end - pos);
-                out[row * ow_n + col..row * ow_n + col + n].copy_from_slice(&res[pos - g0..pos - g0 + n]);
-                pos += n;
-            } else {
-                pos = (row + 1) * pws;
+            let run = (pws - col).min(end - pos);
+            let valid = run.min(ow_n.saturating_sub(col));
+            if valid > 0 {
+                let o = row * ow_n + col;
+                out[o..o + valid].copy_from_slice(&res[pos - g0..pos - g0 + valid]);
             }
+            pos += run;
+            row += 1;
+            col = 0;
         }
     }
     DW.with(|b| *b.borrow_mut() = buf);
@@ -703,6 +728,15 @@ impl Kernels {
         }
         let pointwise = ks == 1 && g.s == [1, 1, 1] && g.pb == [0, 0, 0] && os == is && p.pads.iter().all(|&v| v == 0);
         let mut col = if pointwise { Vec::new() } else { COL.with(|v| std::mem::take(&mut *v.borrow_mut())) };
+        // A large im2col matrix is built and multiplied in column chunks that stay in L2,
+        // one chunk per task, instead of being written out whole and read back from memory.
+        let nr = self.gemm.nr;
+        let chunk_cols = if pointwise || kdim * os * 4 <= 2 * IM2COL_CHUNK_BYTES {
+            usize::MAX
+        } else {
+            (IM2COL_CHUNK_BYTES / 4 / kdim.max(1) / nr).max(1) * nr
+        };
+        let infos = if chunk_cols < os { row_infos(&g, kdim) } else { Vec::new() };
         let mut run = || -> Result<(), KernelError> {
             for b in 0..n {
                 for gi in 0..grp {
@@ -719,6 +753,17 @@ impl Kernels {
                     };
                     let r = if pointwise {
                         self.gemm_with(1.0, a, Rhs::Mat(Mat::row_major(xg, cg, is)?), 0.0, &mut cm, &epi)
+                    } else if chunk_cols < os {
+                        drop(cm);
+                        let packed_a;
+                        let pa = match a {
+                            Lhs::Packed(p) => p,
+                            Lhs::Mat(m) => {
+                                packed_a = self.pack_a(m);
+                                &packed_a
+                            }
+                        };
+                        self.conv_chunked(&g, xg, &infos, pa, &epi, chunk_cols, &mut out[o0..o0 + mg * os])
                     } else {
                         let packed = im2col_packed(self, &g, xg, cg, std::mem::take(&mut col));
                         let r = self.gemm_with(1.0, a, Rhs::Packed(&packed), 0.0, &mut cm, &epi);
@@ -736,6 +781,53 @@ impl Kernels {
         }
         r?;
         Ok(oshape)
+    }
+
+    /// One group of one image as column chunks of `chunk_cols` output positions: each task
+    /// builds its chunk's packed im2col panels and multiplies them on its own thread.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_chunked(
+        &self,
+        g: &Geo3,
+        x: &[f32],
+        infos: &[RowInfo],
+        a: &PackedA,
+        epi: &Epilogue,
+        chunk_cols: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
+        let os = g.osize();
+        let mg = out.len() / os.max(1);
+        let outp = SendPtr(out.as_mut_ptr());
+        let err = std::sync::Mutex::new(None);
+        parallel_for(os.div_ceil(chunk_cols), |ci| {
+            let j0 = ci * chunk_cols;
+            let nc = chunk_cols.min(os - j0);
+            let buf = COL.with(|v| std::mem::take(&mut *v.borrow_mut()));
+            let mut tmp = CHUNK_OUT.with(|v| std::mem::take(&mut *v.borrow_mut()));
+            if tmp.len() < mg * nc {
+                tmp.resize(mg * nc, 0.0);
+            }
+            let packed = im2col_packed_cols(self, g, x, infos, j0, nc, buf, false);
+            let r = MatMut::row_major(&mut tmp[..mg * nc], mg, nc)
+                .and_then(|mut cm| self.gemm_single_thread(1.0, Lhs::Packed(a), Rhs::Packed(&packed), 0.0, &mut cm, epi));
+            match r {
+                Ok(()) => {
+                    for (i, row) in tmp[..mg * nc].chunks_exact(nc).enumerate() {
+                        // SAFETY: chunk ci alone writes columns j0 .. j0 + nc of each of the
+                        // mg rows of `out` (row stride os); no reference to `out` is live.
+                        unsafe { std::ptr::copy_nonoverlapping(row.as_ptr(), outp.get().add(i * os + j0), nc) };
+                    }
+                }
+                Err(e) => *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+            }
+            COL.with(|v| *v.borrow_mut() = packed.into_buffer());
+            CHUNK_OUT.with(|v| *v.borrow_mut() = tmp);
+        });
+        match err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// ONNX `ConvTranspose`: `x` is `[N, C, spatial...]`, `w` is `[C, M/group, k...]`,

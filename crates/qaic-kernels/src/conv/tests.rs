@@ -70,6 +70,9 @@ fn conv_matches_naive_on_all_isas() {
         (vec![5, 6, 7], vec![2, 3, 2], vec![1, 2, 1], vec![1, 1, 2], vec![1, 0, 1, 0, 1, 1], 1, 4, 6, 2),
         (vec![7, 7], vec![3, 3], vec![1, 1], vec![1, 1], vec![0, 0, 0, 0], 1, 3, 6, 3),
         (vec![5, 5], vec![3, 3], vec![3, 3], vec![1, 1], vec![4, 4, 4, 4], 1, 2, 2, 2),
+        // Large im2col matrices: computed in column chunks (the last one partial), grouped too.
+        (vec![60, 60], vec![3, 3], vec![1, 1], vec![1, 1], vec![1, 1, 1, 1], 1, 32, 6, 1),
+        (vec![61, 59], vec![3, 3], vec![2, 1], vec![1, 1], vec![1, 0, 1, 2], 2, 64, 10, 2),
         // Depthwise planes spanning many register blocks, with a partial last block.
         (vec![40, 37], vec![3, 3], vec![1, 1], vec![1, 1], vec![1, 1, 1, 1], 1, 3, 3, 3),
         (vec![41, 29], vec![5, 5], vec![2, 2], vec![1, 1], vec![2, 2, 2, 2], 2, 2, 2, 2),
@@ -211,3 +214,35 @@ fn conv_breakdown() {
     crate::set_num_threads(0);
 }
 
+
+/// Depthwise rates on MobileNet-style shapes:
+/// `cargo test --release -p qaic-kernels -- --ignored --nocapture depthwise_rates`.
+#[test]
+#[ignore]
+fn depthwise_rates() {
+    let mut rng = Rng::new(5);
+    crate::set_num_threads(1);
+    // (channels, size, kernel, stride)
+    for (c, hw, k, s) in [(16, 112, 3, 1), (32, 112, 3, 2), (64, 56, 3, 1), (128, 28, 3, 2), (256, 14, 5, 1), (512, 7, 5, 1)] {
+        let p = ConvParams { pads: vec![k / 2; 4], strides: vec![s, s], group: c, ..ConvParams::new(&[k, k]) };
+        let xs = [1, c, hw, hw];
+        let x = rng.vec(c * hw * hw);
+        let w = rng.vec(c * k * k);
+        let o = p.output_spatial(&xs[2..], false).unwrap();
+        let mut out = vec![0f32; c * o[0] * o[1]];
+        for isa in Isa::available() {
+            let kern = Kernels::for_isa(isa).unwrap();
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                for _ in 0..20 {
+                    kern.conv(&p, &x, &xs, &w, &[c, 1, k, k], None, Activation::None, &mut out).unwrap();
+                }
+                best = best.min(t0.elapsed().as_secs_f64() / 20.0);
+            }
+            let macs = (out.len() * k * k) as f64;
+            println!("{isa:7} c{c:4} {hw:3}x{hw:<3} k{k} s{s}: {:8.1} us  {:5.2} GMAC/s", best * 1e6, macs / best / 1e9);
+        }
+    }
+    crate::set_num_threads(0);
+}
