@@ -67,6 +67,12 @@ pub fn max_pool<T: Numeric>(
         check_len("max_pool", "indices", ix.len(), &oshape)?;
     }
     let (is, os) = (numel(&g.i), numel(&g.o));
+    if indices.is_none() && g.k[0] == 1 && g.i[0] == 1 && g.o[0] == 1 {
+        planes::<T, i64>(x_shape[0] * x_shape[1], os, out, None, |pl, o, _| {
+            max_pool_plane_2d(&g, &x[pl * is..(pl + 1) * is], o);
+        });
+        return Ok(oshape);
+    }
     planes(x_shape[0] * x_shape[1], os, out, indices, |pl, o, mut ix| {
         let src = &x[pl * is..(pl + 1) * is];
         let mut t = 0;
@@ -110,6 +116,64 @@ pub fn max_pool<T: Numeric>(
         }
     });
     Ok(oshape)
+}
+
+/// NaN-propagating max, as the generic loop's rule: a NaN, once seen, is the result.
+#[inline(always)]
+fn nan_max<T: Numeric>(m: T, v: T) -> T {
+    if v > m || v.is_nan() { v } else { m }
+}
+
+/// One 2-D max-pool plane without indices, separably: first the maximum over each window's
+/// columns for every input row the windows read, then over each window's rows. Windows
+/// clipped by padding ignore the padding, exactly as the general loop does.
+fn max_pool_plane_2d<T: Numeric>(g: &Geo3, src: &[T], out: &mut [T]) {
+    let (ih_n, iw_n) = (g.i[1], g.i[2]);
+    let (oh_n, ow_n) = (g.o[1], g.o[2]);
+    let (kh_n, kw_n) = (g.k[1], g.k[2]);
+    let (sh, sw) = (g.s[1], g.s[2]);
+    let (dh, dw) = (g.d[1], g.d[2]);
+    let (pt, pl) = (g.pb[1], g.pb[2]);
+    if oh_n == 0 || ow_n == 0 {
+        return;
+    }
+    // Output columns whose windows lie wholly inside the input row: no bounds checks there.
+    let inner = |ow: usize| ow * sw >= pl && ow * sw + (kw_n - 1) * dw < pl + iw_n;
+    let mut hmax: Vec<T> = Vec::with_capacity(ih_n * ow_n);
+    for ih in 0..ih_n {
+        let row = &src[ih * iw_n..(ih + 1) * iw_n];
+        for ow in 0..ow_n {
+            let mut m = T::LOWEST;
+            if inner(ow) {
+                let base = ow * sw - pl;
+                for kw in 0..kw_n {
+                    m = nan_max(m, row[base + kw * dw]);
+                }
+            } else {
+                for kw in 0..kw_n {
+                    let c = ow * sw + kw * dw;
+                    if c >= pl && c - pl < iw_n {
+                        m = nan_max(m, row[c - pl]);
+                    }
+                }
+            }
+            hmax.push(m);
+        }
+    }
+    for oh in 0..oh_n {
+        let o = &mut out[oh * ow_n..(oh + 1) * ow_n];
+        o.fill(T::LOWEST);
+        for kh in 0..kh_n {
+            let r = oh * sh + kh * dh;
+            if r < pt || r - pt >= ih_n {
+                continue;
+            }
+            let h = &hmax[(r - pt) * ow_n..(r - pt + 1) * ow_n];
+            for (d, &v) in o.iter_mut().zip(h) {
+                *d = nan_max(*d, v);
+            }
+        }
+    }
 }
 
 /// `AveragePool` / `LpPool` (f32).
@@ -219,6 +283,45 @@ mod tests {
         let mut oi = vec![0u8; 4];
         max_pool(&p, false, &xi, &[1, 1, 4, 4], &mut oi, None, false).unwrap();
         assert_eq!(oi, [5, 7, 13, 15]);
+    }
+
+    /// The separable 2-D path (no indices) equals the general loop (used with indices) for
+    /// padding, strides, dilations, ceil mode, NaNs and integers.
+    #[test]
+    fn max_pool_2d_fast_path_matches_general_loop() {
+        let mut seed = 12345u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        // (h, w, kernel, stride, dilation, pads [t, l, b, r], ceil)
+        let cases = [
+            (112, 112, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1], false),
+            (9, 11, [3, 2], [1, 2], [1, 1], [0, 1, 2, 0], true),
+            (10, 7, [2, 3], [3, 2], [2, 1], [1, 0, 0, 2], true),
+            (5, 5, [5, 5], [1, 1], [1, 1], [2, 2, 2, 2], false),
+            (1, 13, [1, 3], [1, 3], [1, 1], [0, 0, 0, 0], true),
+        ];
+        for (ci, (h, w, k, s, d, pads, ceil)) in cases.into_iter().enumerate() {
+            let p = ConvParams { strides: s.to_vec(), dilations: d.to_vec(), pads: pads.to_vec(), ..ConvParams::new(&k) };
+            let shape = [2, 3, h, w];
+            let mut x: Vec<f32> = (0..2 * 3 * h * w).map(|_| (next() % 2001) as f32 / 100.0 - 10.0).collect();
+            x[5] = f32::NAN;
+            let osh = pool_output_shape(&p, &shape, ceil).unwrap();
+            let n: usize = osh.iter().product();
+            let (mut fast, mut general, mut idx) = (vec![0f32; n], vec![0f32; n], vec![0i64; n]);
+            max_pool(&p, ceil, &x, &shape, &mut fast, None, false).unwrap();
+            max_pool(&p, ceil, &x, &shape, &mut general, Some(&mut idx), false).unwrap();
+            let same = fast.iter().zip(&general).all(|(a, b)| a == b || a.is_nan() && b.is_nan());
+            assert!(same, "case {ci}");
+            let xi: Vec<i32> = x.iter().map(|v| if v.is_nan() { 0 } else { *v as i32 }).collect();
+            let (mut fi, mut gi) = (vec![0i32; n], vec![0i32; n]);
+            max_pool(&p, ceil, &xi, &shape, &mut fi, None, false).unwrap();
+            max_pool(&p, ceil, &xi, &shape, &mut gi, Some(&mut idx), false).unwrap();
+            assert_eq!(fi, gi, "case {ci} (i32)");
+        }
     }
 
     #[test]
