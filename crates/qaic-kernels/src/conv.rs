@@ -429,12 +429,42 @@ fn depthwise_body<const FMA: bool>(isa: Isa, g: &Geo3, dp: &DwPlan, x: &[f32], w
     // would not inherit this function's target features (its FMAs would become libm calls).
     let mut buf = DW.with(|b| std::mem::take(&mut *b.borrow_mut()));
     let need = dp.scratch_len(g);
-    if buf.len() < need {
-        buf.resize(need, 0.0);
+    // After the phase planes: one padded input row, for the stride-2 de-interleave.
+    if buf.len() < need + 2 * pws {
+        buf.resize(need + 2 * pws, 0.0);
     }
-    let phases = &mut buf[..need];
+    let (phases, row_tmp) = buf.split_at_mut(need);
+    if sw == 2 {
+        // Both column phases of a padded row come from one vectorised de-interleave of it.
+        for a in 0..sh {
+            let (ph0, ph1) = phases[a * 2 * plane..(a * 2 + 2) * plane].split_at_mut(plane);
+            ph0[phs * pws..].fill(0.0);
+            ph1[phs * pws..].fill(0.0);
+            for r in 0..phs {
+                let (e, o) = (&mut ph0[r * pws..(r + 1) * pws], &mut ph1[r * pws..(r + 1) * pws]);
+                let prow = r * sh + a;
+                if prow < pt || prow - pt >= ih_n {
+                    e.fill(0.0);
+                    o.fill(0.0);
+                    continue;
+                }
+                let irow = &x[(prow - pt) * iw_n..(prow - pt + 1) * iw_n];
+                let t = &mut row_tmp[..2 * pws];
+                // Padded column pc holds input column pc - pl.
+                let lo = pl.min(2 * pws);
+                let hi = (pl + iw_n).min(2 * pws);
+                t[..lo].fill(0.0);
+                t[lo..hi].copy_from_slice(&irow[..hi - lo]);
+                t[hi..].fill(0.0);
+                deinterleave2(isa, t, e, o);
+            }
+        }
+    }
     for a in 0..sh {
         for b in 0..sw {
+            if sw == 2 {
+                break;
+            }
             let dst = &mut phases[(a * sw + b) * plane..(a * sw + b + 1) * plane];
             dst[phs * pws..].fill(0.0);
             for (r, drow) in dst[..phs * pws].chunks_exact_mut(pws).enumerate() {
@@ -505,6 +535,23 @@ fn depthwise_body<const FMA: bool>(isa: Isa, g: &Geo3, dp: &DwPlan, x: &[f32], w
 }
 multiversion!(fn depthwise(body_isa: Isa, g: &Geo3, dp: &DwPlan, x: &[f32], w: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_body);
 
+/// `even[i] = src[2i]`, `odd[i] = src[2i + 1]` (`src` holds `2 * even.len()` values).
+#[inline(always)]
+fn deinterleave2(isa: Isa, src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    let n = even.len().min(odd.len()).min(src.len() / 2);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 {
+        // SAFETY: AVX-512F is available (the Kernels value for this isa exists); the vector
+        // loop reads src[..2 * done] and writes even/odd[..done] with done <= n.
+        done = unsafe { dw_block_x86::deinterleave2_avx512(src, even, odd, n) };
+    }
+    for i in done..n {
+        even[i] = src[2 * i];
+        odd[i] = src[2 * i + 1];
+    }
+}
+
 /// One block of [`DW_BLOCK`] depthwise outputs: `acc[l] = bias + sum_t w[t] * src[taps[t] + l]`.
 /// Explicit vector registers: written as a loop over an array, LLVM keeps the accumulators on
 /// the stack and every tap pays a store-to-load round trip.
@@ -555,6 +602,28 @@ mod dw_block_x86 {
             _mm512_storeu_ps(o.add(16), a1);
             _mm512_storeu_ps(o.add(32), a2);
             _mm512_storeu_ps(o.add(48), a3);
+        }
+    }
+
+    /// De-interleaves whole groups of 16 pairs; returns how many pairs it wrote.
+    ///
+    /// # Safety
+    /// AVX-512F available; `n <= even.len(), odd.len(), src.len() / 2`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn deinterleave2_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32], n: usize) -> usize {
+        unsafe {
+            let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            let full = n / 16 * 16;
+            let mut i = 0;
+            while i < full {
+                let a = _mm512_loadu_ps(src.as_ptr().add(2 * i));
+                let b = _mm512_loadu_ps(src.as_ptr().add(2 * i + 16));
+                _mm512_storeu_ps(even.as_mut_ptr().add(i), _mm512_permutex2var_ps(a, ie, b));
+                _mm512_storeu_ps(odd.as_mut_ptr().add(i), _mm512_permutex2var_ps(a, io, b));
+                i += 16;
+            }
+            full
         }
     }
 

@@ -76,6 +76,9 @@ fn conv_matches_naive_on_all_isas() {
         // Depthwise planes spanning many register blocks, with a partial last block.
         (vec![40, 37], vec![3, 3], vec![1, 1], vec![1, 1], vec![1, 1, 1, 1], 1, 3, 3, 3),
         (vec![41, 29], vec![5, 5], vec![2, 2], vec![1, 1], vec![2, 2, 2, 2], 2, 2, 2, 2),
+        // Stride-2 columns (vectorised de-interleave): odd widths, wide rows, uneven padding.
+        (vec![9, 77], vec![3, 3], vec![1, 2], vec![1, 1], vec![1, 0, 1, 3], 1, 3, 3, 3),
+        (vec![8, 70], vec![3, 5], vec![2, 2], vec![1, 2], vec![0, 4, 2, 1], 1, 2, 2, 2),
     ];
     for (ci, (sp, k, s, d, pads, n, c, m, group)) in cases.into_iter().enumerate() {
         let p = ConvParams { kernel: k.clone(), strides: s, dilations: d, pads, group };
