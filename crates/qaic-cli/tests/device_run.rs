@@ -642,3 +642,23 @@ fn runner_batch_input_modes() {
     assert!(e.contains("c.bin"), "{e}");
     assert!(!f.dir.path().join("none").exists());
 }
+
+#[test]
+fn runner_live_reporting_and_auto_batch_input() {
+    let f = Fixture::new();
+    f.compile("qpc", &[]);
+    let out = ok(&f.runner(&["-t", "qpc", "-n", "300", "-l", "-r", "1"]));
+    let live: Vec<&str> = out.lines().filter(|l| l.starts_with("Live: ")).collect();
+    assert!(!live.is_empty() && live.iter().all(|l| l.contains("samples/s") && !l.contains("Inf/Sec")), "{out}");
+    check_stats(&out, 300, 2);
+    let e = err(&f.runner(&["-t", "qpc", "-r", "5"]));
+    assert!(e.contains("needs -l"), "{e}");
+    // One sample (half of the batch-2 input) is repeated up to the batch with --auto-batch-input.
+    let x = std::fs::read(f.dir.path().join("x.bin")).unwrap();
+    std::fs::write(f.p("one.bin"), &x[..288]).unwrap();
+    let e = err(&f.runner(&["-t", "qpc", "-i", "one.bin"]));
+    assert!(e.contains("needs 576"), "{e}");
+    ok(&f.runner(&["-t", "qpc", "-i", "one.bin", "--auto-batch-input", "-n", "1", "--write-output-dir", "ab"]));
+    let y = read_f32(&f.dir.path().join("ab/y-activation-0-inf-0.bin"));
+    assert_eq!(y[..y.len() / 2], y[y.len() / 2..]);
+}

@@ -34,7 +34,6 @@ const G_INFO: &str = "Information";
 
 const PARTITION: Feature = Feature { name: "multi-device partitioning", issue: None };
 const RUNTIME: Feature = Feature { name: "this runtime control", issue: None };
-const BATCH: Feature = Feature { name: "batch input modes", issue: None };
 
 const fn o(name: &'static str, kind: ValueKind, help: &'static str) -> OptSpec {
     OptSpec::new(name, kind, help)
@@ -60,11 +59,11 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
     o("unbound-random", FLAG, "Random inputs: every byte 0..255 regardless of the data type.").group(G_RUN),
     o("D", ValueKind::Str("qid[:qid]"), "Device list of multi-device QPCs.").aliases(&["aic-device-map", "dev-list"]).unsupported(PARTITION).group(G_RUN),
     o("o", PATH, "Expected output file, once per output in binding order: every inference's outputs must equal them byte for byte (Output validation successful! / Validation Failed for iteration ...).").aliases(&["output-file"]).repeatable().group(G_RUN),
-    o("l", FLAG, "Live reporting.").aliases(&["live-reporting"]).unsupported(RUNTIME).group(G_RUN),
-    o("r", ANY_POS, "Live reporting period (ms).").aliases(&["live-reporting-period"]).unsupported(RUNTIME).group(G_RUN),
+    o("l", FLAG, "Live reporting: every -r ms of host time, print the inferences so far and their simulated device rate.").aliases(&["live-reporting"]).group(G_RUN),
+    o("r", ANY_POS, "Live reporting period (ms of host time); needs -l.").aliases(&["live-reporting-period"]).default("1000").group(G_RUN),
     o("s", FLAG, "Periodic live profiling stats.").aliases(&["stats"]).unsupported(RUNTIME).group(G_RUN),
     o("p", ValueKind::Enum(&["on", "off"]), "Host pre/post processing (the QPC's transform sequences, e.g. custom I/O layout and precision). off: inputs and outputs are in the DMA buffers' (network) format.").aliases(&["pre-post-processing"]).default("on").group(G_RUN),
-    o("auto-batch-input", FLAG, "Batch single-sample inputs up to the QPC batch size.").unsupported(BATCH).group(G_RUN),
+    o("auto-batch-input", FLAG, "An -i file holding one sample (1/batch of the input) is repeated up to the QPC's batch size.").group(G_RUN),
     o("aic-batch-input-directory", PATH, "Batch mode (single-input networks): every file of the directory, in name order, one per inference; inference i uses file i mod K.").group(G_RUN),
     o("aic-batch-input-file-list", PATH, "Batch mode: each line lists one inference's input files (comma-separated, binding order); inference i uses line i mod K.").group(G_RUN),
     o("aic-batch-json-input", PATH, "Batch mode: JSON {\"IO-files\": [[{path, io-direction, map-to, elem-size|data-type, dims}, ...], ...]}, one inner list per inference (inputs only are used).").group(G_RUN),
@@ -145,6 +144,10 @@ pub struct RunnerConfig {
     pub batch: Option<BatchInput>,
     /// `--aic-batch-max-memory` in MB.
     pub batch_max_memory_mb: u64,
+    /// `-l` with `-r`: live reporting period in ms of host time.
+    pub live_period_ms: Option<u64>,
+    /// `--auto-batch-input`.
+    pub auto_batch: bool,
 }
 
 /// A batch input mode of qaic-runner.
@@ -253,7 +256,12 @@ where
         dump_input_buffers: a.flag("dump-input-buffers"),
         batch: None,
         batch_max_memory_mb: int(&a, "aic-batch-max-memory", 1024) as u64,
+        live_period_ms: a.flag("l").then(|| int(&a, "r", 1000) as u64),
+        auto_batch: a.flag("auto-batch-input"),
     };
+    if a.given("r") && !a.flag("l") {
+        return Err(CliError::Requires { option: a.spelled("r"), needs: "-l".into() });
+    }
     let mut cfg = cfg;
     let modes: Vec<(&str, BatchInput)> = [
         ("aic-batch-input-directory", a.str("aic-batch-input-directory").map(|p| BatchInput::Directory(p.into()))),
@@ -315,7 +323,12 @@ fn single_inputs(cfg: &RunnerConfig, qpc: &LoadedQpc, events: &mut dyn FnMut(Run
         }
         let mut v = Vec::new();
         for (f, io) in cfg.input_files.iter().zip(&ios) {
-            let b = std::fs::read(f).map_err(|e| RunError::Model(format!("input file {}: {e}", f.display())))?;
+            let mut b = std::fs::read(f).map_err(|e| RunError::Model(format!("input file {}: {e}", f.display())))?;
+            let batch = qpc.batch_size() as u64;
+            if cfg.auto_batch && batch > 1 && !b.is_empty() && b.len() as u64 * batch == io.bytes {
+                // --auto-batch-input: one sample repeated to the compiled batch.
+                b = b.repeat(batch as usize);
+            }
             if b.len() as u64 != io.bytes {
                 return Err(RunError::Model(format!(
                     "input file {}: {} bytes, input `{}` ({} {:?}) needs {}",
@@ -398,6 +411,13 @@ fn batch_inputs(b: &BatchInput, specs: &[InputSpec], max_mb: u64, events: &mut d
     Ok(out)
 }
 
+/// One `-l` line: inferences so far and the simulated device rate (never a host rate).
+fn live_line(rec: &Recorder, batch: u32) -> String {
+    let us = rec.simulated_us();
+    let rate = if us == 0 { 0.0 } else { rec.count() as f64 * 1e6 / us as f64 * batch as f64 };
+    format!("Live: {} inference(s) after {:.1} s of host time; simulated device {us} us, {rate:.3} samples/s", rec.count(), rec.host_times().iter().map(Duration::as_secs_f64).sum::<f64>())
+}
+
 /// Result of a runner run: statistics, the last inference's simulator figures, and the lines
 /// printed after the Stats block.
 pub type RunnerReport = RunSummary;
@@ -456,13 +476,8 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
     let refs: Vec<Vec<&[u8]>> = sets.iter().map(|set| set.iter().map(|v| v.as_slice()).collect()).collect();
     let ropts = RecorderOptions { profiling: cfg.profiling.clone(), submit_timeout_ms: cfg.submit_timeout_ms, submit_retries: cfg.submit_retries };
     let mut rec = Recorder::new(&qpc, ropts).map_err(|e| RunError::Model(e.to_string()))?;
-    let mut rec_events = |e: RecorderEvent| {
-        if let Some(e) = recorder_event(e) {
-            events(e)
-        }
-    };
     let start = Instant::now();
-    // Output paths are announced through the same sink as the recorder's files.
+    let mut last_report = Instant::now();
     let mut pending: Vec<String> = Vec::new();
     loop {
         let i = rec.count();
@@ -471,7 +486,11 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             None if i >= cfg.num_iter => break,
             _ => {}
         }
-        let outs = rec.run(&qpc, &refs[(i % refs.len() as u64) as usize], &mut rec_events).map_err(|e| RunError::Model(e.to_string()))?;
+        let outs = rec.run(&qpc, &refs[(i % refs.len() as u64) as usize], &mut |e| {
+                if let Some(e) = recorder_event(e) {
+                    events(e)
+                }
+            }).map_err(|e| RunError::Model(e.to_string()))?;
         if !expected.is_empty() {
             // The vendor skips its stats buffer `aiccyclecounts`; this QPC has none.
             let failed = outs.iter().zip(&expected).zip(qpc.outputs()).filter(|((g, w), o)| o.name != "aiccyclecounts" && g != w).count();
@@ -493,10 +512,22 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             }
         }
         for p in pending.drain(..) {
-            rec_events(RecorderEvent::WroteFile(p));
+            events(RunnerEvent::WroteFile(p));
+        }
+        if let Some(period) = cfg.live_period_ms
+            && last_report.elapsed() >= Duration::from_millis(period)
+        {
+            last_report = Instant::now();
+            events(RunnerEvent::Message(live_line(&rec, qpc.batch_size())));
         }
     }
-    let summary = rec.finish(&qpc, &mut rec_events).map_err(|e| RunError::Model(e.to_string()))?;
+    let summary = rec
+        .finish(&qpc, &mut |e| {
+            if let Some(e) = recorder_event(e) {
+                events(e)
+            }
+        })
+        .map_err(|e| RunError::Model(e.to_string()))?;
     if !expected.is_empty() {
         for l in validation {
             events(RunnerEvent::Message(l));

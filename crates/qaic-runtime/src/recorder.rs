@@ -108,6 +108,11 @@ impl Recorder {
         self.schedule.count()
     }
 
+    /// Simulated duration of the run so far (µs, rounded up), as the Stats block counts it.
+    pub fn simulated_us(&self) -> u64 {
+        self.schedule.total_ps().div_ceil(1_000_000)
+    }
+
     /// Host wall time of each inference so far.
     pub fn host_times(&self) -> &[Duration] {
         &self.host_times
