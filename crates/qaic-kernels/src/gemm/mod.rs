@@ -317,7 +317,18 @@ fn pack_a_panel(a: &Mat, i0: usize, p0: usize, kc: usize, mr: usize, dst: &mut [
 /// Packs `kc` rows of `nr` columns starting at (p0, j0) into `dst` (`p`-major, zero padded).
 fn pack_b_panel(b: &Mat, p0: usize, j0: usize, kc: usize, nr: usize, dst: &mut [f32]) {
     let nv = nr.min(b.cols - j0);
-    if b.cs == 1 {
+    if b.cs == 1 && nv == nr && nr % 16 == 0 {
+        // Whole panels: fixed 16-float copies compile to inline vector moves (a memcpy call
+        // per 32-float row costs as much as the copy).
+        for p in 0..kc {
+            let s = (p0 + p) * b.rs + j0;
+            let (src, d) = (&b.data[s..s + nr], &mut dst[p * nr..p * nr + nr]);
+            for (dc, sc) in d.chunks_exact_mut(16).zip(src.chunks_exact(16)) {
+                let dc: &mut [f32; 16] = dc.try_into().expect("16-float chunk");
+                *dc = sc.try_into().expect("16-float chunk");
+            }
+        }
+    } else if b.cs == 1 {
         for p in 0..kc {
             let s = (p0 + p) * b.rs + j0;
             let d = &mut dst[p * nr..p * nr + nr];
@@ -424,6 +435,37 @@ fn with_scratch<R>(na: usize, nb: usize, f: impl FnOnce(&mut [f32], &mut [f32]) 
     let r = f(&mut a[..na], &mut b[..nb]);
     BUFS.with(|c| *c.borrow_mut() = (a, b));
     r
+}
+
+/// [`apply_epilogue`] compiled for `isa`: called from a parallel closure, which does not
+/// inherit the caller's target features, it would otherwise run 4-wide SSE code.
+///
+/// # Safety
+/// As [`apply_epilogue`]; `isa` is supported by this CPU.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn apply_epilogue_isa(isa: Isa, epi: &Epilogue, c: *mut f32, rsc: usize, csc: usize, i0: usize, j0: usize, m: usize, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx512(epi: &Epilogue, c: *mut f32, rsc: usize, csc: usize, i0: usize, j0: usize, m: usize, n: usize) {
+            unsafe { apply_epilogue(epi, c, rsc, csc, i0, j0, m, n) }
+        }
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn avx2(epi: &Epilogue, c: *mut f32, rsc: usize, csc: usize, i0: usize, j0: usize, m: usize, n: usize) {
+            unsafe { apply_epilogue(epi, c, rsc, csc, i0, j0, m, n) }
+        }
+        match isa {
+            // SAFETY: the caller guarantees the CPU supports `isa`.
+            Isa::Avx512 => return unsafe { avx512(epi, c, rsc, csc, i0, j0, m, n) },
+            Isa::Avx2 => return unsafe { avx2(epi, c, rsc, csc, i0, j0, m, n) },
+            _ => {}
+        }
+    }
+    let _ = isa;
+    unsafe { apply_epilogue(epi, c, rsc, csc, i0, j0, m, n) }
 }
 
 #[inline(always)]
@@ -579,28 +621,37 @@ pub(crate) fn gemm_impl(
             for jc in (0..n).step_by(g.nc) {
                 let ncols = g.nc.min(n - jc);
                 let panels = ncols.div_ceil(nr);
-                let bblock: &[f32] = match b {
-                    Rhs::Mat(x) => {
-                        pack_b_block(&x, pc, kc, jc, ncols, nr, bbuf, parallel);
-                        bbuf
-                    }
-                    Rhs::Packed(p) => &p.data[pc * npad + (jc / nr) * kc * nr..],
+                // An unpacked B is packed panel by panel inside the items that use it (each
+                // item multiplies its panels by every row of A): no separate packing pass and
+                // no barrier between packing and multiplying.
+                let bp = match b {
+                    Rhs::Mat(_) => SendPtr(bbuf.as_mut_ptr()),
+                    Rhs::Packed(p) => SendPtr(p.data[pc * npad + (jc / nr) * kc * nr..].as_ptr() as *mut f32),
+                };
+                let b_unpacked = match b {
+                    Rhs::Mat(x) => Some(x),
+                    Rhs::Packed(_) => None,
                 };
                 // Split into at least 4 items per thread when the shape allows.
-                let mblocks = m.div_ceil(g.mc);
+                let mblocks = if b_unpacked.is_some() { 1 } else { m.div_ceil(g.mc) };
                 let mut chunk = panels;
                 while mblocks * panels.div_ceil(chunk) < 4 * threads && chunk > 1 {
                     chunk = chunk.div_ceil(2);
                 }
                 let nchunks = panels.div_ceil(chunk);
-                let (ap, bp) = (SendPtr(ablock.as_ptr() as *mut f32), SendPtr(bblock.as_ptr() as *mut f32));
+                let ap = SendPtr(ablock.as_ptr() as *mut f32);
                 let item = |it: usize| {
                     let (mb, nb) = (it / nchunks, it % nchunks);
-                    let i_start = mb * g.mc;
-                    let i_end = (i_start + g.mc).min(m);
+                    let (i_start, i_end) = if b_unpacked.is_some() { (0, m) } else { (mb * g.mc, (mb * g.mc + g.mc).min(m)) };
                     for jp in nb * chunk..((nb + 1) * chunk).min(panels) {
                         let j = jc + jp * nr;
                         let nv = nr.min(n - j);
+                        if let Some(x) = &b_unpacked {
+                            // SAFETY: panel jp of the B scratch (kc * nr floats) is written by
+                            // this item only, and read only by it afterwards.
+                            let dst = unsafe { std::slice::from_raw_parts_mut(bp.get().add(jp * kc * nr), kc * nr) };
+                            pack_b_panel(x, pc, j, kc, nr, dst);
+                        }
                         let mut i = i_start;
                         while i < i_end {
                             let mv = mr.min(m - i);
@@ -621,7 +672,7 @@ pub(crate) fn gemm_impl(
                                     beta_eff,
                                 );
                                 if last && !epi_identity {
-                                    apply_epilogue(epi, ct, rsc, csc, i, j, mv, nv);
+                                    apply_epilogue_isa(isa, epi, ct, rsc, csc, i, j, mv, nv);
                                 }
                             }
                             i += mr;
