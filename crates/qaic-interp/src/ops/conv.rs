@@ -453,7 +453,7 @@ impl Kernel for ConvTransposeOp {
 /// [`conv_int`] by the packed SIMD integer kernel (`qaic_kernels::quant`) when both operands
 /// are 8/16-bit, the input zero point is a scalar and the weight zero point a scalar or one per
 /// output channel; `None` otherwise. Same integers as the general path (i32, wrapping).
-fn conv_int_fast(x: &Tensor, w: &Tensor, x_zp: Option<&Tensor>, w_zp: Option<&Tensor>, geo: &Geometry, group: usize) -> Option<Result<(Vec<usize>, Vec<i32>), OpError>> {
+fn conv_int_fast(x: &Tensor, w: &Tensor, x_zp: Option<&Tensor>, w_zp: Option<&Tensor>, geo: &Geometry, group: usize) -> Option<Result<super::quant::IntResult, OpError>> {
     use qaic_kernels::quant::{conv_integer_packed, IntPath, PackedConvWeights, ZeroPoint};
     let r = x.rank().checked_sub(2)?;
     if !(1..=3).contains(&r) || w.rank() != x.rank() || x_zp.is_some_and(|z| z.len() != 1 || z.dtype() != x.dtype()) {
@@ -488,7 +488,7 @@ fn conv_int_fast(x: &Tensor, w: &Tensor, x_zp: Option<&Tensor>, w_zp: Option<&Te
     }
     qint!(x.dtype(), X, {
         qint!(w.dtype(), W, {
-            let run = || -> Result<(Vec<usize>, Vec<i32>), OpError> {
+            let run = || -> Result<super::quant::IntResult, OpError> {
                 let kerr = |e: qaic_kernels::KernelError| OpError::Msg(e.to_string());
                 let xv = x.view::<X>()?;
                 let wv = w.view::<W>()?;

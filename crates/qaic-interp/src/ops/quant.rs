@@ -179,7 +179,7 @@ fn round_half_even(v: f64) -> f64 {
 /// Per-tensor or per-axis f32 scales as `(scales, inner)`: element `i` uses scale
 /// `(i / inner) % scales.len()`. `None` for blocked or non-f32 parameters (general path).
 fn axis_scales(x: &Tensor, scale: &Tensor, axis: i64, block: i64) -> Option<(Vec<f32>, usize)> {
-    if scale.dtype() != DType::F32 || block != 0 || x.len() == 0 {
+    if scale.dtype() != DType::F32 || block != 0 || x.is_empty() {
         return None;
     }
     let sv = scale.view::<f32>().ok()?.into_owned();
@@ -401,7 +401,10 @@ pub(crate) fn int_matmul(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Op
 
 /// [`int_matmul`] by the SIMD integer GEMM (`qaic_kernels::quant::matmul_integer`) for 8/16-bit
 /// operands with scalar, per-row (A) or per-column (B) zero points of the operand's type.
-fn int_matmul_fast(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Option<&Tensor>) -> Option<Result<(Vec<usize>, Vec<i32>), OpError>> {
+/// Shape and i32 values of an integer matmul or convolution.
+pub(crate) type IntResult = (Vec<usize>, Vec<i32>);
+
+fn int_matmul_fast(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Option<&Tensor>) -> Option<Result<IntResult, OpError>> {
     use qaic_kernels::quant::ZeroPoint;
     if a.rank() < 2 || b.rank() < 2 {
         return None;
@@ -412,7 +415,7 @@ fn int_matmul_fast(a: &Tensor, b: &Tensor, a_zp: Option<&Tensor>, b_zp: Option<&
     }
     with_qint!(a.dtype(), A, {
         with_qint!(b.dtype(), B, {
-            let run = || -> Result<(Vec<usize>, Vec<i32>), OpError> {
+            let run = || -> Result<IntResult, OpError> {
                 let av = a.view::<A>()?;
                 let bv = b.view::<B>()?;
                 let azv = a_zp.map(|z| z.view::<A>()).transpose()?;

@@ -233,7 +233,7 @@ impl PackedConvWeights {
     /// inputs of element type `X`.
     pub fn new<X: QInt, W: QInt>(path: IntPath, w: &[W], w_shape: &[usize], w_zp: ZeroPoint<W>, group: usize) -> Result<PackedConvWeights, KernelError> {
         check_len("conv_integer", "weights", w.len(), w_shape)?;
-        if w_shape.len() < 3 || group == 0 || w_shape[0] % group != 0 {
+        if w_shape.len() < 3 || group == 0 || !w_shape[0].is_multiple_of(group) {
             return Err(KernelError::invalid("conv_integer", format!("weights {w_shape:?} with group {group}")));
         }
         let m = w_shape[0];

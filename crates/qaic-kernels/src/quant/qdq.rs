@@ -73,6 +73,9 @@ fn to_int(v: f32) -> i32 {
     unsafe { v.to_int_unchecked::<i32>() }
 }
 
+// `max`/`min` rather than `clamp`: `max` deliberately drops NaN operands (handled apart) and
+// `clamp` asserts its bounds on every call.
+#[allow(clippy::manual_clamp)]
 #[inline(always)]
 fn quantize_body<const FMA: bool, Q: QInt>(x: &[f32], scale: f32, zp: i32, glow: bool, out: &mut [Q]) {
     let (lo, hi) = (Q::MIN as f32, Q::MAX as f32);
@@ -175,6 +178,7 @@ pub fn dequantize_with<Q: QInt>(path: IntPath, q: &[Q], scale: &[f32], zp: &[Q],
     Ok(())
 }
 
+#[allow(clippy::manual_clamp)]
 #[inline(always)]
 fn requantize_body<const FMA: bool, Q: QInt>(acc: &[i32], mult: f32, zp: i32, out: &mut [Q]) {
     let (lo, hi, z) = (Q::MIN as f32, Q::MAX as f32, zp as f32);

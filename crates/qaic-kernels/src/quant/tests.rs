@@ -131,6 +131,7 @@ fn packed_operands_check_their_pairing() {
 }
 
 #[test]
+#[allow(clippy::type_complexity)]
 fn conv_integer_every_path_equals_reference() {
     let mut r = Rng::new(11);
     // (batch, channels, out channels, group, spatial, kernel, stride, dilation, pads)
@@ -190,11 +191,12 @@ fn conv_integer_every_path_equals_reference() {
 }
 
 #[test]
+#[allow(clippy::excessive_precision)] // scales quoted from the facts sheet
 fn quantize_matches_the_scalar_definitions_on_every_path() {
     let mut r = Rng::new(21);
     let mut x: Vec<f32> = (0..3001).map(|_| r.f32(-300.0, 300.0)).collect();
     // Ties, specials and values around the clamp limits.
-    x.extend([0.25, 0.75, 1.25, -0.25, -0.75, 63.75, 64.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e30, -1e30, 127.5, -128.5, 1.5000001]);
+    x.extend([0.25, 0.75, 1.25, -0.25, -0.75, 63.75, 64.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 1e30, -1e30, 127.5, -128.5, f32::from_bits(0x3fc0_0001)]);
     let scales = [0.5f32, 0.027450980618596077, 3.0];
     fn check<Q: QInt + PartialEq>(x: &[f32], scales: &[f32], zps: &[Q], inner: usize) {
         for glow in [true, false] {
@@ -232,10 +234,10 @@ fn quantize_matches_the_scalar_definitions_on_every_path() {
     let mut q = [0i8; 7];
     quantize(&[0.25, 0.75, 1.25, -0.25, -0.75, 63.75, 64.0], &[0.5], &[0], 1, QuantizeRounding::Glow, &mut q).unwrap();
     assert_eq!(q, [0, 2, 2, 0, -2, 127, 127]);
-    // Glow adds the offset before rounding: 1.5000001 / 1 - 55 rounds in f32 to -53.5 -> -54.
+    // Glow adds the offset before rounding: f32::from_bits(0x3fc0_0001) / 1 - 55 rounds in f32 to -53.5 -> -54.
     let mut q = [0i8; 2];
-    quantize(&[1.5000001], &[1.0], &[-55], 1, QuantizeRounding::Glow, &mut q[..1]).unwrap();
-    quantize(&[1.5000001], &[1.0], &[-55], 1, QuantizeRounding::Onnx, &mut q[1..]).unwrap();
+    quantize(&[f32::from_bits(0x3fc0_0001)], &[1.0], &[-55], 1, QuantizeRounding::Glow, &mut q[..1]).unwrap();
+    quantize(&[f32::from_bits(0x3fc0_0001)], &[1.0], &[-55], 1, QuantizeRounding::Onnx, &mut q[1..]).unwrap();
     assert_eq!(q, [-54, -53]);
     assert!(quantize(&[1.0], &[1.0, 2.0], &[0i8; 3], 1, QuantizeRounding::Glow, &mut [0i8]).is_err());
 }
