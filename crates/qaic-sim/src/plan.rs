@@ -74,6 +74,12 @@ struct ConvGroup {
     slot: usize,
 }
 
+/// A candidate member of a convolution group: core, pc, weight bytes, bias bytes.
+type CandMember = (u32, u32, Vec<u8>, Option<Vec<u8>>);
+
+/// A group whose members all fuse a follower: group, activation, targets, follower steps.
+type GroupFusion = (usize, Activation, Vec<(u32, u32)>, Vec<usize>);
+
 /// A program prepared for repeated inferences.
 pub(crate) struct Plan {
     /// Timing of one inference (data-independent).
@@ -284,7 +290,7 @@ impl Plan {
         // Per candidate group: members (core, pc, weights bytes, bias bytes).
         struct Cand {
             leader: (u32, u32),
-            members: Vec<(u32, u32, Vec<u8>, Option<Vec<u8>>)>,
+            members: Vec<CandMember>,
         }
         let mut cands: Vec<Cand> = Vec::new();
         let mut member_of: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
@@ -615,7 +621,7 @@ impl Plan {
             Some((j, upc, act))
         };
         let mut fused: Vec<(usize, Step)> = Vec::new();
-        let mut group_fuse: Vec<(usize, Activation, Vec<(u32, u32)>, Vec<usize>)> = Vec::new();
+        let mut group_fuse: Vec<GroupFusion> = Vec::new();
         let mut member_steps: Vec<Vec<usize>> = vec![Vec::new(); groups.len()];
         for (i, s) in steps.iter().enumerate() {
             match *s {
@@ -951,7 +957,7 @@ fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m
 
 /// Packs a candidate group's concatenated weights; `None` when the shapes do not agree (the
 /// members then run as plain ops and report their own errors).
-fn make_group(k: &Kernels, p: &Program, leader: (u32, u32), members: &[(u32, u32, Vec<u8>, Option<Vec<u8>>)]) -> Option<ConvGroup> {
+fn make_group(k: &Kernels, p: &Program, leader: (u32, u32), members: &[CandMember]) -> Option<ConvGroup> {
     let Instr::Op(op) = &p.cores[leader.0 as usize].instrs[leader.1 as usize] else { return None };
     let x_shape = usizes(&op.inputs[0].shape);
     let w_rest = usizes(&op.inputs[1].shape[1..]);
