@@ -800,10 +800,11 @@ impl Kernels {
         // A large im2col matrix is built and multiplied in column chunks that stay in L2,
         // one chunk per task, instead of being written out whole and read back from memory.
         let nr = self.gemm.nr;
-        let chunk_cols = if pointwise || kdim * os * 4 <= 2 * IM2COL_CHUNK_BYTES {
-            usize::MAX
-        } else {
-            (IM2COL_CHUNK_BYTES / 4 / kdim.max(1) / nr).max(1) * nr
+        // Only when the weights are no larger than a chunk: each chunk streams all of them.
+        let chunk_cols = match (IM2COL_CHUNK_BYTES / 4 / kdim.max(1) / nr).max(1) * nr {
+            _ if pointwise || kdim * os * 4 <= 2 * IM2COL_CHUNK_BYTES => usize::MAX,
+            cols if mg > cols => usize::MAX,
+            cols => cols,
         };
         let infos = if chunk_cols < os { row_infos(&g, kdim) } else { Vec::new() };
         let mut run = || -> Result<(), KernelError> {
