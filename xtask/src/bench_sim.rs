@@ -104,7 +104,7 @@ fn run_exec(c: &mut Command) -> Result<String> {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("").to_string();
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").to_string();
         bail!("{last}");
     }
     Ok(stdout)
