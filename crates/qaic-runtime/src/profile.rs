@@ -132,7 +132,7 @@ impl ProfilingConfig {
         let legacy = i >= self.start_iter && i < self.start_iter.saturating_add(self.num_samples);
         let from = self.start_delay_ms.saturating_mul(PS_PER_MS);
         let in_window = start_ps >= from && self.duration_ms.is_none_or(|d| start_ps < from.saturating_add(d.saturating_mul(PS_PER_MS)));
-        let stream = in_window && window_index % self.sampling_every.max(1) as u64 == 0;
+        let stream = in_window && window_index.is_multiple_of(self.sampling_every.max(1) as u64);
         (legacy, stream, in_window)
     }
 }
