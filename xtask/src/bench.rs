@@ -306,6 +306,9 @@ fn table(rows: &[Row], ort_only: bool) -> String {
             ratio
         );
     }
+    if let Some(g) = geometric_mean(rows.iter().map(|r| r.ratio_qaic_over_ort)) {
+        let _ = writeln!(s, "{:<22} {:>12} {:>6} {:>12} {:>10}", "geometric mean", "", "", "", format!("{g:.2}x"));
+    }
     for r in rows {
         if let Some(e) = &r.qaic_error {
             let _ = writeln!(s, "  {}: {e}", r.model);
@@ -314,9 +317,25 @@ fn table(rows: &[Row], ort_only: bool) -> String {
     s
 }
 
+/// Geometric mean of the ratios, only when every model has one (the target is over
+/// all of them).
+fn geometric_mean(ratios: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let v: Option<Vec<f64>> = ratios.collect();
+    let v = v.filter(|v| !v.is_empty() && v.iter().all(|&r| r > 0.0))?;
+    Some((v.iter().map(|r| r.ln()).sum::<f64>() / v.len() as f64).exp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn geometric_mean_needs_every_ratio() {
+        let g = geometric_mean([Some(2.0), Some(0.5), Some(1.0)].into_iter()).unwrap();
+        assert!((g - 1.0).abs() < 1e-12);
+        assert_eq!(geometric_mean([Some(2.0), None].into_iter()), None);
+        assert_eq!(geometric_mean(std::iter::empty()), None);
+    }
 
     #[test]
     fn parses_the_median_line() {
