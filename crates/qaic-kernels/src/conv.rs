@@ -380,6 +380,8 @@ pub(crate) struct DwPlan {
     grid_pad: usize,
     /// Offset of each tap (in weight order) into the concatenated phase planes.
     taps: Vec<usize>,
+    /// The largest tap offset (bounds check once per block, not a scan of the taps).
+    max_tap: usize,
 }
 
 impl DwPlan {
@@ -399,7 +401,8 @@ impl DwPlan {
             .flat_map(|kh| (0..kw_n).map(move |kw| (kh * dh, kw * dw)))
             .map(|(r, c)| ((r % sh) * sw + c % sw) * plane + (r / sh) * pws + c / sw)
             .collect();
-        DwPlan { phs, pws, plane, grid, grid_pad: grid.div_ceil(DW_BLOCK) * DW_BLOCK, taps }
+        let max_tap = taps.iter().copied().max().unwrap_or(0);
+        DwPlan { phs, pws, plane, grid, grid_pad: grid.div_ceil(DW_BLOCK) * DW_BLOCK, taps, max_tap }
     }
 
     /// Scratch floats one channel needs: the phase planes, then slack so the last block's
@@ -512,7 +515,7 @@ fn depthwise_body<const FMA: bool>(isa: Isa, g: &Geo3, dp: &DwPlan, x: &[f32], w
     let mut res = [0f32; DW_BLOCK];
     let taps = &dp.taps[..w.len().min(dp.taps.len())];
     for g0 in (0..dp.grid_pad).step_by(DW_BLOCK) {
-        dw_block::<FMA>(isa, &phases[g0..], taps, w, bias, &mut acc);
+        dw_block::<FMA>(isa, &phases[g0..], taps, dp.max_tap, w, bias, &mut acc);
         act.apply_slice(&mut res, &acc);
         // Scatter the block's valid columns to the output rows.
         // One division per block; then whole grid rows (the last columns of each are padding).
@@ -556,9 +559,10 @@ fn deinterleave2(isa: Isa, src: &[f32], even: &mut [f32], odd: &mut [f32]) {
 /// Explicit vector registers: written as a loop over an array, LLVM keeps the accumulators on
 /// the stack and every tap pays a store-to-load round trip.
 #[inline(always)]
-fn dw_block<const FMA: bool>(isa: Isa, src: &[f32], taps: &[usize], w: &[f32], bias: f32, acc: &mut [f32; DW_BLOCK]) {
-    let max = taps.iter().copied().max().unwrap_or(0);
-    assert!(max + DW_BLOCK <= src.len(), "depthwise block reads past its scratch");
+#[allow(clippy::too_many_arguments)]
+fn dw_block<const FMA: bool>(isa: Isa, src: &[f32], taps: &[usize], max_tap: usize, w: &[f32], bias: f32, acc: &mut [f32; DW_BLOCK]) {
+    // `max_tap` is the largest of `taps` (DwPlan computes it once).
+    assert!(max_tap + DW_BLOCK <= src.len(), "depthwise block reads past its scratch");
     match isa {
         // SAFETY: a Kernels value (hence this isa) exists only when the CPU supports it, and
         // every read `src[taps[t] .. taps[t] + DW_BLOCK]` is in bounds (asserted above).
