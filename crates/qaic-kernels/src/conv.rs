@@ -397,7 +397,7 @@ impl DwPlan {
         let cmax = (kw_n - 1) * dw / sw;
         let plane = phs * pws + cmax;
         let grid = oh_n * pws;
-        let taps = (0..kh_n)
+        let taps: Vec<usize> = (0..kh_n)
             .flat_map(|kh| (0..kw_n).map(move |kw| (kh * dh, kw * dw)))
             .map(|(r, c)| ((r % sh) * sw + c % sw) * plane + (r / sh) * pws + c / sw)
             .collect();
