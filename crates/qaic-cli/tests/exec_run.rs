@@ -179,3 +179,59 @@ graph {
         assert!((a - w).abs() <= 1e-6 && (b - w).abs() <= 1e-6, "{a} {b} {w}");
     }
 }
+
+/// Bad model files and bad options through the command line: a clear error naming the problem,
+/// a non-zero exit, and no output folder left behind.
+#[test]
+fn bad_models_and_options_leave_no_output() {
+    let f = Fixture::new();
+    let out = f.p("out");
+    let ext = |location: &str| {
+        format!(
+            r#"ir_version: 8
+opset_import {{ domain: "" version: 13 }}
+graph {{
+  name: "ext"
+  node {{ input: "x" input: "w" output: "y" op_type: "Add" }}
+  initializer {{ name: "w" data_type: 1 dims: 3 data_location: EXTERNAL external_data {{ key: "location" value: "{location}" }} }}
+  input {{ name: "x" type {{ tensor_type {{ elem_type: 1 shape {{ dim {{ dim_value: 3 }} }} }} }} }}
+  output {{ name: "y" type {{ tensor_type {{ elem_type: 1 }} }} }}
+}}
+"#
+        )
+    };
+    std::fs::write(f.p("short.bin"), [0u8; 4]).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.onnx", Vec::new(), "empty.onnx"),
+        // field 1 (ir_version... as bytes) claims 16383 bytes that are not there
+        ("truncated.onnx", vec![0x3a, 0xff, 0x7f, 0x01], "truncated.onnx"),
+        ("malformed.onnxtxt", b"ir_version: 8\ngraph { node { op_type: \"Relu\" \n".to_vec(), "malformed.onnxtxt"),
+        ("escaping.onnxtxt", ext("../w.bin").into_bytes(), "../w.bin"),
+        ("missing.onnxtxt", ext("absent.bin").into_bytes(), "absent.bin"),
+        ("beyond.onnxtxt", ext("short.bin").into_bytes(), "short.bin"),
+    ];
+    for (name, bytes, mention) in cases {
+        std::fs::write(f.p(name), bytes).unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_qaic-exec"))
+            .arg(format!("-m={}", f.p(name)))
+            .args(["-run-on-interpreter", "-use-random-input-data=uniform", &format!("-write-output-dir={out}")])
+            .current_dir(f.dir.path())
+            .output()
+            .unwrap();
+        let e = err(&o);
+        assert!(e.contains(mention), "{name}: {e}");
+        assert!(!Path::new(&out).exists(), "{name}: output folder left behind");
+    }
+    for (args, mention) in [
+        (&["-onnx-defin-symbol=batch,1"][..], "Invalid option -onnx-defin-symbol"),
+        (&["-aic-num-cores=17"][..], "out of range"),
+        (&["-num-iter=0"][..], "-num-iter"),
+    ] {
+        let mut all = vec!["-batchsize=1".to_string(), format!("-write-output-dir={out}")];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let e = err(&f.exec(&all));
+        assert!(e.contains(mention), "{args:?}: {e}");
+        assert!(!Path::new(&out).exists(), "{args:?}: output folder left behind");
+    }
+}
