@@ -98,6 +98,8 @@ pub fn quant_config(cfg: &ExecConfig) -> Result<QuantConfig, RunError> {
         node_precision,
         convert_to_fp16: q.convert_to_fp16,
         external,
+        integer_ops: true,
+        keep: cfg.load.extra_outputs.iter().cloned().collect(),
     };
     c.validate()?;
     Ok(c)
@@ -245,10 +247,15 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
     let result = qaic_quant::apply_precision(&graph, profile.as_ref(), &qcfg)?;
     let (nq, nf, nh) = result.counts();
     events(RunEvent::Precision(format!(
-        "Precision: {nq} node(s) quantized ({}), {nf} float32, {nh} fp16 (-v lists each node and why)",
-        if qcfg.precision == Precision::Int16 { "Int16" } else { "Int8" }
+        "Precision: {nq} node(s) quantized ({}), {nf} float32, {nh} fp16; {} matrix op(s) on integer kernels (-v lists each node and why)",
+        if qcfg.precision == Precision::Int16 { "Int16" } else { "Int8" },
+        result.integer_ops
     )));
-    let model = InterpreterModel::from_graph(cfg, result.graph.clone(), &qaic_quant::registry())?;
+    // The dequantizes the integer ops bypass stay for the report; the run drops them.
+    let mut run_graph = result.graph.clone();
+    let extra: Vec<_> = cfg.load.extra_outputs.iter().filter_map(|n| run_graph.find_value(n)).collect();
+    run_graph.prune(&extra);
+    let model = InterpreterModel::from_graph(cfg, run_graph, &qaic_quant::registry())?;
     let report = execute(cfg, &model, events)?;
     if let Some(path) = &q.quantization_report {
         let rep = qaic_quant::quantization_report(&graph, &result, sets.count, &loader)?;

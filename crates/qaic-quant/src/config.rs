@@ -187,6 +187,13 @@ pub struct QuantConfig {
     pub convert_to_fp16: bool,
     /// `-external-quantization`: params per first-output name from another tool.
     pub external: Option<crate::ExternalQuantization>,
+    /// Run quantized Conv / MatMul / Gemm as integer ops ([`crate::lower_integer`]; Int8
+    /// only). `false` keeps the QDQ form, which computes them in float between the dequantized
+    /// inputs and the output quantize (for comparisons; not a vendor option).
+    pub integer_ops: bool,
+    /// Tensors that must stay observable (`-output-node-name`): never turned into an
+    /// unrounded accumulator that only a fused op sees.
+    pub keep: BTreeSet<String>,
 }
 
 impl Default for QuantConfig {
@@ -205,6 +212,8 @@ impl Default for QuantConfig {
             node_precision: crate::NodePrecision::default(),
             convert_to_fp16: false,
             external: None,
+            integer_ops: true,
+            keep: BTreeSet::new(),
         }
     }
 }

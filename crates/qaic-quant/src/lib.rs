@@ -25,6 +25,7 @@ pub mod base;
 pub mod calibration;
 mod config;
 mod files;
+mod integer;
 mod ops;
 mod prepare;
 mod profile;
@@ -39,6 +40,7 @@ pub use config::{
     DEFAULT_PERCENTILE,
 };
 pub use files::{ExternalEntry, ExternalQuantization, NodePrecision};
+pub use integer::{lower_integer, QCONV_OP, QMATMUL_OP};
 pub use ops::{registry, DOMAIN};
 pub use prepare::{prepare_graph, Prepared};
 pub use profile::{format_exact_f32, graph_fingerprint, Profile, ProfileInfo, TensorProfile};

@@ -27,7 +27,155 @@ pub const QUANTIZE_OP: &str = "Quantize";
 pub fn registry() -> qaic_interp::Registry {
     let mut r = qaic_interp::Registry::standard();
     r.add_in(DOMAIN, QUANTIZE_OP, 1, build_quantize);
+    r.add_in(DOMAIN, crate::integer::QCONV_OP, 1, build_qconv);
+    r.add_in(DOMAIN, crate::integer::QMATMUL_OP, 1, build_qmatmul);
     r
+}
+
+use qaic_interp::{BuildCtx, Kernel, OpError, RunCtx};
+use qaic_kernels::quant::{IntPath, QConvGlow, QMatMulGlow, Q8};
+use qaic_tensor::{DType, Tensor, Value};
+
+fn q8(d: DType, what: &str) -> Result<Q8, OpError> {
+    match d {
+        DType::I8 => Ok(Q8::I8),
+        DType::U8 => Ok(Q8::U8),
+        d => Err(OpError::Msg(format!("{what} of type {d}: only int8 and uint8 are supported"))),
+    }
+}
+
+fn q8_dtype(q: Q8) -> DType {
+    match q {
+        Q8::I8 => DType::I8,
+        Q8::U8 => DType::U8,
+    }
+}
+
+/// The constant inputs 1..=6 of QConv / QMatMul: (weights, bias, multiplier, weight zero
+/// points, input zero point, output zero point).
+struct QConsts<'a> {
+    w: &'a Tensor,
+    bias: Vec<i32>,
+    mult: Vec<f32>,
+    w_zp: Vec<i32>,
+    x: (Q8, i32),
+    y: (Q8, i32),
+}
+
+fn qconsts<'a>(ctx: &BuildCtx<'a>) -> Result<QConsts<'a>, OpError> {
+    let c = |i: usize, what: &str| ctx.const_input(i).ok_or_else(|| OpError::Msg(format!("input {i} ({what}) must be a constant")));
+    let ints = |t: &Tensor, what: &str| crate::integer::int_values(t).map(|v| v.into_iter().map(|x| x as i32).collect::<Vec<i32>>()).ok_or_else(|| OpError::Msg(format!("{what} is not an integer tensor")));
+    let w = c(1, "weights")?;
+    let bias = c(2, "bias")?;
+    if bias.dtype() != DType::I32 {
+        return Err(OpError::Msg(format!("bias of type {}: expected int32", bias.dtype())));
+    }
+    let zp = |i: usize, what: &str| -> Result<(Q8, i32), OpError> {
+        let t = c(i, what)?;
+        if t.len() != 1 {
+            return Err(OpError::Msg(format!("{what} has {} values, expected one", t.len())));
+        }
+        Ok((q8(t.dtype(), what)?, ints(t, what)?[0]))
+    };
+    Ok(QConsts {
+        w,
+        bias: ints(bias, "bias")?,
+        mult: c(3, "multiplier")?.to_vec::<f32>()?,
+        w_zp: ints(c(4, "weight zero point")?, "weight zero point")?,
+        x: zp(5, "input zero point")?,
+        y: zp(6, "output zero point")?,
+    })
+}
+
+fn kerr(e: qaic_kernels::KernelError) -> OpError {
+    OpError::Msg(e.to_string())
+}
+
+/// Runs a prepared integer op on input 0 (raw 8-bit bytes) into a fresh tensor.
+fn run_q8(
+    x_type: Q8,
+    y_type: Q8,
+    inputs: &[Option<&Value>],
+    f: impl Fn(&[u8], &[usize], &mut [u8]) -> Result<Vec<usize>, qaic_kernels::KernelError>,
+    out_shape: impl Fn(&[usize]) -> Result<Vec<usize>, qaic_kernels::KernelError>,
+) -> Result<Vec<Option<Value>>, OpError> {
+    let x = inputs.first().copied().flatten().and_then(|v| v.as_tensor()).ok_or_else(|| OpError::Msg("input 0 is missing".into()))?;
+    if x.dtype() != q8_dtype(x_type) {
+        return Err(OpError::Msg(format!("input of type {}, expected {}", x.dtype(), q8_dtype(x_type))));
+    }
+    let shape = out_shape(x.shape()).map_err(kerr)?;
+    let mut out = vec![0u8; shape.iter().product()];
+    f(x.raw_bytes()?, x.shape(), &mut out).map_err(kerr)?;
+    Ok(vec![Some(Value::Tensor(Tensor::from_bytes(q8_dtype(y_type), shape, out.into())?))])
+}
+
+fn build_qconv(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
+    let k = qconsts(ctx)?;
+    let ws = k.w.shape().to_vec();
+    if ws.len() < 3 {
+        return Err(OpError::Msg(format!("weights {ws:?} have no spatial axes")));
+    }
+    let r = ws.len() - 2;
+    let pos = |name: &str, d: usize| -> Result<Vec<usize>, OpError> {
+        match ctx.attr_ints(name)? {
+            Some(v) if v.iter().all(|&x| x >= 0) => Ok(v.into_iter().map(|x| x as usize).collect()),
+            Some(v) => Err(OpError::Msg(format!("{name} {v:?} has negative values"))),
+            None => Ok(vec![d; if name == "pads" { 2 * r } else { r }]),
+        }
+    };
+    let params = qaic_kernels::conv::ConvParams {
+        kernel: ctx.attr_ints("kernel_shape")?.map(|v| v.into_iter().map(|x| x.max(0) as usize).collect()).unwrap_or_else(|| ws[2..].to_vec()),
+        strides: pos("strides", 1)?,
+        dilations: pos("dilations", 1)?,
+        pads: pos("pads", 0)?,
+        group: ctx.attr_i("group", 1)?.max(1) as usize,
+    };
+    let conv = QConvGlow::new(
+        IntPath::current(),
+        params,
+        k.x.0,
+        k.x.1,
+        q8(k.w.dtype(), "weights")?,
+        k.w.raw_bytes()?,
+        &ws,
+        &k.w_zp,
+        &k.bias,
+        &k.mult,
+        k.y.0,
+        k.y.1,
+    )
+    .map_err(kerr)?;
+    let (xt, yt) = (k.x.0, k.y.0);
+    Ok(Box::new(move |_: &RunCtx<'_>, inputs: &[Option<&Value>]| {
+        run_q8(xt, yt, inputs, |x, s, o| conv.run(x, s, o), |s| conv.output_shape(s))
+    }))
+}
+
+fn build_qmatmul(ctx: &BuildCtx<'_>) -> Result<Box<dyn Kernel>, OpError> {
+    let k = qconsts(ctx)?;
+    let ws = k.w.shape().to_vec();
+    if ws.len() != 2 {
+        return Err(OpError::Msg(format!("weights {ws:?} are not a matrix")));
+    }
+    let mm = QMatMulGlow::new(
+        IntPath::current(),
+        k.x.0,
+        k.x.1,
+        q8(k.w.dtype(), "weights")?,
+        k.w.raw_bytes()?,
+        ws[0],
+        ws[1],
+        &k.w_zp,
+        &k.bias,
+        &k.mult,
+        k.y.0,
+        k.y.1,
+    )
+    .map_err(kerr)?;
+    let (xt, yt) = (k.x.0, k.y.0);
+    Ok(Box::new(move |_: &RunCtx<'_>, inputs: &[Option<&Value>]| {
+        run_q8(xt, yt, inputs, |x, s, o| mm.run(x, s, o), |s| mm.output_shape(s))
+    }))
 }
 
 fn build_quantize(_: &qaic_interp::BuildCtx<'_>) -> Result<Box<dyn qaic_interp::Kernel>, qaic_interp::OpError> {

@@ -373,3 +373,85 @@ fn gather_from_a_constant_table_keeps_the_table_params() {
         }
     }
 }
+
+#[test]
+fn matrix_ops_run_on_integer_kernels() {
+    let g = graph();
+    let p = profile(&g);
+    let schemas = [(Schema::Asymmetric, false), (Schema::SymmetricWithUint8, false), (Schema::Symmetric, true)];
+    for (schema, per_channel) in schemas {
+        let cfg = QuantConfig {
+            schema_activations: schema,
+            schema_constants: schema,
+            rowwise: per_channel,
+            channelwise: per_channel,
+            ..Default::default()
+        };
+        let r = apply_precision(&g, Some(&p), &cfg).unwrap();
+        assert_eq!(r.integer_ops, 2, "{schema:?}: MatMul + its bias Add, and Conv");
+        let ops: Vec<&str> = r.graph.nodes.iter().filter(|n| n.domain == DOMAIN).map(|n| n.op_type.as_str()).collect();
+        assert!(ops.contains(&QCONV_OP) && ops.contains(&QMATMUL_OP), "{ops:?}");
+        assert!(!r.graph.nodes.iter().any(|n| matches!(n.op_type.as_str(), "Conv" | "MatMul")), "{schema:?}");
+        let float_form = apply_precision(&g, Some(&p), &QuantConfig { integer_ops: false, ..cfg.clone() }).unwrap();
+        assert_eq!(float_form.integer_ops, 0);
+        // Integer arithmetic and the QDQ form differ only where float accumulation moves a value
+        // across a rounding boundary: at most one step of the output's scale.
+        let steps = [r.params["a"].scale, r.params["z"].scale];
+        let (mut same, mut total) = (0, 0);
+        for i in 0..6 {
+            let (a, b) = (run(&r.graph, i), run(&float_form.graph, i));
+            for (k, (x, y)) in a.iter().zip(&b).enumerate() {
+                for (u, v) in x.iter().zip(y) {
+                    assert!((u - v).abs() <= steps[k] * 1.001, "{schema:?} output {k}: {u} vs {v} (step {})", steps[k]);
+                    same += usize::from(u == v);
+                    total += 1;
+                }
+            }
+        }
+        assert!(same * 10 >= total * 9, "{schema:?}: only {same} of {total} equal");
+        // The graph the report reads still has every original tensor name.
+        for name in ["m", "a", "z"] {
+            assert!(name == "m" || r.graph.find_value(name).is_some(), "{name}");
+        }
+    }
+    // Int16 keeps the QDQ form (16-bit products could overflow the i32 accumulator).
+    let r = apply_precision(&g, Some(&p), &QuantConfig { precision: Precision::Int16, ..Default::default() }).unwrap();
+    assert_eq!(r.integer_ops, 0);
+}
+
+#[test]
+fn integer_conv_is_glows_arithmetic() {
+    // One output channel, per-tensor: check y against Glow's formula computed here in scalar.
+    let g = graph();
+    let p = profile(&g);
+    let r = apply_precision(&g, Some(&p), &QuantConfig::default()).unwrap();
+    let qc = r.graph.nodes.iter().find(|n| n.op_type == QCONV_OP).unwrap();
+    let c = |i: usize| r.graph.value(qc.inputs[i].unwrap()).constant.clone().unwrap();
+    let w = c(1).to_vec::<i8>().unwrap();
+    let bias = c(2).to_vec::<i32>().unwrap();
+    let mult = c(3).to_vec::<f32>().unwrap();
+    let wz = c(4).to_vec::<i8>().unwrap();
+    let xz = c(5).to_vec::<i8>().unwrap()[0] as i32;
+    let yz = c(6).to_vec::<i8>().unwrap()[0] as i32;
+    // Multiplier and bias follow the documented formulas from the params.
+    let (sx, sz, sk) = (r.params["c"].scale, r.params["z"].scale, r.params["k"].scale);
+    assert_eq!(mult[0], (sk * sx) / sz);
+    assert_eq!(bias, constant(&r.graph, "kb__q").to_vec::<i32>().unwrap(), "Int32 bias already has scale x*w");
+    let plan = Plan::with_registry(r.graph.clone(), &registry(), &PlanOptions { keep: vec!["c__q".into(), "z__q".into()], ..Default::default() }).unwrap();
+    let mut seen: std::collections::HashMap<String, Vec<i8>> = Default::default();
+    plan.run_observed(input(2), &mut |gr, id, v| {
+        let n = &gr.value(id).name;
+        if n == "c__q" || n == "z__q" {
+            seen.insert(n.clone(), v.as_tensor().unwrap().to_vec::<i8>().unwrap());
+        }
+    })
+    .unwrap();
+    let (x, y) = (&seen["c__q"], &seen["z__q"]);
+    for m in 0..3 {
+        for s in 0..4 {
+            let acc: i32 = (0..2).map(|ch| (x[ch * 4 + s] as i32 - xz) * (w[m * 2 + ch] as i32 - wz[m] as i32)).sum();
+            let v = (((acc + bias[m]) as f32 * mult[m]).round() as i32 + yz).clamp(-128, 127);
+            assert_eq!(y[m * 4 + s] as i32, v, "channel {m} position {s}");
+        }
+    }
+}

@@ -11,7 +11,10 @@
 //! - the op itself runs on the dequantized values in float, so results equal integer arithmetic
 //!   on the quantized values up to float accumulation order; the output quantize applies the
 //!   output's own params (Glow's forced-equal params followed by `RescaleQuantized` give the
-//!   same numbers).
+//!   same numbers);
+//! - then Conv, MatMul (with its bias Add) and Gemm are lowered to integer ops with Glow's
+//!   integer arithmetic ([`crate::lower_integer`], Int8, unless `QuantConfig::integer_ops` is
+//!   off).
 //!
 //! fp16 nodes get `Cast` to float16 on their float inputs (constants converted in place) and a
 //! `Cast` back to float32 on each output, which keeps the original name.
@@ -62,6 +65,8 @@ pub struct PrecisionResult {
     pub params: BTreeMap<String, QuantParams>,
     /// Warnings (fp16 clipping of constants, ...), also logged.
     pub warnings: Vec<String>,
+    /// Quantized Conv / MatMul / Gemm lowered to integer ops ([`crate::lower_integer`]).
+    pub integer_ops: usize,
 }
 
 impl PrecisionResult {
@@ -494,7 +499,7 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
                 {
                     m.insert(ai, (1 - k, *x, *w));
                     let readers = old_nodes.iter().flat_map(|n| n.inputs.iter().flatten()).filter(|v| **v == mv).count();
-                    if readers == 1 && !rw.g.outputs.contains(&mv) {
+                    if readers == 1 && !rw.g.outputs.contains(&mv) && !cfg.keep.contains(&rw.g.value(mv).name) {
                         fc_accumulators.insert(mv);
                     }
                     break;
@@ -729,10 +734,11 @@ pub fn apply_precision(graph: &Graph, profile: Option<&Profile>, cfg: &QuantConf
     }
     g.sort_topologically().map_err(|e| QuantError::Graph(e.to_string()))?;
     g.verify().map_err(|e| QuantError::Graph(format!("the precision pass produced an invalid graph: {e}")))?;
+    let integer_ops = if cfg.integer_ops && cfg.precision == Precision::Int8 { crate::integer::lower_integer(&mut g)? } else { 0 };
     for d in &decisions {
         if d.reason != "no float32 tensors" {
             tracing::info!("{} ({}): {:?}: {}", d.node, d.op_type, d.precision, d.reason);
         }
     }
-    Ok(PrecisionResult { graph: g, decisions, params: rw.params, warnings: rw.warnings })
+    Ok(PrecisionResult { graph: g, decisions, params: rw.params, warnings: rw.warnings, integer_ops })
 }

@@ -27,13 +27,15 @@ mod fp16;
 mod igemm;
 mod path;
 mod qdq;
+mod qlinear;
 #[cfg(test)]
 mod tests;
 
 pub use fp16::{f16_to_f32, f16_to_f32_with, f32_to_f16, f32_to_f16_with};
 pub use igemm::{gemm_packed, PackedA, PackedB};
 pub use path::IntPath;
-pub use qdq::{dequantize, dequantize_with, quantize, quantize_with, requantize_with, QuantizeRounding};
+pub use qlinear::{QConvGlow, QMatMulGlow, Q8};
+pub use qdq::{dequantize, dequantize_with, quantize, quantize_with, requantize_glow_with, requantize_with, QuantizeRounding};
 
 use crate::conv::{ConvParams, Geo3};
 use crate::util::{check_len, numel};
@@ -352,6 +354,25 @@ pub fn conv_integer_packed<X: QInt>(p: &ConvParams, x: &[X], x_shape: &[usize], 
 /// gives 0. Runs on [`IntPath::current`]; same bits on every path.
 pub fn requantize<Y: QInt>(acc: &[i32], multiplier: &[f32], inner: usize, zp: Y, out: &mut [Y]) -> Result<(), KernelError> {
     requantize_with(IntPath::current(), acc, multiplier, inner, zp, out)
+}
+
+/// Glow's output stage of a quantized convolution or fully-connected layer (the reference
+/// Interpreter's, `fwdFullyConnectedInstQuantizedImpl`):
+/// `y = saturate(round_half_away(fl32(float(acc + bias[ch]) * multiplier[ch])) + zp)` with
+/// `ch = (index / inner) % multiplier.len()`, where `bias` is already in accumulator units
+/// (one value, or one per channel) and `multiplier = fl32(fl32(w_scale * x_scale) / y_scale)`.
+/// The i32 addition wraps like the hardware. Runs on [`IntPath::current`]; same bits on every
+/// path.
+///
+/// ```
+/// use qaic_kernels::quant::requantize_glow;
+/// let mut y = [0i8; 4];
+/// // 2.5 rounds away from zero (ONNX's ties-to-even `requantize` would give 2).
+/// requantize_glow(&[5, -5, 300, 1], &[0], &[0.5], 1, 0i8, &mut y).unwrap();
+/// assert_eq!(y, [3, -3, 127, 1]);
+/// ```
+pub fn requantize_glow<Y: QInt>(acc: &[i32], bias: &[i32], multiplier: &[f32], inner: usize, zp: Y, out: &mut [Y]) -> Result<(), KernelError> {
+    requantize_glow_with(IntPath::current(), acc, bias, multiplier, inner, zp, out)
 }
 
 /// Number of elements of a shape (re-exported helper for callers sizing outputs).

@@ -204,6 +204,46 @@ pub fn requantize_with<Q: QInt>(path: IntPath, acc: &[i32], multiplier: &[f32], 
     Ok(())
 }
 
+#[allow(clippy::manual_clamp)]
+#[inline(always)]
+fn requantize_glow_body<const FMA: bool, Q: QInt>(acc: &[i32], bias: i32, mult: f32, zp: i32, out: &mut [Q]) {
+    let (lo, hi, z) = (Q::MIN as f32, Q::MAX as f32, zp as f32);
+    for (o, &a) in out.iter_mut().zip(acc) {
+        // `round` is half away from zero (C `roundf`, Glow's `std::round`); `+ z` is exact
+        // for every value that is not clamped anyway.
+        let v = (a.wrapping_add(bias) as f32 * mult).round() + z;
+        *o = Q::from_i32(to_int(if v.is_nan() { 0.0 } else { v.max(lo).min(hi) }));
+    }
+}
+multiversion!(fn requantize_glow_run<Q: QInt>(acc: &[i32], bias: i32, mult: f32, zp: i32, out: &mut [Q]) => requantize_glow_body);
+
+/// [`super::requantize_glow`] on an explicit path.
+pub fn requantize_glow_with<Q: QInt>(
+    path: IntPath,
+    acc: &[i32],
+    bias: &[i32],
+    multiplier: &[f32],
+    inner: usize,
+    zp: Q,
+    out: &mut [Q],
+) -> Result<(), KernelError> {
+    check_params("requantize_glow", acc.len(), out.len(), multiplier.len(), 1, inner)?;
+    if bias.len() != multiplier.len() && bias.len() != 1 {
+        return Err(KernelError::invalid("requantize_glow", format!("{} biases for {} multipliers", bias.len(), multiplier.len())));
+    }
+    let isa = checked_isa(path)?;
+    let op = SendPtr(out.as_mut_ptr());
+    split(acc.len(), inner, |lo, hi| {
+        for_runs(lo, hi, inner, multiplier.len(), |a, b, c| {
+            // SAFETY: pieces and runs are disjoint ranges of `out`.
+            let o = unsafe { std::slice::from_raw_parts_mut(op.get().add(a), b - a) };
+            let bc = if bias.len() == 1 { bias[0] } else { bias[c] };
+            requantize_glow_run(isa, &acc[a..b], bc, multiplier[c], zp.to_i32(), o);
+        })
+    });
+    Ok(())
+}
+
 /// The f32 vector family to run a path's element-wise loops with, after checking the CPU.
 pub(crate) fn checked_isa(path: IntPath) -> Result<crate::Isa, KernelError> {
     if !path.is_available() {

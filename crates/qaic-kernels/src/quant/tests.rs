@@ -263,6 +263,33 @@ fn requantize_is_the_same_on_every_path() {
 }
 
 #[test]
+fn requantize_glow_is_the_same_on_every_path() {
+    let mut r = Rng::new(37);
+    let mut acc: Vec<i32> = (0..2053).map(|_| r.next_u64() as i32 >> r.below(31)).collect();
+    // Exact ties (x.5) in both signs: Glow rounds them away from zero.
+    acc.extend([i32::MIN, i32::MAX, 0, 1, -1, 3, -3, 1000, -1000]);
+    let mults = [0.001f32, 0.5, 1.0 / 3.0];
+    let bias = [7i32, -100, 0];
+    for inner in [1, 5, 300] {
+        let want: Vec<u8> = acc
+            .iter()
+            .enumerate()
+            .map(|(i, &a)| {
+                let c = (i / inner) % 3;
+                let v = ((a.wrapping_add(bias[c]) as f32 * mults[c]) as f64).round() + 10.0;
+                v.clamp(0.0, 255.0) as u8
+            })
+            .collect();
+        for path in IntPath::available() {
+            let mut got = vec![0u8; acc.len()];
+            requantize_glow_with(path, &acc, &bias, &mults, inner, 10u8, &mut got).unwrap();
+            assert_eq!(got, want, "{path} inner {inner}");
+        }
+    }
+    assert!(requantize_glow(&[1], &[1, 2], &[1.0; 3], 1, 0i8, &mut [0i8]).is_err(), "bias count must match");
+}
+
+#[test]
 fn fp16_conversion_is_the_same_on_every_path() {
     let mut r = Rng::new(41);
     // Every f16 bit pattern (NaNs, subnormals, infinities) widens identically.
@@ -363,5 +390,49 @@ fn gemm_rates() {
         }
         let dt = t.elapsed().as_secs_f64() / iters as f64;
         println!("{path}: int8 gemm 512^3 (packed B) {:.1} GOP/s", 2.0 * (m * n * k) as f64 / dt / 1e9);
+    }
+}
+
+#[test]
+fn qconv_depthwise_and_packed_paths_agree_with_the_reference() {
+    use crate::conv::ConvParams;
+    let mut r = Rng::new(53);
+    // (channels, spatial, kernel, stride, pad, dilation): depthwise and a grouped/plain conv.
+    for &(c, hw, k, s, p, d) in &[(8usize, 9usize, 3usize, 1usize, 1usize, 1usize), (5, 11, 3, 2, 1, 1), (4, 7, 5, 2, 2, 1), (3, 10, 3, 1, 2, 2), (6, 5, 1, 1, 0, 1)] {
+        for depthwise in [true, false] {
+            let (m, cg, group) = if depthwise { (c, 1, c) } else { (6, c, 1) };
+            let mut params = ConvParams::new(&[k, k]);
+            params.strides = vec![s, s];
+            params.pads = vec![p; 4];
+            params.dilations = vec![d, d];
+            params.group = group;
+            let x: Vec<u8> = (0..2 * c * hw * hw).map(|_| r.next_u64() as u8).collect();
+            let w: Vec<u8> = (0..m * cg * k * k).map(|_| r.next_u64() as u8).collect();
+            let w_zp: Vec<i32> = (0..m).map(|i| i as i32 % 3 - 1).collect();
+            let bias: Vec<i32> = (0..m).map(|i| i as i32 * 97 - 200).collect();
+            let mult: Vec<f32> = (0..m).map(|i| 0.002 + i as f32 * 0.0007).collect();
+            let xs = [2, c, hw, hw];
+            let ws = [m, cg, k, k];
+            let q = QConvGlow::new(IntPath::current(), params.clone(), Q8::I8, 3, Q8::I8, &w, &ws, &w_zp, &bias, &mult, Q8::U8, 7).unwrap();
+            let oshape = q.output_shape(&xs).unwrap();
+            let mut got = vec![0u8; oshape.iter().product()];
+            q.run(&x, &xs, &mut got).unwrap();
+            // Reference: the generic integer convolution and the Glow requantization.
+            let xi: Vec<i8> = x.iter().map(|&v| v as i8).collect();
+            let wi: Vec<i8> = w.iter().map(|&v| v as i8).collect();
+            let wz: Vec<i8> = w_zp.iter().map(|&v| v as i8).collect();
+            let mut acc = vec![0i32; got.len()];
+            conv_integer(&params, &xi, &xs, 3i8, &wi, &ws, ZeroPoint::PerChannel(&wz), &mut acc).unwrap();
+            let inner: usize = oshape[2..].iter().product();
+            let want: Vec<u8> = acc
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| {
+                    let ch = (i / inner) % m;
+                    (((a + bias[ch]) as f32 * mult[ch]).round() + 7.0).clamp(0.0, 255.0) as u8
+                })
+                .collect();
+            assert_eq!(got, want, "c {c} k {k} s {s} p {p} d {d} depthwise {depthwise}");
+        }
     }
 }
