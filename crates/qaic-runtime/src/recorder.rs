@@ -113,6 +113,12 @@ impl Recorder {
         self.schedule.total_ps().div_ceil(1_000_000)
     }
 
+    /// Mean simulated program time per inference so far (µs; 0 before the first).
+    pub fn mean_exec_us(&self) -> f64 {
+        let v = &self.perf.exec_us;
+        if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+    }
+
     /// Host wall time of each inference so far.
     pub fn host_times(&self) -> &[Duration] {
         &self.host_times
