@@ -769,3 +769,18 @@ fn runner_validates_outputs_against_batch_json() {
     let e = err(&f.runner(&["-t", "qpc", "-i", "a.bin", "-c"]));
     assert!(e.contains("-c needs --aic-batch-json-input"), "{e}");
 }
+
+#[test]
+fn exec_use_producer_dma_changes_the_program_not_the_outputs() {
+    let f = Fixture::new();
+    f.compile("plain", &["-dump-program=plain.txt"]);
+    f.compile("prod", &["-use-producer-dma", "-dump-program=prod.txt"]);
+    let (lp, lq) = (std::fs::read_to_string(f.dir.path().join("plain.txt")).unwrap(), std::fs::read_to_string(f.dir.path().join("prod.txt")).unwrap());
+    assert!(!lp.contains("signal=s1+1") && lq.contains("signal=s1+1") && lq.contains("sem.wait s1 >= "), "{lq}");
+    assert!(lq.contains("2 semaphores"), "{lq}");
+    let plain = ok(&f.runner(&["-t", "plain", "-i", "x.bin", "-n", "1", "--write-output-dir", "op"]));
+    let prod = ok(&f.runner(&["-t", "prod", "-i", "x.bin", "-n", "1", "--write-output-dir", "oq"]));
+    let y = |d: &str| std::fs::read(f.dir.path().join(format!("{d}/y-activation-0-inf-0.bin"))).unwrap();
+    assert_eq!(y("op"), y("oq"));
+    assert!(total_duration_us(&prod) <= total_duration_us(&plain), "{prod}\n{plain}");
+}
