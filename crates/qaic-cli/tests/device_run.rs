@@ -784,3 +784,57 @@ fn exec_use_producer_dma_changes_the_program_not_the_outputs() {
     assert_eq!(y("op"), y("oq"));
     assert!(total_duration_us(&prod) <= total_duration_us(&plain), "{prod}\n{plain}");
 }
+
+/// A DDR-bound single-core program: y = ReduceMean(Relu(x + C)) with C a 4 MiB constant, so
+/// every inference reads C, writes and re-reads the 4 MiB intermediate (≈ 12 MiB of DDR).
+const DDR_HEAVY: &str = r#"
+ir_version: 8
+opset_import { domain: "" version: 13 }
+graph {
+  name: "ddrheavy"
+  node { input: "shape" output: "big" op_type: "ConstantOfShape" name: "fill"
+         attribute { name: "value" t { dims: 1 data_type: 1 float_data: 0.5 } type: TENSOR } }
+  node { input: "x" input: "big" output: "s" op_type: "Add" name: "add0" }
+  node { input: "s" output: "r" op_type: "Relu" name: "relu0" }
+  node { input: "r" output: "y" op_type: "ReduceMean" name: "mean0"
+         attribute { name: "axes" ints: 2 ints: 3 type: INTS } }
+  initializer { dims: 4 data_type: 7 name: "shape" int64_data: 1 int64_data: 64 int64_data: 128 int64_data: 128 }
+  input { name: "x" type { tensor_type { elem_type: 1 shape { dim { dim_value: 1 } dim { dim_value: 64 } dim { dim_value: 1 } dim { dim_value: 1 } } } } }
+  output { name: "y" type { tensor_type { elem_type: 1 } } }
+}
+"#;
+
+#[test]
+fn instances_share_ddr_bandwidth() {
+    let f = Fixture::new();
+    std::fs::write(f.p("ddr.onnxtxt"), DDR_HEAVY).unwrap();
+    ok(&f.run(env!("CARGO_BIN_EXE_qaic-exec"), &["-m=ddr.onnxtxt", "-aic-num-cores=1", "-compile-only", "-aic-binary-dir=ddr"]));
+    // (instances, Inf/Sec, per-inference latency of an instance in µs, DDR bytes per inference)
+    let run = |a: u32| -> (f64, f64, f64) {
+        let out = ok(&f.runner(&["-t", "ddr", "-n", "32", "-a", &a.to_string(), "--stats-json", "s.json"]));
+        assert!(out.contains("InferenceCnt 32 "), "{out}");
+        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(f.dir.path().join("s.json")).unwrap()).unwrap();
+        let rate = j["inf_per_sec"].as_f64().unwrap();
+        let latency = j["device"]["occupancy_us"].as_f64().unwrap();
+        let ddr = (j["device"]["ddr_read_bytes"].as_u64().unwrap() + j["device"]["ddr_write_bytes"].as_u64().unwrap()) as f64;
+        (rate, latency, ddr)
+    };
+    let runs: Vec<(u32, (f64, f64, f64))> = [1, 2, 4, 8, 16].into_iter().map(|a| (a, run(a))).collect();
+    for w in runs.windows(2) {
+        let ((a, (r0, l0, _)), (b, (r1, l1, _))) = (w[0], w[1]);
+        // Per-instance latency rises with the instances sharing DDR; throughput never drops.
+        assert!(l1 > l0 * 1.2, "{a} -> {b} instances: latency {l0:.1} -> {l1:.1} us");
+        assert!(r1 >= r0 * 0.99, "{a} -> {b} instances: {r0:.1} -> {r1:.1} inf/s");
+    }
+    let (r1, l1, ddr) = runs[0].1;
+    let (r16, l16, _) = runs[4].1;
+    assert!(ddr > 12e6, "{ddr}");
+    // Saturation: 16 instances give far less than 16× (one core alone is capped at 68 GB/s,
+    // all of them share 109.2 GB/s), and never more than the sustained DDR bandwidth.
+    assert!(r16 < 2.0 * r1 && l16 > 8.0 * l1, "1 instance {r1:.1} inf/s {l1:.1} us, 16: {r16:.1} inf/s {l16:.1} us");
+    assert!(r16 * ddr <= 109.2e9 * 1.001 && r16 * ddr > 0.9 * 109.2e9, "{:.1} GB/s", r16 * ddr / 1e9);
+    // A last round with fewer inferences than instances runs fewer of them at once.
+    let t = |a: &str| total_duration_us(&ok(&f.runner(&["-t", "ddr", "-n", "3", "-a", a])));
+    assert_eq!(t("4"), t("3"));
+    assert!(t("16") < t("1"));
+}
