@@ -157,6 +157,13 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
     if ALIASES.contains(&op) {
         return Ok(None);
     }
+    // Max/Min of one tensor is that tensor: an alias of its bytes (no compute).
+    if matches!(op, "Max" | "Min") && n.inputs.iter().flatten().count() == 1 {
+        let x = n.inputs.iter().flatten().next().copied().ok_or("missing input")?;
+        if cx.dtype(x) == cx.dtype(out) && cx.shape(x) == cx.shape(out) {
+            return Ok(None);
+        }
+    }
     let ins: Vec<Option<ValueId>> = n.inputs.clone();
     let first = ins.first().copied().flatten().ok_or("missing first input")?;
     let dt = cx.dtype(out);
@@ -235,7 +242,19 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
         "Conv" | "MatMul" | "Gemm" | "BatchNormalization" | "PRelu" | "Concat" => {
             inputs.extend(ins.iter().skip(1).flatten());
         }
-        o if BINARY.contains(&o) => inputs.extend(ins.iter().skip(1).flatten()),
+        "Transpose" => {
+            // ONNX default: reverse the axes.
+            if !n.attrs.contains_key("perm") {
+                set(&mut attrs, "perm", AttrValue::Ints((0..rank).rev().collect()));
+            }
+        }
+        o if BINARY.contains(&o) => {
+            inputs.extend(ins.iter().skip(1).flatten());
+            // Pow's exponent may have another type (ONNX T2); the device computes float32 only.
+            if let Some(&e) = inputs.iter().skip(1).find(|&&v| cx.dtype(v) != DType::F32) {
+                return Err(format!("{op} operand `{}` is {:?} (only float32 compute is supported yet)", g.value(e).name, cx.dtype(e)));
+            }
+        }
         _ => {}
     }
     if op == "Conv" {

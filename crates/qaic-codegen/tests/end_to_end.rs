@@ -403,3 +403,27 @@ fn producer_dma_keeps_outputs_and_never_slows_the_program() {
     }
     assert!(faster >= 4, "producer DMA was faster in only {faster} configurations");
 }
+
+#[test]
+fn single_input_max_min_default_transpose_and_integer_pow_exponents() {
+    // Max/Min of one input is the input; Transpose without perm reverses the axes.
+    let mut b = B::new("misc");
+    let x = b.input("x", &[2, 3, 4]);
+    let m = b.node("Max", &[x], &[]);
+    let n = b.node("Min", &[m], &[]);
+    let t = b.node("Transpose", &[n], &[]);
+    let r = b.node("Relu", &[t], &[]);
+    let g = b.finish(&[r, m]);
+    for cores in [1, 2] {
+        let (c, _) = check(&g, &opts(cores));
+        assert!(!c.program.listing().contains(" op Max ") && c.program.listing().contains("perm=[2,1,0]"), "{}", c.program.listing());
+    }
+    // An integer exponent is refused at compile time, naming the operand.
+    let mut b = B::new("pow");
+    let x = b.input("x", &[4]);
+    let e = b.g.add_input("e", ValueType::tensor(DType::I32, Shape::known(&[4])));
+    let y = b.node("Pow", &[x, e], &[]);
+    let g = b.finish(&[y]);
+    let err = compile(&g, &dev(), &opts(1)).unwrap_err().to_string();
+    assert!(err.contains("Pow") && err.contains("operand `e` is I32"), "{err}");
+}
