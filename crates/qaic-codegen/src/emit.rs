@@ -39,6 +39,9 @@ const MOVES: &[&str] = &["Transpose", "Concat"];
 const TAG_RESIDENT: u8 = 4;
 /// Semaphore counting multicasts that have landed.
 const SEM_MCAST: u16 = 0;
+/// `-use-producer-dma`: semaphore counting layer-output DMAs that have landed (each output
+/// DMA increments it itself when its data is in DDR; consumers wait for the running total).
+const SEM_PRODUCED: u16 = 1;
 const SLOT_ALIGN: u64 = 128;
 
 #[derive(Clone, Debug)]
@@ -154,6 +157,13 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
     if ALIASES.contains(&op) {
         return Ok(None);
     }
+    // Max/Min of one tensor is that tensor: an alias of its bytes (no compute).
+    if matches!(op, "Max" | "Min") && n.inputs.iter().flatten().count() == 1 {
+        let x = n.inputs.iter().flatten().next().copied().ok_or("missing input")?;
+        if cx.dtype(x) == cx.dtype(out) && cx.shape(x) == cx.shape(out) {
+            return Ok(None);
+        }
+    }
     let ins: Vec<Option<ValueId>> = n.inputs.clone();
     let first = ins.first().copied().flatten().ok_or("missing first input")?;
     let dt = cx.dtype(out);
@@ -232,7 +242,19 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
         "Conv" | "MatMul" | "Gemm" | "BatchNormalization" | "PRelu" | "Concat" => {
             inputs.extend(ins.iter().skip(1).flatten());
         }
-        o if BINARY.contains(&o) => inputs.extend(ins.iter().skip(1).flatten()),
+        "Transpose" => {
+            // ONNX default: reverse the axes.
+            if !n.attrs.contains_key("perm") {
+                set(&mut attrs, "perm", AttrValue::Ints((0..rank).rev().collect()));
+            }
+        }
+        o if BINARY.contains(&o) => {
+            inputs.extend(ins.iter().skip(1).flatten());
+            // Pow's exponent may have another type (ONNX T2); the device computes float32 only.
+            if let Some(&e) = inputs.iter().skip(1).find(|&&v| cx.dtype(v) != DType::F32) {
+                return Err(format!("{op} operand `{}` is {:?} (only float32 compute is supported yet)", g.value(e).name, cx.dtype(e)));
+            }
+        }
         _ => {}
     }
     if op == "Conv" {
@@ -669,9 +691,18 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             acc += p.resident.len() as u32;
         }
     }
-    program.num_semaphores = 1;
+    program.num_semaphores = if o.use_producer_dma { 2 } else { 1 };
     // Emit every group (in parallel when asked; results are joined in order).
-    let emit_one = |gi: usize| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi])).collect() };
+    let emit_one = |gi: usize| -> Vec<Vec<Instr>> {
+        let run = |end: bool| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi], (o.use_producer_dma, end))).collect() };
+        let v = run(o.use_producer_dma);
+        // Producer DMA ends a layer without a barrier only if every working core's last
+        // instruction is a signalled output DMA (issued after all its reads); else barrier.
+        if o.use_producer_dma && !v.iter().all(|c| !c.iter().any(|i| matches!(i, Instr::Op(_))) || producer_signalled(c.last())) {
+            return run(false);
+        }
+        v
+    };
     let per_group: Vec<Vec<Vec<Instr>>> = if o.compile_threads == 1 {
         (0..plans.len()).map(emit_one).collect()
     } else {
@@ -681,9 +712,30 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             (0..plans.len()).into_par_iter().map(emit_one).collect()
         })
     };
-    for gi in per_group {
+    // Producer DMA: each layer's wait is for the output DMAs of all earlier layers (a serial
+    // prefix sum, so the targets never depend on threads); a wait for 0 is dropped.
+    let mut produced = 0u32;
+    for mut gi in per_group {
+        if o.use_producer_dma {
+            let landed: usize = gi.iter().map(|c| c.iter().filter(|i| producer_signalled(Some(i))).count()).sum();
+            for c in gi.iter_mut() {
+                c.retain(|i| !matches!(i, Instr::SemWait { sem: SEM_PRODUCED, .. }) || produced > 0);
+                for i in c.iter_mut() {
+                    if let Instr::SemWait { sem: SEM_PRODUCED, at_least } = i {
+                        *at_least = produced;
+                    }
+                }
+            }
+            produced += landed as u32;
+        }
         for (c, v) in gi.into_iter().enumerate() {
             program.cores[c].instrs.extend(v);
+        }
+    }
+    if o.use_producer_dma && produced > 0 {
+        // Every output has landed before the final copies and `End`.
+        for c in 0..ncores as usize {
+            program.cores[c].instrs.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: produced });
         }
     }
     // Output copies (aliases of inputs/constants/other outputs) on core 0.
@@ -936,7 +988,7 @@ fn estimate_ps(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, dev: &DeviceModel, ncores: 
     let lay = Layout { loc: BTreeMap::new() };
     let mut prog = Program::new("estimate", dev.hw_version, ncores as usize, 0);
     for c in 0..ncores {
-        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0);
+        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0, (false, false));
     }
     let costs = dev.core_costs(&prog);
     let mut worst = 0u64;
@@ -995,18 +1047,45 @@ fn alloc_scratch(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], lay: &mut Layout, s
     top
 }
 
-/// Instructions of core `c` for one group.
-fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32) -> Vec<Instr> {
+/// An output DMA of `-use-producer-dma` (it signals [`SEM_PRODUCED`] when it lands).
+fn producer_signalled(i: Option<&Instr>) -> bool {
+    matches!(i, Some(Instr::Dma(Dma { signal: Some(SemSignal { sem: SEM_PRODUCED, .. }), .. })))
+}
+
+/// Instructions of core `c` for one group. `producer` = (`-use-producer-dma`, end the layer
+/// without a barrier): the layer starts with its local constant loads, then waits until the
+/// output DMAs of all earlier layers have landed (a [`SEM_PRODUCED`] wait whose target the
+/// caller fills in), and its output DMAs signal [`SEM_PRODUCED`] themselves.
+#[allow(clippy::too_many_arguments)]
+fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32, producer: (bool, bool)) -> Vec<Instr> {
     let mut v = vec![Instr::Layer { name: p.name.clone() }];
     let all = CoreMask::first(ncores);
     let Some(tiles) = p.tiles.get(c as usize).filter(|t| !t.is_empty()) else {
-        v.push(Instr::Barrier { cores: all });
+        if !producer.1 {
+            v.push(Instr::Barrier { cores: all });
+        }
         return v;
     };
     let loc = |x: ValueId| lay.loc.get(&cx.r(x)).copied().unwrap_or((0, 0));
     // Operands every tile uses: once per layer (multicast from the first core when enabled).
     let mut local = false;
+    // Producer DMA: constants this core loads itself need no wait (its own DMA engine runs
+    // in order, after its previous output DMAs); everything else waits for earlier layers.
+    let early = |val: ValueId| producer.0 && !p.multicast && cx.is_const(cx.r(val));
+    for &(val, off) in p.resident.iter().filter(|r| early(r.0)) {
+        let (b, o) = loc(val);
+        if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), None, (0, 1), off, true, TAG_RESIDENT) {
+            v.push(Instr::Dma(d));
+            local = true;
+        }
+    }
+    if producer.0 {
+        v.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: 0 });
+    }
     for (i, &(val, off)) in p.resident.iter().enumerate() {
+        if early(val) {
+            continue;
+        }
         let (b, o) = loc(val);
         let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), None, (0, 1), off, true, TAG_RESIDENT) else { continue };
         if p.multicast {
@@ -1092,13 +1171,18 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
             }
             let val = ln[m].output;
             let (b, o) = loc(val);
-            if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, base(t) + p.out_slot[k], false, 2 + (t % 2) as u8) {
+            if let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, base(t) + p.out_slot[k], false, 2 + (t % 2) as u8) {
+                if producer.1 {
+                    d.signal = Some(SemSignal { sem: SEM_PRODUCED, add: 1 });
+                }
                 v.push(Instr::Dma(d));
             }
         }
     }
-    v.push(Instr::DmaWait { tag: 2 });
-    v.push(Instr::DmaWait { tag: 3 });
-    v.push(Instr::Barrier { cores: all });
+    if !producer.1 {
+        v.push(Instr::DmaWait { tag: 2 });
+        v.push(Instr::DmaWait { tag: 3 });
+        v.push(Instr::Barrier { cores: all });
+    }
     v
 }

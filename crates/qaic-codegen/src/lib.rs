@@ -116,8 +116,10 @@ pub struct CodegenOptions {
     /// Constant tensors every core needs are DMA'd once and multicast
     /// (`-multicast-weights`), lowering DDR reads.
     pub multicast_weights: bool,
-    /// Producer-side DMA of layer outputs into consumer VTCM (`-use-producer-dma`). Not
-    /// supported yet: `true` is refused.
+    /// `-use-producer-dma`: each output DMA signals a semaphore itself when its data has
+    /// landed, and layers synchronise on that count instead of `dma.wait` + barrier, so a
+    /// core starts its next layer's constant loads while the other cores' outputs are still
+    /// in flight (docs/virtual-aic100.md §8).
     pub use_producer_dma: bool,
     /// Threads generating per-layer code (`-compile-threads`, 0 = all); output bytes never
     /// depend on it.
@@ -244,9 +246,6 @@ fn check_options(dev: &DeviceModel, o: &CodegenOptions) -> Result<(), CodegenErr
     let r = o.vtcm_working_set_limit_ratio;
     if !(r > 0.0 && r <= 1.0) {
         return opt("-vtcm-working-set-limit-ratio", format!("{r} must be in (0, 1]"));
-    }
-    if o.use_producer_dma {
-        return opt("-use-producer-dma", "not supported yet".into());
     }
     if o.convert_to_fp16 {
         return opt("-convert-to-fp16", "not supported yet by the AIC100 code generator".into());

@@ -354,3 +354,76 @@ fn a_layer_that_only_fits_single_buffered_still_compiles() {
     assert!(c.program.vtcm_bytes <= (8u64 << 20) * 8 / 100, "{}", c.program.vtcm_bytes);
     assert_eq!(c.report.layers[0].tiles_per_core, 4);
 }
+
+/// Residual net: a skip connection reads a value two layers later, so a layer's outputs and
+/// scratch reuse cross more than one layer boundary.
+fn residual_net(batch: usize, hw: usize) -> Graph {
+    let mut b = B::new("resnet");
+    let x = b.input("x", &[batch, 16, hw, hw]);
+    let c0 = b.conv(x, 16, 32, 3, 1, 1);
+    let r0 = b.node("Relu", &[c0], &[]);
+    let c1 = b.conv(r0, 32, 32, 3, 1, 1);
+    let r1 = b.node("Relu", &[c1], &[]);
+    let c2 = b.conv(r1, 32, 32, 1, 1, 1);
+    let s = b.node("Add", &[c2, r0], &[]);
+    let y = b.node("Relu", &[s], &[]);
+    let p = b.node("MaxPool", &[y], &[("kernel_shape", Attr::Ints(vec![2, 2])), ("strides", Attr::Ints(vec![2, 2]))]);
+    let c3 = b.conv(p, 32, 16, 3, 1, 1);
+    b.finish(&[c3])
+}
+
+#[test]
+fn producer_dma_keeps_outputs_and_never_slows_the_program() {
+    let mut faster = 0;
+    for (name, g, o) in [
+        ("conv 4 cores", conv_net(4, 16), opts(4)),
+        ("conv 8 cores mos 8 multicast", conv_net(8, 16), CodegenOptions { mos: Some(8), multicast_weights: true, ..opts(8) }),
+        ("residual 4 cores", residual_net(2, 16), opts(4)),
+        ("residual 3 cores, small VTCM", residual_net(2, 16), CodegenOptions { vtcm_working_set_limit_ratio: 0.05, ..opts(3) }),
+        ("wide 1 core", wide_net(1, 16, 32), opts(1)),
+        ("residual depth-first 2 cores", residual_net(4, 8), CodegenOptions { depth_first: true, ..opts(2) }),
+    ] {
+        let (plain, rp) = check(&g, &o);
+        let (prod, rq) = check(&g, &CodegenOptions { use_producer_dma: true, ..o.clone() });
+        // Same bytes out, on the same inputs.
+        let ins = inputs_for(&g, 1);
+        assert_eq!(simulate(&plain, &ins).1.outputs, simulate(&prod, &ins).1.outputs, "{name}");
+        // The program differs: output DMAs signal semaphore 1 as they land, layers wait on it.
+        let (lp, lq) = (plain.program.listing(), prod.program.listing());
+        assert!(!lp.contains("signal=s1+") && lq.contains("signal=s1+1") && lq.contains("sem.wait s1 >= "), "{name}\n{lq}");
+        assert!(lq.matches("barrier").count() < lp.matches("barrier").count(), "{name}");
+        assert_eq!(prod.program.num_semaphores, 2);
+        // Never slower; the traffic is the same.
+        assert!(rq.stats.total_ps <= rp.stats.total_ps, "{name}: {} ps with producer DMA vs {} ps", rq.stats.total_ps, rp.stats.total_ps);
+        assert_eq!((rq.stats.ddr_read_bytes, rq.stats.ddr_write_bytes), (rp.stats.ddr_read_bytes, rp.stats.ddr_write_bytes), "{name}");
+        if rq.stats.total_ps < rp.stats.total_ps {
+            faster += 1;
+        }
+        eprintln!("{name}: {:.3} us -> {:.3} us", rp.stats.total_ps as f64 / 1e6, rq.stats.total_ps as f64 / 1e6);
+    }
+    assert!(faster >= 4, "producer DMA was faster in only {faster} configurations");
+}
+
+#[test]
+fn single_input_max_min_default_transpose_and_integer_pow_exponents() {
+    // Max/Min of one input is the input; Transpose without perm reverses the axes.
+    let mut b = B::new("misc");
+    let x = b.input("x", &[2, 3, 4]);
+    let m = b.node("Max", &[x], &[]);
+    let n = b.node("Min", &[m], &[]);
+    let t = b.node("Transpose", &[n], &[]);
+    let r = b.node("Relu", &[t], &[]);
+    let g = b.finish(&[r, m]);
+    for cores in [1, 2] {
+        let (c, _) = check(&g, &opts(cores));
+        assert!(!c.program.listing().contains(" op Max ") && c.program.listing().contains("perm=[2,1,0]"), "{}", c.program.listing());
+    }
+    // An integer exponent is refused at compile time, naming the operand.
+    let mut b = B::new("pow");
+    let x = b.input("x", &[4]);
+    let e = b.g.add_input("e", ValueType::tensor(DType::I32, Shape::known(&[4])));
+    let y = b.node("Pow", &[x, e], &[]);
+    let g = b.finish(&[y]);
+    let err = compile(&g, &dev(), &opts(1)).unwrap_err().to_string();
+    assert!(err.contains("Pow") && err.contains("operand `e` is I32"), "{err}");
+}

@@ -72,7 +72,7 @@ pub fn codegen_options(cfg: &ExecConfig) -> Result<CodegenOptions, RunError> {
         // network's cores (MiB): each core gets its share.
         depth_first_mem_kib: d.depth_first_mem.map(|mib| mib as u64 * 1024 / num_cores as u64),
         multicast_weights: d.multicast_weights,
-        use_producer_dma: false,
+        use_producer_dma: d.use_producer_dma,
         compile_threads: d.compile_threads.map_or(0, |t| t as usize),
         convert_to_fp16: cfg.quantization.convert_to_fp16,
         bindings: qaic_ir::Bindings::new(),

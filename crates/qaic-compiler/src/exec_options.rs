@@ -145,7 +145,7 @@ pub static EXEC_OPTIONS: &[OptSpec] = &[
     o("retained-state", FLAG, "Keep *_RetainedState outputs on the device as the next run's inputs (KV cache).")
         .unsupported(COMPILE).group(G_COMPILE),
     o("multicast-weights", FLAG, "Load weights used on several cores once and multicast them.").group(G_COMPILE),
-    o("use-producer-dma", FLAG, "Start NSP DMAs from the thread producing the data.").unsupported(COMPILE).group(G_COMPILE),
+    o("use-producer-dma", FLAG, "Start NSP DMAs from the thread producing the data: each layer-output DMA signals a semaphore when it lands and layers synchronise on that count instead of a barrier, so a core loads its next layer's weights while other cores' outputs are in flight (same results, predicted time never longer).").group(G_COMPILE),
     o("combine-inputs", FLAG, "Combine inputs into fewer buffers for transfer.").unsupported(COMPILE).group(G_COMPILE),
     o("combine-outputs", FLAG, "Combine outputs into one buffer for transfer.").unsupported(COMPILE).group(G_COMPILE),
     o("sdp-cluster-sizes", ValueKind::IntList { min: 1, max: 16, max_items: 4 }, "Single-device partitioning cluster sizes (sum = -aic-num-cores).")
@@ -412,6 +412,8 @@ pub struct DeviceConfig {
     pub binary_dir: Option<PathBuf>,
     pub retained_state: bool,
     pub multicast_weights: bool,
+    /// `-use-producer-dma`.
+    pub use_producer_dma: bool,
     pub sdp_cluster_sizes: Vec<u32>,
     pub specialization_config: Option<PathBuf>,
     pub custom_io_list_file: Option<PathBuf>,
@@ -720,6 +722,7 @@ impl ExecConfig {
             binary_dir: path(a, "aic-binary-dir"),
             retained_state: a.flag("retained-state"),
             multicast_weights: a.flag("multicast-weights"),
+            use_producer_dma: a.flag("use-producer-dma"),
             sdp_cluster_sizes: a
                 .int_list("sdp-cluster-sizes")
                 .map(|v| v.iter().map(|&m| m as u32).collect())

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use qaic_runtime::{LoadOptions, LoadedQpc, ProfilingConfig, ProfilingType, Recorder, RecorderEvent, RecorderOptions, RunSummary, DEFAULT_SUBMIT_RETRIES};
 use qaic_tensor::{Shape, Tensor};
 
-use crate::cli_options::{Action, CliError, Feature, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind};
+use crate::cli_options::{Action, CliError, OptSpec, OptionTable, Parsed, ParsedArgs, Status, ValueKind};
 use crate::exec_options::RandomInputs;
 use crate::inputs::InputSpec;
 use crate::outputs::{join_dir, output_file_name};
@@ -32,8 +32,6 @@ const G_OUT: &str = "Outputs";
 const G_PROF: &str = "Profiling and statistics";
 const G_INFO: &str = "Information";
 
-const PARTITION: Feature = Feature { name: "multi-device partitioning", issue: None };
-const RUNTIME: Feature = Feature { name: "this runtime control", issue: None };
 
 const fn o(name: &'static str, kind: ValueKind, help: &'static str) -> OptSpec {
     OptSpec::new(name, kind, help)
@@ -57,11 +55,14 @@ pub static RUNNER_OPTIONS: &[OptSpec] = &[
         .status(Status::Ignored("one host thread drives the simulator")).group(G_RUN),
     o("random-seed", ANY_NONNEG, "qaic-rs: seed of the random inputs.").default("0").group(G_RUN),
     o("unbound-random", FLAG, "Random inputs: every byte 0..255 regardless of the data type.").group(G_RUN),
-    o("D", ValueKind::Str("qid[:qid]"), "Device list of multi-device QPCs.").aliases(&["aic-device-map", "dev-list"]).unsupported(PARTITION).group(G_RUN),
+    o("D", ValueKind::Str("qid[:qid]"), "Device map: the QIDs a multi-device QPC runs on, separated by ':'. qaic-rs QPCs use one device, so -D <id> is -d <id> (validated); a map listing fewer or more devices than the QPC uses is an error naming both counts.")
+        .aliases(&["aic-device-map", "dev-list"]).group(G_RUN),
     o("o", PATH, "Expected output file, once per output in binding order: every inference's outputs must equal them byte for byte (Output validation successful! / Validation Failed for iteration ...).").aliases(&["output-file"]).repeatable().group(G_RUN),
     o("l", FLAG, "Live reporting: every -r ms of host time, print the inferences so far and their simulated device rate.").aliases(&["live-reporting"]).group(G_RUN),
-    o("r", ANY_POS, "Live reporting period (ms of host time); needs -l.").aliases(&["live-reporting-period"]).default("1000").group(G_RUN),
-    o("s", FLAG, "Periodic live profiling stats.").aliases(&["stats"]).unsupported(RUNTIME).group(G_RUN),
+    o("r", ANY_POS, "Reporting period in ms: of host time for -l, of simulated device time for -s; needs -l or -s.").aliases(&["live-reporting-period"]).default("1000").group(G_RUN),
+    o("s", FLAG, "Periodic live statistics over simulated device time: each time the run's simulated device time passes another -r ms, print `Stats: <n> inference(s) after <t> ms of simulated device time; last <d> ms: <k> inference(s), <r> samples/s; overall <R> samples/s; exec <e> us/inference`.")
+        .aliases(&["stats"]).group(G_RUN),
+    o("c", FLAG, "Validate every inference's outputs byte for byte against the `out` entries of its --aic-batch-json-input set (entries with skip-validation are not checked); mismatches are listed and the run exits with status 1.").group(G_RUN),
     o("p", ValueKind::Enum(&["on", "off"]), "Host pre/post processing (the QPC's transform sequences, e.g. custom I/O layout and precision). off: inputs and outputs are in the DMA buffers' (network) format.").aliases(&["pre-post-processing"]).default("on").group(G_RUN),
     o("auto-batch-input", FLAG, "An -i file holding one sample (1/batch of the input) is repeated up to the QPC's batch size.").group(G_RUN),
     o("aic-batch-input-directory", PATH, "Batch mode (single-input networks): every file of the directory, in name order, one per inference; inference i uses file i mod K.").group(G_RUN),
@@ -148,6 +149,12 @@ pub struct RunnerConfig {
     pub live_period_ms: Option<u64>,
     /// `--auto-batch-input`.
     pub auto_batch: bool,
+    /// `-D`: the device map (QIDs); `device_id` is its first entry.
+    pub device_map: Option<Vec<u32>>,
+    /// `-s` with `-r`: live statistics period in ms of simulated device time.
+    pub stats_period_ms: Option<u64>,
+    /// `-c`: validate outputs against the `out` entries of `--aic-batch-json-input`.
+    pub check_json_outputs: bool,
 }
 
 /// A batch input mode of qaic-runner.
@@ -258,11 +265,22 @@ where
         batch_max_memory_mb: int(&a, "aic-batch-max-memory", 1024) as u64,
         live_period_ms: a.flag("l").then(|| int(&a, "r", 1000) as u64),
         auto_batch: a.flag("auto-batch-input"),
+        device_map: None,
+        stats_period_ms: a.flag("s").then(|| int(&a, "r", 1000) as u64),
+        check_json_outputs: a.flag("c"),
     };
-    if a.given("r") && !a.flag("l") {
-        return Err(CliError::Requires { option: a.spelled("r"), needs: "-l".into() });
+    if a.given("r") && !a.flag("l") && !a.flag("s") {
+        return Err(CliError::Requires { option: a.spelled("r"), needs: "-l or -s".into() });
     }
     let mut cfg = cfg;
+    if let Some(m) = a.str("D") {
+        if a.given("d") {
+            return Err(CliError::Conflict { a: a.spelled("D"), b: a.spelled("d") });
+        }
+        let map = parse_device_map(m).map_err(|message| CliError::Invalid { option: a.spelled("D"), message })?;
+        cfg.device_id = map[0];
+        cfg.device_map = Some(map);
+    }
     let modes: Vec<(&str, BatchInput)> = [
         ("aic-batch-input-directory", a.str("aic-batch-input-directory").map(|p| BatchInput::Directory(p.into()))),
         ("aic-batch-input-file-list", a.str("aic-batch-input-file-list").map(|p| BatchInput::FileList(p.into()))),
@@ -280,6 +298,14 @@ where
         }
         cfg.batch = Some(m);
     }
+    if cfg.check_json_outputs {
+        if !matches!(cfg.batch, Some(BatchInput::Json(_))) {
+            return Err(CliError::Requires { option: a.spelled("c"), needs: "--aic-batch-json-input (its `out` entries are the expected outputs)".into() });
+        }
+        if a.given("o") {
+            return Err(CliError::Conflict { a: a.spelled("c"), b: a.spelled("o") });
+        }
+    }
     if cfg.time_s.is_none() && cfg.write_output_dir.is_some() && cfg.write_output_start_iter + cfg.write_output_num_samples > cfg.num_iter {
         return Err(CliError::Invalid {
             option: "-write-output-num-samples".into(),
@@ -290,6 +316,48 @@ where
         });
     }
     Ok(RunnerCommand::Run(Box::new(cfg)))
+}
+
+/// Parses a `-D` device map: QIDs separated by `:` (`0`, `0:1`), each at most once.
+pub fn parse_device_map(text: &str) -> Result<Vec<u32>, String> {
+    let mut ids = Vec::new();
+    for part in text.split(':') {
+        let id: u32 = part.trim().parse().map_err(|_| format!("`{text}` is not a device map: expected QIDs separated by ':' (e.g. 0 or 0:1), `{part}` is not a device id"))?;
+        if ids.contains(&id) {
+            return Err(format!("device {id} is listed twice in `{text}`"));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Devices a qaic-rs QPC runs on: one (there is no multi-device partitioning).
+pub const QPC_DEVICES: usize = 1;
+
+/// Checks a `-D` map against the number of devices the QPC uses (both counts named).
+pub fn check_device_map(map: &[u32], qpc_devices: usize, qpc: &std::path::Path) -> Result<(), String> {
+    let list = map.iter().map(u32::to_string).collect::<Vec<_>>().join(":");
+    let s = |n: usize| if n == 1 { "" } else { "s" };
+    if map.len() < qpc_devices {
+        return Err(format!(
+            "-D {list} lists {} device{}, but {} needs {qpc_devices} device{}",
+            map.len(),
+            s(map.len()),
+            qpc.display(),
+            s(qpc_devices)
+        ));
+    }
+    if map.len() > qpc_devices {
+        return Err(format!(
+            "-D {list} lists {} device{}, but {} uses {qpc_devices} device{} (qaic-rs QPCs are single-device: give one id, e.g. -D {})",
+            map.len(),
+            s(map.len()),
+            qpc.display(),
+            s(qpc_devices),
+            map[0]
+        ));
+    }
+    Ok(())
 }
 
 /// What the runner does, as it happens.
@@ -418,6 +486,161 @@ fn live_line(rec: &Recorder, batch: u32) -> String {
     format!("Live: {} inference(s) after {:.1} s of host time; simulated device {us} us, {rate:.3} samples/s", rec.count(), rec.host_times().iter().map(Duration::as_secs_f64).sum::<f64>())
 }
 
+/// `-s`: a `Stats:` line each time the run's simulated device time passes another period.
+struct LiveStats {
+    period_us: u64,
+    next_us: u64,
+    last_count: u64,
+    last_us: u64,
+}
+
+impl LiveStats {
+    fn new(period_ms: u64) -> LiveStats {
+        let period_us = period_ms.max(1).saturating_mul(1000);
+        LiveStats { period_us, next_us: period_us, last_count: 0, last_us: 0 }
+    }
+
+    /// The line to print after the latest inference, if a period boundary was passed (one
+    /// line however many were passed).
+    fn after_inference(&mut self, rec: &Recorder, batch: u32) -> Option<String> {
+        let now = rec.simulated_us();
+        if now < self.next_us {
+            return None;
+        }
+        while self.next_us <= now {
+            self.next_us = self.next_us.saturating_add(self.period_us);
+        }
+        let (n, k, d) = (rec.count(), rec.count() - self.last_count, now - self.last_us);
+        let rate = |count: u64, us: u64| if us == 0 { 0.0 } else { count as f64 * batch as f64 * 1e6 / us as f64 };
+        let line = live_stats_line(n, now, k, d, rate(k, d), rate(n, now), rec.mean_exec_us());
+        self.last_count = n;
+        self.last_us = now;
+        Some(line)
+    }
+}
+
+/// The `-s` line: inferences so far, simulated device time (ms), the last period's inferences
+/// and rate, the overall rate (samples/s = inferences × batch per simulated second) and the
+/// mean simulated program time per inference. Never contains `Inf/Sec` (scripts grep it).
+pub fn live_stats_line(count: u64, now_us: u64, last_count: u64, last_us: u64, last_rate: f64, overall_rate: f64, exec_us: f64) -> String {
+    format!(
+        "Stats: {count} inference(s) after {:.3} ms of simulated device time; last {:.3} ms: {last_count} inference(s), {last_rate:.3} samples/s; overall {overall_rate:.3} samples/s; exec {exec_us:.3} us/inference",
+        now_us as f64 / 1000.0,
+        last_us as f64 / 1000.0
+    )
+}
+
+/// An expected output of `-o` or `-c`: where it came from and its bytes.
+#[derive(Clone, Debug)]
+struct Expected {
+    file: String,
+    bytes: Vec<u8>,
+}
+
+/// One element of `dtype` at the start of `b`, for messages.
+fn fmt_elem(dtype: qaic_tensor::DType, b: &[u8]) -> String {
+    use qaic_tensor::DType as D;
+    let arr = |n: usize| -> Option<[u8; 8]> {
+        let mut a = [0u8; 8];
+        a[..n].copy_from_slice(b.get(..n)?);
+        Some(a)
+    };
+    let v = match dtype {
+        D::F32 => arr(4).map(|a| f32::from_le_bytes([a[0], a[1], a[2], a[3]]).to_string()),
+        D::F64 => arr(8).map(|a| f64::from_le_bytes(a).to_string()),
+        D::I8 => b.first().map(|&x| (x as i8).to_string()),
+        D::U8 | D::Bool => b.first().map(|x| x.to_string()),
+        D::I16 => arr(2).map(|a| i16::from_le_bytes([a[0], a[1]]).to_string()),
+        D::U16 => arr(2).map(|a| u16::from_le_bytes([a[0], a[1]]).to_string()),
+        D::I32 => arr(4).map(|a| i32::from_le_bytes([a[0], a[1], a[2], a[3]]).to_string()),
+        D::U32 => arr(4).map(|a| u32::from_le_bytes([a[0], a[1], a[2], a[3]]).to_string()),
+        D::I64 => arr(8).map(|a| i64::from_le_bytes(a).to_string()),
+        D::U64 => arr(8).map(|a| u64::from_le_bytes(a).to_string()),
+        _ => None,
+    };
+    v.unwrap_or_else(|| format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+}
+
+/// `  output `y` differs from <file>: <k> of <n> element(s); first at element <e>: got <g>, expected <w>`.
+fn mismatch_line(o: &qaic_runtime::IoInfo, want: &Expected, got: &[u8]) -> String {
+    let es = o.dtype.size_of().unwrap_or(1).max(1);
+    let n = got.len().div_ceil(es);
+    let elem = |b: &[u8], e: usize| b.get(e * es..((e + 1) * es).min(b.len())).unwrap_or(&[]).to_vec();
+    let differing: Vec<usize> = (0..n).filter(|&e| elem(got, e) != elem(&want.bytes, e)).collect();
+    let first = differing.first().copied().unwrap_or(0);
+    format!(
+        "  output `{}` differs from {}: {} of {n} element(s); first at element {first}: got {}, expected {}",
+        o.name,
+        want.file,
+        differing.len(),
+        fmt_elem(o.dtype, &elem(got, first)),
+        fmt_elem(o.dtype, &elem(&want.bytes, first))
+    )
+}
+
+/// `-c`: the expected outputs of every `--aic-batch-json-input` set, from its `out` entries
+/// (by `map-to`, else in output order; `skip-validation` entries are not checked). Entries are
+/// checked against the output bindings (element type and size, dims, file size) before any run.
+fn json_expected_outputs(path: &std::path::Path, qpc: &LoadedQpc) -> Result<Vec<Vec<Option<Expected>>>, RunError> {
+    use crate::inputs::{read_json_inputs, IoDirection};
+    let j = read_json_inputs(path)?;
+    let outs = qpc.outputs();
+    let names = || outs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ");
+    let mut sets = Vec::with_capacity(j.inferences.len());
+    let mut any = false;
+    for (k, set) in j.inferences.iter().enumerate() {
+        let err = |m: String| RunError::Model(format!("-c: {}: IO-files[{k}]: {m}", j.file));
+        let entries: Vec<_> = set.iter().filter(|e| e.direction == IoDirection::Out).collect();
+        any |= !entries.is_empty();
+        if let Some(e) = entries.iter().find(|e| e.map_to.as_ref().is_some_and(|m| !outs.iter().any(|o| &o.name == m))) {
+            return Err(err(format!("map-to `{}` is not an output of the QPC (outputs: {})", e.map_to.as_deref().unwrap_or(""), names())));
+        }
+        if entries.len() > outs.len() {
+            return Err(err(format!("{} out entries, the QPC has {} output(s) ({})", entries.len(), outs.len(), names())));
+        }
+        let mut unnamed = entries.iter().filter(|e| e.map_to.is_none());
+        let mut v = Vec::with_capacity(outs.len());
+        for o in outs {
+            let e = match entries.iter().find(|e| e.map_to.as_deref() == Some(o.name.as_str())) {
+                Some(e) => Some(*e),
+                None => unnamed.next().copied(),
+            };
+            let Some(e) = e.filter(|e| !e.skip_validation) else {
+                v.push(None);
+                continue;
+            };
+            let file = e.path.display().to_string();
+            let bad = |m: String| err(format!("out entry {file} for output `{}` ({} {:?}): {m}", o.name, o.dtype.name(), o.shape));
+            if let Some(s) = e.elem_size
+                && Some(s) != o.dtype.size_of()
+            {
+                return Err(bad(format!("elem-size {s}")));
+            }
+            if e.elem_size.is_none()
+                && let Some(dt) = e.dtype
+                && dt.size_of() != o.dtype.size_of()
+            {
+                return Err(bad(format!("data-type {dt}")));
+            }
+            if let Some(d) = &e.dims
+                && d.as_slice() != o.shape.as_slice()
+            {
+                return Err(bad(format!("dims {d:?}")));
+            }
+            let bytes = std::fs::read(&e.path).map_err(|er| err(format!("out entry {file}: {er}")))?;
+            if bytes.len() as u64 != o.bytes {
+                return Err(bad(format!("the file has {} bytes, the output {}", bytes.len(), o.bytes)));
+            }
+            v.push(Some(Expected { file, bytes }));
+        }
+        sets.push(v);
+    }
+    if !any {
+        return Err(RunError::Model(format!("-c: {} has no `out` entries to validate against (add {{\"io-direction\": \"out\", \"path\": ..., \"map-to\": <output>}} entries)", j.file)));
+    }
+    Ok(sets)
+}
+
 /// Result of a runner run: statistics, the last inference's simulator figures, and the lines
 /// printed after the Stats block.
 pub type RunnerReport = RunSummary;
@@ -435,6 +658,9 @@ pub(crate) fn recorder_event(e: RecorderEvent) -> Option<RunnerEvent> {
 /// files are written atomically.
 pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<RunnerReport, RunError> {
     let variant = if cfg.standard14 { qaic_device::Variant::Standard14 } else { qaic_device::Variant::Pro16 };
+    if let Some(map) = &cfg.device_map {
+        check_device_map(map, QPC_DEVICES, &cfg.test_data).map_err(RunError::Model)?;
+    }
     let opts = LoadOptions { instances: cfg.activations, device_id: cfg.device_id, variant, host_processing: cfg.host_processing };
     let qpc = LoadedQpc::open(&cfg.test_data, &opts).map_err(|e| RunError::Model(e.to_string()))?;
     let ios = qpc.inputs().to_vec();
@@ -444,8 +670,13 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
         None => vec![single_inputs(cfg, &qpc, events)?],
     };
     let data = sets[0].clone();
-    // -o: expected outputs, checked before any run.
-    let expected: Vec<Vec<u8>> = if cfg.expected_outputs.is_empty() {
+    // -o / -c: expected outputs, read and checked before any run; one list per input set.
+    let expected: Vec<Vec<Option<Expected>>> = if cfg.check_json_outputs {
+        match &cfg.batch {
+            Some(BatchInput::Json(p)) => json_expected_outputs(p, &qpc)?,
+            _ => return Err(RunError::Model("-c needs --aic-batch-json-input".into())),
+        }
+    } else if cfg.expected_outputs.is_empty() {
         Vec::new()
     } else {
         let outs = qpc.outputs();
@@ -458,9 +689,9 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             if b.len() as u64 != o.bytes {
                 return Err(RunError::Model(format!("output file {}: {} bytes, output `{}` ({} {:?}) has {}", f.display(), b.len(), o.name, o.dtype.name(), o.shape, o.bytes)));
             }
-            v.push(b);
+            v.push(Some(Expected { file: f.display().to_string(), bytes: b }));
         }
-        v
+        vec![v]
     };
     if cfg.dump_input_buffers {
         let dir = cfg.write_output_dir.clone().unwrap_or_else(|| ".".into());
@@ -479,6 +710,7 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
     let start = Instant::now();
     let mut last_report = Instant::now();
     let mut pending: Vec<String> = Vec::new();
+    let mut live_stats = cfg.stats_period_ms.map(LiveStats::new);
     loop {
         let i = rec.count();
         match cfg.time_s {
@@ -492,11 +724,22 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
                 }
             }).map_err(|e| RunError::Model(e.to_string()))?;
         if !expected.is_empty() {
+            let want = &expected[(i % expected.len() as u64) as usize];
+            let (mut failed, mut passed, mut details) = (0usize, 0usize, Vec::new());
             // The vendor skips its stats buffer `aiccyclecounts`; this QPC has none.
-            let failed = outs.iter().zip(&expected).zip(qpc.outputs()).filter(|((g, w), o)| o.name != "aiccyclecounts" && g != w).count();
+            for ((g, w), o) in outs.iter().zip(want).zip(qpc.outputs()) {
+                let Some(w) = w.as_ref().filter(|_| o.name != "aiccyclecounts") else { continue };
+                if g == &w.bytes {
+                    passed += 1;
+                } else {
+                    failed += 1;
+                    details.push(mismatch_line(o, w, g));
+                }
+            }
             if failed > 0 {
                 failed_iterations += 1;
-                validation.push(format!("Validation Failed for iteration {i}, num failed: {failed}, num passed: {}", outs.len() - failed));
+                validation.push(format!("Validation Failed for iteration {i}, num failed: {failed}, num passed: {passed}"));
+                validation.extend(details);
             }
         }
         if let Some(dir) = &cfg.write_output_dir
@@ -520,6 +763,11 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             last_report = Instant::now();
             events(RunnerEvent::Message(live_line(&rec, qpc.batch_size())));
         }
+        if let Some(s) = live_stats.as_mut() {
+            if let Some(l) = s.after_inference(&rec, qpc.batch_size()) {
+                events(RunnerEvent::Message(l));
+            }
+        }
     }
     let summary = rec
         .finish(&qpc, &mut |e| {
@@ -533,7 +781,8 @@ pub fn run(cfg: &RunnerConfig, events: &mut dyn FnMut(RunnerEvent)) -> Result<Ru
             events(RunnerEvent::Message(l));
         }
         if failed_iterations > 0 {
-            return Err(RunError::Model(format!("output validation failed for {failed_iterations} of {} inference(s)", summary.stats.inference_cnt)));
+            let what = if cfg.check_json_outputs { "output validation (-c, against the `out` entries of the batch JSON)" } else { "output validation" };
+            return Err(RunError::Model(format!("{what} failed for {failed_iterations} of {} inference(s)", summary.stats.inference_cnt)));
         }
         events(RunnerEvent::Message("Output validation successful!".into()));
     }
@@ -565,12 +814,35 @@ mod tests {
     }
 
     #[test]
+    fn device_map_stats_and_check() {
+        let c = cfg(&["-t", "q", "-D", "0"]);
+        assert_eq!((c.device_id, c.device_map), (0, Some(vec![0])));
+        let c = cfg(&["-t", "q", "--aic-device-map=2:0", "-s", "-r", "5"]);
+        assert_eq!((c.device_id, c.device_map.clone(), c.stats_period_ms, c.live_period_ms), (2, Some(vec![2, 0]), Some(5), None));
+        assert_eq!(cfg(&["-t", "q", "--stats"]).stats_period_ms, Some(1000));
+        assert!(cfg(&["-t", "q", "-c", "--aic-batch-json-input", "j"]).check_json_outputs);
+        let q = std::path::Path::new("qpc");
+        assert!(check_device_map(&[0], 1, q).is_ok());
+        let e = check_device_map(&[0, 1], 1, q).unwrap_err();
+        assert!(e.contains("lists 2 devices") && e.contains("uses 1 device "), "{e}");
+        let e = check_device_map(&[3], 2, q).unwrap_err();
+        assert!(e.contains("lists 1 device,") && e.contains("needs 2 devices"), "{e}");
+        let l = live_stats_line(10, 2500, 4, 1000, 4000.0, 4000.0, 240.5);
+        assert_eq!(l, "Stats: 10 inference(s) after 2.500 ms of simulated device time; last 1.000 ms: 4 inference(s), 4000.000 samples/s; overall 4000.000 samples/s; exec 240.500 us/inference");
+    }
+
+    #[test]
     fn errors() {
         let e = |a: &[&str]| parse_runner_command(a).unwrap_err().to_string();
         assert!(e(&["-n", "3"]).contains("Missing test data path"));
         assert!(e(&["-t", "q", "-n", "0"]).contains("out of range"));
         assert!(e(&["-t", "q", "-n", "2", "--write-output-start-iter", "2"]).contains("should be <= numInf(2)"));
-        assert!(e(&["-t", "q", "-D", "0:1"]).starts_with("not supported yet: -D"));
+        assert!(e(&["-t", "q", "-D", "0:x"]).contains("`x` is not a device id"));
+        assert!(e(&["-t", "q", "-D", "1:1"]).contains("device 1 is listed twice"));
+        assert!(e(&["-t", "q", "-D", "0", "-d", "0"]).contains("cannot be used together"));
+        assert!(e(&["-t", "q", "-c"]).contains("needs --aic-batch-json-input"));
+        assert!(e(&["-t", "q", "-c", "--aic-batch-json-input", "j", "-o", "y.bin"]).contains("cannot be used together"));
+        assert!(e(&["-t", "q", "-r", "5"]).contains("needs -l or -s"));
         assert!(e(&["-t", "q", "--num-iters", "2"]).starts_with("Invalid option --num-iters."));
         assert!(matches!(parse_runner_command(["--help"]), Ok(RunnerCommand::Help(t)) if t.contains("qaic-runner")));
     }

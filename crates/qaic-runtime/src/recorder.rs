@@ -71,6 +71,8 @@ pub struct Recorder {
     window_index: u64,
     next_report_ps: u64,
     crc: (u64, u64),
+    /// Program time charged to the last inference (with DDR contention between instances).
+    last_program_ps: u64,
 }
 
 const PS_PER_MS: u64 = 1_000_000_000;
@@ -100,6 +102,7 @@ impl Recorder {
             window_index: 0,
             next_report_ps,
             crc: (0, 0),
+            last_program_ps: 0,
         })
     }
 
@@ -111,6 +114,12 @@ impl Recorder {
     /// Simulated duration of the run so far (µs, rounded up), as the Stats block counts it.
     pub fn simulated_us(&self) -> u64 {
         self.schedule.total_ps().div_ceil(1_000_000)
+    }
+
+    /// Mean simulated program time per inference so far (µs; 0 before the first).
+    pub fn mean_exec_us(&self) -> f64 {
+        let v = &self.perf.exec_us;
+        if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
     }
 
     /// Host wall time of each inference so far.
@@ -138,7 +147,10 @@ impl Recorder {
         self.host_times.push(t0.elapsed());
         let dev: &DeviceModel = qpc.simulator().device();
         let (in_bytes, out_bytes) = qpc.io_bytes();
-        let occ = inference_occupancy_ps(dev, r.run.stats.total_ps, in_bytes + out_bytes);
+        // Instances run at once and share DDR: the program takes as long as `a` copies of it
+        // running together (a last, partial round is corrected in `finish`).
+        let prog_ps = self.program_ps(qpc, r.run.stats.total_ps, qpc.instances())?;
+        let occ = inference_occupancy_ps(dev, prog_ps, in_bytes + out_bytes);
         let timeout = self.timeout_ps();
         if occ > timeout {
             // The simulator is deterministic: every retry takes the same simulated time.
@@ -159,7 +171,7 @@ impl Recorder {
         let in_ps = DeviceModel::transfer_ps(in_bytes, dev.host_pcie_bytes_per_s);
         let out_ps = DeviceModel::transfer_ps(out_bytes, dev.host_pcie_bytes_per_s);
         let us = |ps: u64| ps as f64 / 1e6;
-        self.perf.exec_us.push(us(r.run.stats.total_ps));
+        self.perf.exec_us.push(us(prog_ps));
         self.perf.input_wait_us.push(us(in_ps));
         self.perf.output_wait_us.push(us(out_ps));
         self.schedule.add(occ);
@@ -170,7 +182,7 @@ impl Recorder {
                 let exec_total = us(dev.host_submit_ps) + us(occ) + us(dev.host_irq_ps);
                 self.latency.push(LatencyRow {
                     sample: i,
-                    device: qpc.device_stats().map(|_| DeviceLatency { inf_per_sec: batch * 1e6 / us(occ).max(1e-9), exec_us: us(r.run.stats.total_ps), in_wait_us: us(in_ps), out_wait_us: us(out_ps) }),
+                    device: qpc.device_stats().map(|_| DeviceLatency { inf_per_sec: batch * 1e6 / us(occ).max(1e-9), exec_us: us(prog_ps), in_wait_us: us(in_ps), out_wait_us: us(out_ps) }),
                     host_round_trip_us: exec_total,
                     submit_us: us(dev.host_submit_ps),
                     exec_total_us: exec_total,
@@ -204,7 +216,17 @@ impl Recorder {
             self.op_stats_run = Some(r.run.clone());
         }
         self.last = Some(r.run);
+        self.last_program_ps = prog_ps;
         Ok(r.outputs)
+    }
+
+    /// Program time of one inference while `k` instances run at once (DDR shared; module
+    /// `qaic_sim::instances`); `solo_ps` for one.
+    fn program_ps(&self, qpc: &LoadedQpc, solo_ps: u64, k: u32) -> Result<u64, RuntimeError> {
+        if k <= 1 {
+            return Ok(solo_ps);
+        }
+        qpc.simulator().concurrent_time_ps(k).map_err(|e| RuntimeError::Device(format!("timing {k} concurrent instances: {e}")))
     }
 
     /// Writes the trace and latency files (`rewrite`: a periodic report, announced with
@@ -232,12 +254,28 @@ impl Recorder {
     }
 
     /// Ends the run: writes the final profiling files and builds the statistics.
-    pub fn finish(self, qpc: &LoadedQpc, events: &mut dyn FnMut(RecorderEvent)) -> Result<RunSummary, RuntimeError> {
+    pub fn finish(mut self, qpc: &LoadedQpc, events: &mut dyn FnMut(RecorderEvent)) -> Result<RunSummary, RuntimeError> {
+        // A last, partial round ran fewer instances at once than were charged: m < a of them.
+        let a = qpc.instances().max(1) as u64;
+        let m = self.schedule.count() % a;
+        if m > 0 && a > 1 {
+            let solo = self.last.as_ref().map_or(0, |r| r.stats.total_ps);
+            let (full, part) = (self.program_ps(qpc, solo, a as u32)?, self.program_ps(qpc, solo, m as u32)?);
+            let delta = full.saturating_sub(part);
+            for inst in 0..m as usize {
+                self.schedule.shorten(inst, delta);
+            }
+            let n = self.perf.exec_us.len();
+            for v in &mut self.perf.exec_us[n - m as usize..] {
+                *v = part as f64 / 1e6;
+            }
+            self.last_program_ps = part;
+        }
         let streamed = self.opts.profiling.as_ref().is_some_and(|p| p.streaming());
         self.write_files(qpc, streamed, events)?;
         let dev = qpc.simulator().device();
         let (in_bytes, out_bytes) = qpc.io_bytes();
-        let fig = self.last.as_ref().map_or_else(DeviceFigures::default, |r| DeviceFigures::from_sim(&r.stats, inference_occupancy_ps(dev, r.stats.total_ps, in_bytes + out_bytes)));
+        let fig = self.last.as_ref().map_or_else(DeviceFigures::default, |r| DeviceFigures::from_sim(&r.stats, inference_occupancy_ps(dev, self.last_program_ps, in_bytes + out_bytes)));
         let mut stats = RunStats::new(&self.schedule, qpc.batch_size(), qpc.instances(), qpc.num_cores(), &self.host_times, fig);
         let mut device_lines = String::new();
         if let Some(cfg) = qpc.device_stats() {

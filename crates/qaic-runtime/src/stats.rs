@@ -45,6 +45,12 @@ impl Schedule {
         let n = self.busy_ps.len() as u64;
         self.busy_ps[(self.count % n) as usize]
     }
+    /// Takes `ps` off instance `i`'s busy time (a correction of its last inference).
+    pub fn shorten(&mut self, i: usize, ps: u64) {
+        if let Some(b) = self.busy_ps.get_mut(i) {
+            *b = b.saturating_sub(ps);
+        }
+    }
     /// Inferences added.
     pub fn count(&self) -> u64 {
         self.count

@@ -46,6 +46,7 @@
 
 mod engine;
 mod exec;
+pub mod instances;
 mod plan;
 
 pub use engine::{CoreStats, LayerStats, SimStats, TraceEvent, TraceTrack};
@@ -98,6 +99,8 @@ pub struct Simulator {
     kernels: &'static qaic_kernels::Kernels,
     plan: std::sync::OnceLock<Result<plan::Plan, SimError>>,
     workspace: std::sync::Mutex<plan::Workspace>,
+    /// Program time with k instances running at once ([`Simulator::concurrent_time_ps`]).
+    concurrent: std::sync::Mutex<std::collections::BTreeMap<u32, u64>>,
 }
 
 impl Simulator {
@@ -111,7 +114,7 @@ impl Simulator {
             return Err(SimError::Constants { name, got: constants.len() as u64, want });
         }
         let kernels = qaic_kernels::Kernels::from_env()?;
-        Ok(Simulator { program, device, constants, kernels, plan: std::sync::OnceLock::new(), workspace: std::sync::Mutex::new(plan::Workspace::default()) })
+        Ok(Simulator { program, device, constants, kernels, plan: std::sync::OnceLock::new(), workspace: std::sync::Mutex::new(plan::Workspace::default()), concurrent: Default::default() })
     }
 
     /// The loaded program.
@@ -122,6 +125,21 @@ impl Simulator {
     /// The device model used for timing.
     pub fn device(&self) -> &DeviceModel {
         &self.device
+    }
+
+    /// Predicted device time of one inference when `instances` copies of the program run at
+    /// once on disjoint cores and share the DDR bandwidth (module [`instances`]); computed once
+    /// per count. One instance: the program's own time.
+    pub fn concurrent_time_ps(&self, instances: u32) -> Result<u64, SimError> {
+        let k = instances.max(1);
+        if let Some(t) = self.concurrent.lock().ok().and_then(|m| m.get(&k).copied()) {
+            return Ok(t);
+        }
+        let t = instances::concurrent_stats(&self.program, &self.device, k)?.total_ps;
+        if let Ok(mut m) = self.concurrent.lock() {
+            m.insert(k, t);
+        }
+        Ok(t)
     }
 
     /// Names and sizes of the input buffers, in the order [`Simulator::run`] takes them.
