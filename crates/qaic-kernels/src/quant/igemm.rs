@@ -18,6 +18,7 @@
 
 use super::{IntPath, QInt};
 use crate::threads::{num_threads, parallel_for, SendPtr};
+use crate::dispatch::multiversion;
 use crate::KernelError;
 
 /// Register tile of one path's micro-kernel: rows of A, columns of B.
@@ -123,21 +124,34 @@ impl PackedB {
         let mut data = vec![0u8; panels * kp * nr * esize];
         let mut colsum = vec![0i32; n];
         let zpv: Vec<i32> = (0..n).map(|j| zp.at(j) - off).collect();
-        for j in 0..n {
-            let (pn, jj) = (j / nr, j % nr);
-            let base = pn * kp * nr;
-            let mut s = 0i32;
+        // Element (p, j) sits in panel j / nr, group p / g, lane j % nr, slot p % g.
+        let mut put = |p: usize, j: usize, v: i32| {
+            let idx = (j / nr) * kp * nr + (p / g) * nr * g + (j % nr) * g + p % g;
+            match engine {
+                Engine::Quad => data[idx] = v as i8 as u8,
+                Engine::Pair => data[2 * idx..2 * idx + 2].copy_from_slice(&(v as i16).to_le_bytes()),
+            }
+        };
+        if cs == 1 && n > 0 {
+            // Rows of B are contiguous (an activation packed per call): read them in order.
             for p in 0..k {
-                let v = b[p * rs + j * cs].to_i32() - off;
-                s = s.wrapping_add(v);
-                // Element (p, j) sits in group p / g, lane jj, slot p % g.
-                let idx = base + (p / g) * nr * g + jj * g + p % g;
-                match engine {
-                    Engine::Quad => data[idx] = v as i8 as u8,
-                    Engine::Pair => data[2 * idx..2 * idx + 2].copy_from_slice(&(v as i16).to_le_bytes()),
+                let row = &b[p * rs..p * rs + n];
+                for (j, x) in row.iter().enumerate() {
+                    let v = x.to_i32() - off;
+                    colsum[j] = colsum[j].wrapping_add(v);
+                    put(p, j, v);
                 }
             }
-            colsum[j] = s;
+        } else {
+            for (j, cs_j) in colsum.iter_mut().enumerate() {
+                let mut s = 0i32;
+                for p in 0..k {
+                    let v = b[p * rs + j * cs].to_i32() - off;
+                    s = s.wrapping_add(v);
+                    put(p, j, v);
+                }
+                *cs_j = s;
+            }
         }
         Ok(PackedB { path, engine, a_bits: A::BITS, a_signed: A::SIGNED, k, n, kp, data, colsum, zp: zpv })
     }
@@ -271,6 +285,7 @@ pub fn gemm_packed(a: &PackedA, b: &PackedB, c: &mut [i32], c_rs: usize, c_cs: u
     let cp = SendPtr(c.as_mut_ptr());
     let esize = if a.engine == Engine::Quad { 1 } else { 2 };
     let steps = a.kp / a.engine.group();
+    let isa = a.path.isa();
     let run = |t0: usize, t1: usize| {
         let mut acc = [0i32; 8 * 32];
         for t in t0..t1 {
@@ -289,6 +304,19 @@ pub fn gemm_packed(a: &PackedA, b: &PackedB, c: &mut [i32], c_rs: usize, c_cs: u
             unsafe { ukernel(a.path, a.engine, steps, &ap, bp, &mut acc) };
             let j0 = pn * nr;
             let cols = nr.min(n - j0);
+            if c_cs == 1 {
+                // Contiguous rows: the vectorised form of the correction below
+                // (`acc - zb·ra - za·colsum + k·za·zb = acc - zb·(ra - k·za) - za·colsum`,
+                // an identity of wrapping arithmetic).
+                for r in 0..rows {
+                    let i = i0 + r;
+                    // SAFETY: row i, columns j0..j0+cols of C are inside C and this tile's.
+                    let out = unsafe { std::slice::from_raw_parts_mut(cp.get().add(i * c_rs + j0), cols) };
+                    let ra = a.rowsum[i].wrapping_sub((k as i32).wrapping_mul(a.zp[i]));
+                    epilogue_row(isa, &acc[r * nr..r * nr + cols], &b.zp[j0..j0 + cols], &b.colsum[j0..j0 + cols], a.zp[i], ra, out);
+                }
+                continue;
+            }
             for r in 0..rows {
                 let i = i0 + r;
                 let (za, ra) = (a.zp[i], a.rowsum[i]);
@@ -313,6 +341,14 @@ pub fn gemm_packed(a: &PackedA, b: &PackedB, c: &mut [i32], c_rs: usize, c_cs: u
     }
     Ok(())
 }
+
+#[inline(always)]
+fn epilogue_row_body<const FMA: bool>(acc: &[i32], zb: &[i32], colsum: &[i32], za: i32, ra: i32, out: &mut [i32]) {
+    for (((o, &v), &z), &cs) in out.iter_mut().zip(acc).zip(zb).zip(colsum) {
+        *o = v.wrapping_sub(z.wrapping_mul(ra)).wrapping_sub(za.wrapping_mul(cs));
+    }
+}
+multiversion!(fn epilogue_row(acc: &[i32], zb: &[i32], colsum: &[i32], za: i32, ra: i32, out: &mut [i32]) => epilogue_row_body);
 
 /// Runs the path's micro-kernel over `steps` groups of k: `acc[r*nr + j] = Σ A[r] · B[:, j]`.
 ///
