@@ -22,6 +22,15 @@ pub const SUPPORTED_OPS: &[&str] = &[
 /// `qaic.quant.Quantize` rounds the Glow way (zero point added in float before rounding).
 const QDQ: &[(&str, &str, &str)] = &[("qaic.quant", "Quantize", "QuantizeGlow"), ("", "DequantizeLinear", "DequantizeLinear"), ("ai.onnx", "DequantizeLinear", "DequantizeLinear")];
 
+/// Integer matrix ops of quantized graphs (qaic-quant's lowering): (domain, op type, device op).
+/// Inputs `x, w, bias, multiplier, w_zero_point` travel as tiles (the per-channel ones split
+/// with the weights); the scalar zero points become attributes.
+const QLINEAR: &[(&str, &str, &str)] = &[("qaic.quant", "QConv", "QConvGlow"), ("qaic.quant", "QMatMul", "QMatMulGlow")];
+
+fn qlinear_op(n: &Node) -> Option<&'static str> {
+    QLINEAR.iter().find(|(d, o, _)| *d == n.domain && *o == n.op_type).map(|(_, _, dev)| *dev)
+}
+
 /// The device op of a quantize/dequantize node, if it is one.
 fn qdq_op(n: &Node) -> Option<&'static str> {
     QDQ.iter().find(|(d, o, _)| *d == n.domain && *o == n.op_type).map(|(_, _, dev)| *dev)
@@ -143,6 +152,9 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
     let op = n.op_type.as_str();
     if let Some(dev) = qdq_op(n) {
         return lower_qdq(cx, n, dev).map(Some);
+    }
+    if let Some(dev) = qlinear_op(n) {
+        return lower_qlinear(cx, n, dev).map(Some);
     }
     if !n.domain.is_empty() && n.domain != "ai.onnx" {
         return Err(format!("domain `{}`", n.domain));
@@ -311,6 +323,41 @@ fn lower_qdq(cx: &Ctx<'_>, n: &Node, dev: &str) -> Result<LNode, String> {
     Ok(LNode { name: n.display_name(g), op: dev.to_string(), inputs: vec![x], output: out, attrs })
 }
 
+/// An integer convolution or matrix product (8-bit in and out, i32 accumulation, Glow's
+/// requantization; `qaic_kernels::quant::QConvGlow` / `QMatMulGlow` run it on the simulator).
+fn lower_qlinear(cx: &Ctx<'_>, n: &Node, dev: &str) -> Result<LNode, String> {
+    let g = cx.g;
+    let Some(Some(out)) = n.outputs.first().copied() else { return Err("no output".into()) };
+    let inp = |i: usize| n.inputs.get(i).copied().flatten().ok_or_else(|| format!("missing input {i}"));
+    let zp = |i: usize| -> Result<i64, String> {
+        let t = g.value(inp(i)?).constant.as_ref().ok_or_else(|| format!("input {i} (zero point) is not a constant"))?;
+        match t.dtype() {
+            DType::I8 if t.len() == 1 => Ok(t.to_vec::<i8>().map_err(|e| e.to_string())?[0] as i64),
+            DType::U8 if t.len() == 1 => Ok(t.to_vec::<u8>().map_err(|e| e.to_string())?[0] as i64),
+            d => Err(format!("zero point of {} {d:?} values (one int8 or uint8 value is supported)", t.len())),
+        }
+    };
+    let x = inp(0)?;
+    for (v, what) in [(x, "input"), (out, "output"), (inp(1)?, "weights")] {
+        if !matches!(cx.dtype(v), DType::I8 | DType::U8) {
+            return Err(format!("{what} of type {:?} (int8 and uint8 are supported)", cx.dtype(v)));
+        }
+    }
+    for i in 1..=4 {
+        if !cx.is_const(inp(i)?) {
+            return Err(format!("input {i} is not a constant"));
+        }
+    }
+    let mut attrs: Vec<(String, AttrValue)> = n.attrs.iter().filter_map(|(k, v)| conv_attr(v).map(|a| (k.clone(), a))).collect();
+    attrs.push(("x_zero_point".into(), AttrValue::Int(zp(5)?)));
+    attrs.push(("y_zero_point".into(), AttrValue::Int(zp(6)?)));
+    if dev == "QConvGlow" && !n.attrs.contains_key("kernel_shape") {
+        attrs.push(("kernel_shape".into(), AttrValue::Ints(cx.shape(inp(1)?)[2..].iter().map(|&d| d as i64).collect())));
+    }
+    attrs.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(LNode { name: n.display_name(g), op: dev.to_string(), inputs: (0..5).map(inp).collect::<Result<_, _>>()?, output: out, attrs })
+}
+
 /// Broadcast mapping of an input of shape `is` onto output axis `a` of rank `r`.
 fn bcast(is: &[usize], os: &[usize], a: usize) -> Option<Slice> {
     let off = os.len() as i64 - is.len() as i64;
@@ -339,7 +386,17 @@ fn mapping(cx: &Ctx<'_>, n: &LNode, a: usize) -> Option<Vec<Slice>> {
     let op = n.op.as_str();
     let all_same = |v: Vec<Slice>| Some(v);
     match op {
-        "Conv" => {
+        "QMatMulGlow" => {
+            let r = os.len();
+            if a + 1 == r {
+                Some(vec![Slice::Whole, Slice::Same(1), Slice::Same(0), Slice::Same(0), Slice::Same(0)])
+            } else {
+                let mut v = vec![Slice::Same(a)];
+                v.extend(std::iter::repeat_n(Slice::Whole, 4));
+                Some(v)
+            }
+        }
+        "Conv" | "QConvGlow" => {
             let group = int("group", 1) as usize;
             let c = ish(0).get(1).copied().unwrap_or(0);
             let m = os[1];
@@ -519,7 +576,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let by_type: Vec<UnsupportedOp> = g
         .nodes
         .iter()
-        .filter(|n| qdq_op(n).is_none() && (!(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED_OPS.contains(&n.op_type.as_str())))
+        .filter(|n| qdq_op(n).is_none() && qlinear_op(n).is_none() && (!(n.domain.is_empty() || n.domain == "ai.onnx") || !SUPPORTED_OPS.contains(&n.op_type.as_str())))
         .map(|n| UnsupportedOp {
             op_type: n.op_type.clone(),
             node: n.display_name(g),
@@ -536,7 +593,11 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                 cx.shapes.insert(v, s);
                 cx.dtypes.insert(v, d);
             }
-            Err(_) if !by_type.is_empty() => return Err(CodegenError::Unsupported(by_type)),
+            Err(e) if !by_type.is_empty() => {
+                // The unsupported operators are the error; the shape is logged for -vv.
+                tracing::debug!("{e}");
+                return Err(CodegenError::Unsupported(by_type));
+            }
             Err(e) => return Err(e),
         }
     }
@@ -583,7 +644,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             let lv = last.output;
             let single = readers.get(&lv).is_some_and(|r| r.len() == 1 && r[0] == i) && !outputs_root.contains(&lv);
             let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
-                || o.depth_first && matches!(l.op.as_str(), "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool");
+                || o.depth_first && matches!(l.op.as_str(), "Conv" | "QConvGlow" | "MaxPool" | "AveragePool" | "GlobalAveragePool");
             if single && follower_ok {
                 // The follower must read the producer's output with the producer's shape (an
                 // alias with another shape would slice different bytes along the same axis).
@@ -1160,7 +1221,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
                 op.set_attr(a, val.clone());
             }
             // A depthwise convolution split along channels has as many groups as the tile.
-            if l.op == "Conv" && p.axis == Some(1) && map.as_ref().is_some_and(|mm| mm[0] == Slice::Same(1)) {
+            if matches!(l.op.as_str(), "Conv" | "QConvGlow") && p.axis == Some(1) && map.as_ref().is_some_and(|mm| mm[0] == Slice::Same(1)) {
                 op.set_attr("group", AttrValue::Int((r.1 - r.0) as i64));
             }
             v.push(Instr::Op(op));

@@ -110,3 +110,64 @@ fn per_axis_quantization_is_refused_naming_the_node() {
     let e = compile(&b.g, &DeviceModel::aic100(Variant::Pro16), &CodegenOptions::default()).unwrap_err().to_string();
     assert!(e.contains("QuantizeLinear") && e.contains("DequantizeLinear"), "{e}");
 }
+
+/// Float x[1,4,9,9] → Conv 3x3 → Relu → depthwise Conv 3x3 (stride 2) → Conv 1x1 → Reshape →
+/// MatMul + Add: quantized by qaic-quant, its matrix ops become `qaic.quant.QConv` / `QMatMul`.
+fn float_net() -> Graph {
+    let mut g = Graph::new("fnet");
+    g.set_opset("", 17);
+    let x = g.add_input("x", ValueType::tensor(DType::F32, Shape::known(&[1, 4, 9, 9])));
+    let mut b = B { g, n: 0 };
+    let f = |n: usize, k: usize| (0..n).map(|j| (((j * 31 + k * 7) % 23) as f32 - 11.0) / 40.0).collect::<Vec<f32>>();
+    let w1 = b.cst(Tensor::from_vec(vec![8, 4, 3, 3], f(288, 1)).unwrap());
+    let b1 = b.cst(Tensor::from_vec(vec![8], f(8, 2)).unwrap());
+    let pads = ("pads", Attr::Ints(vec![1, 1, 1, 1]));
+    let c1 = b.node("", "Conv", &[x, w1, b1], vt(DType::F32, &[1, 8, 9, 9]), &[pads.clone()]);
+    let r1 = b.node("", "Relu", &[c1], vt(DType::F32, &[1, 8, 9, 9]), &[]);
+    let w2 = b.cst(Tensor::from_vec(vec![8, 1, 3, 3], f(72, 3)).unwrap());
+    let c2 = b.node("", "Conv", &[r1, w2], vt(DType::F32, &[1, 8, 5, 5]), &[pads, ("group", Attr::Int(8)), ("strides", Attr::Ints(vec![2, 2]))]);
+    let w3 = b.cst(Tensor::from_vec(vec![6, 8, 1, 1], f(48, 4)).unwrap());
+    let b3 = b.cst(Tensor::from_vec(vec![6], f(6, 5)).unwrap());
+    let c3 = b.node("", "Conv", &[c2, w3, b3], vt(DType::F32, &[1, 6, 5, 5]), &[]);
+    let shape = b.cst(Tensor::from_vec(vec![2], vec![1i64, 150]).unwrap());
+    let fl = b.node("", "Reshape", &[c3, shape], vt(DType::F32, &[1, 150]), &[]);
+    let w4 = b.cst(Tensor::from_vec(vec![150, 5], f(750, 6)).unwrap());
+    let mm = b.node("", "MatMul", &[fl, w4], vt(DType::F32, &[1, 5]), &[]);
+    let b4 = b.cst(Tensor::from_vec(vec![5], f(5, 7)).unwrap());
+    let y = b.node("", "Add", &[mm, b4], vt(DType::F32, &[1, 5]), &[]);
+    b.g.outputs = vec![y];
+    b.g
+}
+
+fn sample(i: usize) -> Tensor {
+    Tensor::from_vec(vec![1, 4, 9, 9], (0..324).map(|j| ((j * 53 + i * 17) % 97) as f32 / 30.0 - 1.5).collect::<Vec<f32>>()).unwrap()
+}
+
+#[test]
+fn integer_matrix_ops_are_bit_exact_with_the_interpreter() {
+    use qaic_quant::{apply_precision, profile_graph, ProfileConfig, QuantConfig, Schema};
+    let g = float_net();
+    let prof = profile_graph(&g, &ProfileConfig { num_histogram_bins: 64, threads: 1 }, 4, &|i| Ok(vec![Value::from(sample(i))]), &|_| {}).unwrap();
+    for (schema, per_channel) in [(Schema::Asymmetric, false), (Schema::SymmetricWithUint8, true)] {
+        let cfg = QuantConfig { schema_activations: schema, schema_constants: schema, channelwise: per_channel, rowwise: per_channel, ..Default::default() };
+        let r = apply_precision(&g, Some(&prof), &cfg).unwrap();
+        assert_eq!(r.integer_ops, 4, "{schema:?}: three convolutions and the MatMul");
+        let mut q = r.graph;
+        q.prune(&[]);
+        let plan = qaic_interp::Plan::with_registry(q.clone(), &qaic_quant::registry(), &qaic_interp::PlanOptions::default()).unwrap();
+        for cores in [1u32, 4] {
+            let c = compile(&q, &DeviceModel::aic100(Variant::Pro16), &CodegenOptions { num_cores: cores, ..Default::default() }).unwrap();
+            let listing = c.program.listing();
+            assert!(listing.contains("op QConvGlow") && listing.contains("op QMatMulGlow"), "{listing}");
+            let sim = Simulator::new(c.program.clone(), c.constants.clone(), DeviceModel::aic100(Variant::Pro16)).unwrap();
+            for i in 0..3 {
+                let xt = sample(10 + i);
+                let want = plan.run(vec![Value::from(xt.clone())]).unwrap().remove(0).into_tensor().unwrap().to_vec::<f32>().unwrap();
+                let run = sim.run(&[xt.raw_bytes().unwrap().to_vec()]).unwrap();
+                let got: Vec<f32> = run.outputs[0].chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                assert_eq!(bits(&got), bits(&want), "{schema:?}, {cores} cores, sample {i}");
+            }
+        }
+    }
+}

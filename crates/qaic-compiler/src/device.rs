@@ -115,19 +115,24 @@ pub fn qpc_options(cfg: &ExecConfig) -> QpcOptions {
 /// Loads the model, generates the per-core programs and assembles the QPC (written to
 /// `-aic-binary-dir`/programqpc.bin when given).
 pub fn compile(cfg: &ExecConfig) -> Result<CompileOutput, RunError> {
-    // -convert-to-fp16 alone reaches codegen (which says it does not support it yet).
-    let mut without_fp16 = cfg.clone();
-    without_fp16.quantization.convert_to_fp16 = false;
-    if crate::precision::is_active(&without_fp16) {
-        return Err(RunError::NotSupported(
-            "quantization options with the virtual AIC100: the code generator computes in float32 only (use -run-on-interpreter)".into(),
-        ));
-    }
+    compile_with_events(cfg, &mut |_| {})
+}
+
+/// [`compile`], reporting profiling progress and the precision summary through `events` when
+/// quantization options are given (the graph is quantized first: see
+/// [`crate::precision::device_graph`]).
+pub fn compile_with_events(cfg: &ExecConfig, events: &mut dyn FnMut(crate::run::RunEvent)) -> Result<CompileOutput, RunError> {
     let dev = device_model(cfg)?;
     let opts = codegen_options(cfg)?;
     let mut pass_times = Vec::new();
     let t = Instant::now();
     let mut graph = crate::run::load_graph(cfg)?;
+    // -convert-to-fp16 alone reaches codegen (which says it does not support it yet).
+    let mut without_fp16 = cfg.clone();
+    without_fp16.quantization.convert_to_fp16 = false;
+    if crate::precision::is_active(&without_fp16) {
+        graph = crate::precision::device_graph(cfg, graph, events)?;
+    }
     let custom = match &cfg.device.custom_io_list_file {
         Some(p) => crate::custom_io::read_custom_io(p)?,
         None => Vec::new(),

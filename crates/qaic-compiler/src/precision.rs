@@ -193,18 +193,6 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
         }
     }
     let graph = load_graph(cfg)?;
-    let model_path = cfg.load.model.clone().unwrap_or_default();
-    let origin = |p: &Path| p.display().to_string();
-
-    // The profile: loaded, or measured on this run's inputs.
-    let mut profile = None;
-    if let Some(p) = &q.load_profile {
-        let prof = qaic_quant::Profile::load(p)?;
-        for w in prof.check_graph(&graph, &origin(p))? {
-            tracing::warn!("{w}");
-        }
-        profile = Some(prof);
-    }
     // The float model gives the input specs (and is what runs when nothing is rewritten).
     let float_model = InterpreterModel::from_graph(cfg, graph.clone(), &qaic_quant::registry())?;
     let specs = float_model.inputs().to_vec();
@@ -213,32 +201,7 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
         let t = sets.load(k, &specs).map_err(|e| e.to_string())?;
         float_model.graph_inputs(t).map_err(|e| e.to_string())
     };
-    if q.dump_profile.is_some() || q.convert_to_quantize {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let result = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                let tx = tx;
-                qaic_quant::profile_graph(&graph, &pcfg, sets.count, &loader, &|p| {
-                    let _ = tx.send(p);
-                })
-            });
-            for p in rx {
-                events(RunEvent::Profiling(p));
-            }
-            h.join()
-        });
-        let mut prof = result.map_err(|_| RunError::Model("the profiling thread panicked".into()))??;
-        if let Some(info) = prof.info.as_mut() {
-            info.options = profile_options(cfg, &model_path);
-        }
-        if let Some(p) = &q.dump_profile {
-            prof.save(p)?;
-            events(RunEvent::WroteFile(p.display().to_string()));
-        }
-        if q.convert_to_quantize {
-            profile = Some(prof);
-        }
-    }
+    let profile = obtain_profile(cfg, &graph, sets.count, &loader, events)?;
 
     if !quantizing && !fp16_rules && q.keep_original_precision_op_kinds.is_empty() {
         // -dump-profile alone: the float run.
@@ -266,6 +229,111 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
         events(RunEvent::WroteFile(path.display().to_string()));
     }
     Ok(report)
+}
+
+/// The profile of this run: `-load-profile`, or measured on the input list (`-dump-profile`,
+/// which also writes it, and `-convert-to-quantize`, which uses it).
+fn obtain_profile(
+    cfg: &ExecConfig,
+    graph: &qaic_ir::Graph,
+    count: usize,
+    loader: qaic_quant::InputLoader<'_>,
+    events: &mut dyn FnMut(RunEvent),
+) -> Result<Option<qaic_quant::Profile>, RunError> {
+    let q = &cfg.quantization;
+    let pcfg = profile_config(cfg);
+    let model_path = cfg.load.model.clone().unwrap_or_default();
+    let origin = |p: &Path| p.display().to_string();
+
+    // The profile: loaded, or measured on this run's inputs.
+    let mut profile = None;
+    if let Some(p) = &q.load_profile {
+        let prof = qaic_quant::Profile::load(p)?;
+        for w in prof.check_graph(graph, &origin(p))? {
+            tracing::warn!("{w}");
+        }
+        profile = Some(prof);
+    }
+    if q.dump_profile.is_some() || q.convert_to_quantize {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let result = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let tx = tx;
+                qaic_quant::profile_graph(graph, &pcfg, count, loader, &|p| {
+                    let _ = tx.send(p);
+                })
+            });
+            for p in rx {
+                events(RunEvent::Profiling(p));
+            }
+            h.join()
+        });
+        let mut prof = result.map_err(|_| RunError::Model("the profiling thread panicked".into()))??;
+        if let Some(info) = prof.info.as_mut() {
+            info.options = profile_options(cfg, &model_path);
+        }
+        if let Some(p) = &q.dump_profile {
+            prof.save(p)?;
+            events(RunEvent::WroteFile(p.display().to_string()));
+        }
+        if q.convert_to_quantize {
+            profile = Some(prof);
+        }
+    }
+
+    Ok(profile)
+}
+
+/// The graph the virtual AIC100 compiles when quantization options are given: the profile
+/// (loaded, or measured on the interpreter over the input list), the precision pass, and the
+/// integer lowering; the dequantizes the integer ops bypass are pruned. fp16 rules and
+/// `-quantization-report` are refused (the code generator has no fp16 ops yet; the report
+/// compares interpreter runs).
+pub fn device_graph(cfg: &ExecConfig, graph: qaic_ir::Graph, events: &mut dyn FnMut(RunEvent)) -> Result<qaic_ir::Graph, RunError> {
+    let q = &cfg.quantization;
+    let not_yet = |what: &str| Err(RunError::NotSupported(format!("{what} with the virtual AIC100: its code generator has no fp16 ops yet (use -run-on-interpreter)")));
+    if !q.fp16_op_kinds.is_empty() {
+        return not_yet("-execute-nodes-in-fp16");
+    }
+    if q.convert_to_fp16 {
+        return not_yet("-convert-to-fp16");
+    }
+    if q.node_precision_info.is_some() {
+        return not_yet("-node-precision-info");
+    }
+    if q.quantization_report.is_some() {
+        return Err(RunError::NotSupported("-quantization-report compares interpreter runs: use it with -run-on-interpreter".into()));
+    }
+    let qcfg = quant_config(cfg)?;
+    let pcfg = profile_config(cfg);
+    pcfg.validate()?;
+    let quantizing = q.load_profile.is_some() || q.convert_to_quantize || q.external_quantization.is_some();
+    let profile = if q.dump_profile.is_some() || q.load_profile.is_some() || q.convert_to_quantize {
+        let float_model = InterpreterModel::from_graph(cfg, graph.clone(), &qaic_quant::registry())?;
+        let specs = float_model.inputs().to_vec();
+        let sets = InputSets::new(cfg, &specs)?;
+        let loader = |k: usize| -> Result<Vec<Value>, String> {
+            let t = sets.load(k, &specs).map_err(|e| e.to_string())?;
+            float_model.graph_inputs(t).map_err(|e| e.to_string())
+        };
+        obtain_profile(cfg, &graph, sets.count, &loader, events)?
+    } else {
+        None
+    };
+    if !quantizing && q.keep_original_precision_op_kinds.is_empty() {
+        return Ok(graph);
+    }
+    let result = qaic_quant::apply_precision(&graph, profile.as_ref(), &qcfg)?;
+    let (nq, nf, nh) = result.counts();
+    events(RunEvent::Precision(format!(
+        "Precision: {nq} node(s) quantized ({}), {nf} float32, {nh} fp16; {} matrix op(s) on integer kernels (-v lists each node and why)",
+        if qcfg.precision == Precision::Int16 { "Int16" } else { "Int8" },
+        result.integer_ops
+    )));
+    let mut g = result.graph;
+    g.prune(&[]);
+    g.remove_unused_values();
+    Ok(g)
 }
 
 /// What the profile records about how it was made (its fourth YAML document).

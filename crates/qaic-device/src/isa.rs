@@ -336,8 +336,8 @@ pub enum OpClass {
 /// Classifies an ONNX op type for the cost model. Unknown names are costed as simple vector ops.
 pub fn op_class(op: &str) -> OpClass {
     match op {
-        "Conv" | "ConvTranspose" | "QLinearConv" | "ConvInteger" => OpClass::Conv,
-        "MatMul" | "Gemm" | "QLinearMatMul" | "MatMulInteger" | "Einsum" => OpClass::MatMul,
+        "Conv" | "ConvTranspose" | "QLinearConv" | "ConvInteger" | "QConvGlow" => OpClass::Conv,
+        "MatMul" | "Gemm" | "QLinearMatMul" | "MatMulInteger" | "Einsum" | "QMatMulGlow" => OpClass::MatMul,
         "Exp" | "Log" | "Tanh" | "Sigmoid" | "Erf" | "Gelu" | "Softmax" | "LogSoftmax"
         | "Sqrt" | "Reciprocal" | "Div" | "Pow" | "Sin" | "Cos" | "Softplus" | "Elu" | "Selu"
         | "HardSwish" | "Mish" | "LayerNormalization" | "InstanceNormalization"

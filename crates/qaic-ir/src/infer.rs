@@ -540,6 +540,11 @@ fn infer_node(c: &Ctx) -> R {
     if !onnx {
         return match (c.node.domain.as_str(), op) {
             ("com.microsoft", "DynamicQuantizeLSTM") => rnn(c, 4),
+            // qaic-rs's own quantization ops (qaic-quant): Quantize(x, scale, zero_point) keeps
+            // x's shape; QConv / QMatMul are Conv / MatMul with the output zero point's type.
+            ("qaic.quant", "Quantize") => Ok(Some(Out::one(c.shape(0).zip(c.dtype(2)).map(|(s, d)| ValueType::tensor(d, s.clone()))))),
+            ("qaic.quant", "QConv") => conv(c),
+            ("qaic.quant", "QMatMul") => matmul(c),
             _ => Ok(None),
         };
     }
@@ -874,6 +879,7 @@ fn conv(c: &Ctx) -> R {
     let out_dtype = match c.node.op_type.as_str() {
         "ConvInteger" => DType::I32,
         "QLinearConv" => c.dtype(7).unwrap_or(DType::U8),
+        "QConv" => c.dtype(6).unwrap_or(DType::I8),
         _ => match c.dtype(0) {
             Some(d) => d,
             None => return Ok(Some(Out::one(None))),
@@ -985,6 +991,7 @@ fn matmul(c: &Ctx) -> R {
     let dtype = match c.node.op_type.as_str() {
         "MatMulInteger" => DType::I32,
         "QLinearMatMul" => c.dtype(7).unwrap_or(DType::U8),
+        "QMatMul" => c.dtype(6).unwrap_or(DType::I8),
         _ => match c.dtype(0) {
             Some(d) => d,
             None => return Ok(Some(Out::one(None))),

@@ -137,7 +137,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Floor", "Ceil", "Softplus", "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Add", "Sum", "Sub",
     "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
-    "ReduceMin", "Transpose", "Concat", "Copy", "Resize", "QuantizeGlow", "DequantizeLinear",
+    "ReduceMin", "Transpose", "Concat", "Copy", "Resize", "QuantizeGlow", "DequantizeLinear", "QConvGlow", "QMatMulGlow",
 ];
 
 /// Executes `op`: `inputs` are the input tiles' bytes, `out` the output tile's bytes (exactly
@@ -191,6 +191,7 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
             return Ok(());
         }
         "QuantizeGlow" | "DequantizeLinear" => return run_qdq(op, inputs, out),
+        "QConvGlow" | "QMatMulGlow" => return run_qlinear(op, inputs, out),
         _ => {}
     }
     let on = out_t.elements() as usize;
@@ -205,6 +206,64 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
     scratch.resize(on, 0.0);
     run_float(k, op, inputs, scratch, act)?;
     encode_f32(out_t.dtype, scratch, out)
+}
+
+/// `QConvGlow` / `QMatMulGlow`: the integer convolution / matrix product of quantized graphs,
+/// with the kernels the interpreter runs for `qaic.quant.QConv` / `QMatMul` (same bits).
+/// Inputs: x, w, bias (i32), multiplier (f32), w_zero_point; attributes `x_zero_point`,
+/// `y_zero_point` and, for the convolution, Conv's.
+fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
+    use qaic_kernels::quant::{IntPath, QConvGlow, QMatMulGlow, Q8};
+    if inputs.len() != 5 || op.inputs.len() != 5 {
+        return Err(format!("needs 5 inputs, has {}", inputs.len()));
+    }
+    let q8 = |d: DType| match d {
+        DType::I8 => Ok(Q8::I8),
+        DType::U8 => Ok(Q8::U8),
+        d => Err(format!("element type {d:?} (int8 and uint8 are supported)")),
+    };
+    let (xt, wt, yt) = (q8(op.inputs[0].dtype)?, q8(op.inputs[1].dtype)?, q8(op.outputs[0].dtype)?);
+    if op.inputs[2].dtype != DType::I32 || op.inputs[3].dtype != DType::F32 || op.inputs[4].dtype != op.inputs[1].dtype {
+        return Err("bias must be int32, multiplier float32, weight zero points of the weights' type".into());
+    }
+    let bias: Vec<i32> = inputs[2].chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let mult: Vec<f32> = inputs[3].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let wz: Vec<i32> = inputs[4].iter().map(|&b| if wt == Q8::I8 { b as i8 as i32 } else { b as i32 }).collect();
+    let int = |n: &str| match op.attr(n) {
+        Some(AttrValue::Int(v)) => Ok(*v as i32),
+        _ => Err(format!("missing attribute {n}")),
+    };
+    let (xz, yz) = (int("x_zero_point")?, int("y_zero_point")?);
+    let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
+    let e = |e: qaic_kernels::KernelError| e.to_string();
+    if op.op == "QConvGlow" {
+        let r = ws.len().saturating_sub(2);
+        let list = |n: &str, d: usize, len: usize| -> Vec<usize> { ints(op, n).map(|v| v.iter().map(|&x| x.max(0) as usize).collect()).unwrap_or_else(|| vec![d; len]) };
+        let params = ConvParams {
+            kernel: list("kernel_shape", 1, r),
+            strides: list("strides", 1, r),
+            dilations: list("dilations", 1, r),
+            pads: list("pads", 0, 2 * r),
+            group: op.attr_int("group", 1).max(1) as usize,
+        };
+        let c = QConvGlow::new(IntPath::current(), params, xt, xz, wt, inputs[1], &ws, &wz, &bias, &mult, yt, yz).map_err(e)?;
+        let shape = c.output_shape(&xs).map_err(e)?;
+        if shape != dims(&op.outputs[0]) {
+            return Err(format!("output tile {:?}, convolution gives {shape:?}", dims(&op.outputs[0])));
+        }
+        c.run(inputs[0], &xs, out).map_err(e)?;
+    } else {
+        if ws.len() != 2 {
+            return Err(format!("weights {ws:?} are not a matrix"));
+        }
+        let m = QMatMulGlow::new(IntPath::current(), xt, xz, wt, inputs[1], ws[0], ws[1], &wz, &bias, &mult, yt, yz).map_err(e)?;
+        let shape = m.output_shape(&xs).map_err(e)?;
+        if shape.iter().product::<usize>() != out.len() {
+            return Err(format!("output tile {:?}, product gives {shape:?}", dims(&op.outputs[0])));
+        }
+        m.run(inputs[0], &xs, out).map_err(e)?;
+    }
+    Ok(())
 }
 
 /// Per-tensor `QuantizeGlow` (f32 → int, Glow rounding: zero point added in float before

@@ -92,7 +92,7 @@ fn main_inner(tool: Tool, args: &[String]) -> anyhow::Result<()> {
 /// The default target (and `-aic-hw`): compile to a QPC, then run it on the virtual AIC100.
 fn run_on_device(cfg: &ExecConfig, on_event: &mut dyn FnMut(RunEvent)) -> anyhow::Result<()> {
     println!("Compile started ............... ");
-    let out = device::compile(cfg)?;
+    let out = device::compile_with_events(cfg, on_event)?;
     if cfg.device.time_passes {
         for (pass, t) in &out.pass_times {
             println!("Pass {pass:<8} {:>10.3} ms (host)", t.as_secs_f64() * 1e3);
