@@ -4,7 +4,7 @@
 //! the event engine runs once per loaded program: its statistics are kept, and the order in
 //! which it performed data events (DMA landings, ops) becomes a flat list of [`Step`]s that
 //! every inference replays on real data. That order is a valid sequential execution of the
-//! program (it is the device's), so results do not change. On that list, three rewrites cut
+//! program (it is the device's), so results do not change. On that list, these rewrites cut
 //! host work without changing any byte a later step reads:
 //!
 //! * **Merged convolutions.** When several `Conv` ops (on one or many cores) read input tiles
@@ -21,6 +21,13 @@
 //! * **Buffers reused across inferences.** VTCM, scratch and output arrays persist in a
 //!   workspace; only bytes some step reads before any step writes them ("live-in") are zeroed
 //!   per run, so results equal those of fresh zeroed arrays.
+//!
+//! * **Independent steps on host threads.** Steps are ordered by dependence level (a step's
+//!   level is one more than that of the latest earlier step touching a common byte, or merged
+//!   result buffer, where either writes); the steps of one level — typically the same step of
+//!   every core in a layer — run at once on the kernel threads. Bytes equal the sequential
+//!   replay's whatever the host thread count; large contiguous DMA landings are also split
+//!   across threads.
 //!
 //! Outputs equal the step-by-step execution within the float tolerance (GEMM blocking differs
 //! with the merged shape); predicted timing is the engine's, untouched.
@@ -92,6 +99,10 @@ pub(crate) struct Plan {
     live_in: Vec<Vec<(u64, u64)>>,
     /// Input buffers some step writes (copied per run instead of borrowed).
     input_written: Vec<bool>,
+    /// `steps` is ordered by dependence level; level `i` is `steps[levels[i]..levels[i + 1]]`.
+    /// No step of a level touches a byte (or merged-result buffer) another step of the same
+    /// level writes, so a level's steps may run in any order or at once on host threads.
+    levels: Vec<usize>,
 }
 
 /// Arrays reused across inferences.
@@ -100,8 +111,8 @@ pub(crate) struct Workspace {
     ddr: Vec<Vec<u8>>,
     vtcm: Vec<Vec<u8>>,
     slots: Vec<Vec<f32>>,
-    scratch: Vec<f32>,
-    staging: Vec<u8>,
+    /// Per concurrently running step of a level: the float scratch and byte staging buffers.
+    bufs: Vec<std::sync::Mutex<(Vec<f32>, Vec<u8>)>>,
 }
 
 /// Identity of bytes DMA'd from DDR: equal keys mean equal bytes.
@@ -715,7 +726,9 @@ impl Plan {
         }
         let merged: usize = groups.iter().map(|g| g.members.len()).sum();
         tracing::debug!(actions = actions.len(), steps = steps.len(), lands, land_bytes, plain_ops = ops, conv_groups = groups.len(), merged_convs = merged, "simulator plan");
-        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written })
+        let (steps, levels) = level_order(p, nbuf, ncores, &groups, steps);
+        tracing::debug!(levels = levels.len() - 1, "simulator plan levels");
+        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels })
     }
 
     /// Replays one inference on `inputs`, reusing `ws`; returns the output buffers' bytes.
@@ -777,66 +790,235 @@ impl Plan {
                 bytes.fill(0);
             }
         }
-        let Workspace { slots, scratch, staging, .. } = ws;
-        for s in &self.steps {
-            match *s {
-                Step::Land { core, pc, receivers } => {
-                    let Instr::Dma(d) = &p.cores[core as usize].instrs[pc as usize] else { continue };
-                    land(&mems, nbuf, ncores, d, core as usize, receivers, staging);
-                }
-                Step::Op { core, pc } => {
-                    let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { continue };
-                    let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
-                    let Some(o) = op.outputs.first() else { return Err(err("op without outputs".into())) };
-                    run_op_step(&mems, nbuf, core, op, o, None, k, scratch, staging).map_err(err)?;
-                }
-                Step::Fused { core, pc, unary_pc } => {
-                    let instrs = &p.cores[core as usize].instrs;
-                    let (Instr::Op(op), Instr::Op(u)) = (&instrs[pc as usize], &instrs[unary_pc as usize]) else { continue };
-                    let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
-                    let act = exec::activation_of(u);
-                    run_op_step(&mems, nbuf, core, op, &u.outputs[0], act, k, scratch, staging).map_err(err)?;
-                }
-                Step::Group { group } => {
-                    let g = &self.groups[group as usize];
-                    let (c, pc) = g.leader;
-                    let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { continue };
-                    let err = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: op.op.clone(), msg };
-                    let x = &op.inputs[0];
-                    let (tc, tpc) = g.targets[0];
-                    let Instr::Op(target) = &p.cores[tc as usize].instrs[tpc as usize] else { continue };
-                    let o = &target.outputs[0];
-                    let xm = mem_of(nbuf, c, x.space);
-                    let om = mem_of(nbuf, c, o.space);
-                    // SAFETY: validated ranges; the output slice is only taken when it does not
-                    // overlap the input tile.
-                    let xb = unsafe { mem_ref(&mems, xm, x.offset as usize, tile_len(x) as usize) }.map_err(err)?;
-                    let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
-                    let overlap = xm == om && x.offset < o.offset + tile_len(o) && o.offset < x.offset + tile_len(x);
-                    if g.members.len() == 1 && !overlap {
-                        let ob = unsafe { mem_mut(&mems, om, o.offset as usize, tile_len(o) as usize) }.map_err(err)?;
-                        if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
-                            k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
-                            continue;
-                        }
+        let slots: Vec<(*mut f32, usize)> = ws.slots.iter_mut().map(|v| (v.as_mut_ptr(), v.len())).collect();
+        let mem = Mems { mems, slots };
+        let width = self.levels.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        if ws.bufs.len() < width.max(1) {
+            ws.bufs.resize_with(width.max(1), Default::default);
+        }
+        let bufs = &ws.bufs;
+        for w in self.levels.windows(2) {
+            let level = &self.steps[w[0]..w[1]];
+            if level.len() == 1 {
+                let mut b = bufs[0].lock().unwrap_or_else(|e| e.into_inner());
+                let (scratch, staging) = &mut *b;
+                self.step(&level[0], p, &mem, nbuf, ncores, k, scratch, staging)?;
+                continue;
+            }
+            // The steps of a level are independent (plan time): run them on the kernel threads.
+            let failed: std::sync::Mutex<Option<(usize, SimError)>> = std::sync::Mutex::new(None);
+            qaic_kernels::threads::parallel_for(level.len(), |i| {
+                let mut b = bufs[i].lock().unwrap_or_else(|e| e.into_inner());
+                let (scratch, staging) = &mut *b;
+                if let Err(e) = self.step(&level[i], p, &mem, nbuf, ncores, k, scratch, staging) {
+                    let mut f = failed.lock().unwrap_or_else(|e| e.into_inner());
+                    // Report the first failing step of the level, whatever the host order.
+                    if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *f = Some((i, e));
                     }
-                    let n: usize = g.out_shape.iter().product();
-                    let slot = &mut slots[g.slot][..n];
-                    k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
-                    drop(xf);
-                    scatter(&mems, nbuf, p, g, 0, slot).map_err(err)?;
                 }
-                Step::Scatter { group, member } => {
-                    let g = &self.groups[group as usize];
-                    let n: usize = g.out_shape.iter().product();
-                    let (c, pc, _, _) = g.members[member as usize];
-                    scatter(&mems, nbuf, p, g, member as usize, &slots[g.slot][..n])
-                        .map_err(|msg| SimError::Op { core: c as usize, index: pc as usize, op: "Conv".into(), msg })?;
-                }
+            });
+            if let Some((_, e)) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                return Err(e);
             }
         }
         Ok(p.buffers.iter().zip(&ws.ddr).filter(|(b, _)| b.kind == BufferKind::Output).map(|(_, d)| d.clone()).collect())
     }
+}
+
+impl Plan {
+    /// Runs one step on the memory table.
+    #[allow(clippy::too_many_arguments)]
+    fn step(&self, s: &Step, p: &Program, mem: &Mems, nbuf: usize, ncores: usize, k: &Kernels, scratch: &mut Vec<f32>, staging: &mut Vec<u8>) -> Result<(), SimError> {
+        let mems = &mem.mems[..];
+        match *s {
+            Step::Land { core, pc, receivers } => {
+                let Instr::Dma(d) = &p.cores[core as usize].instrs[pc as usize] else { return Ok(()) };
+                land(mems, nbuf, ncores, d, core as usize, receivers, staging);
+            }
+            Step::Op { core, pc } => {
+                let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { return Ok(()) };
+                let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
+                let Some(o) = op.outputs.first() else { return Err(err("op without outputs".into())) };
+                run_op_step(mems, nbuf, core, op, o, None, k, scratch, staging).map_err(err)?;
+            }
+            Step::Fused { core, pc, unary_pc } => {
+                let instrs = &p.cores[core as usize].instrs;
+                let (Instr::Op(op), Instr::Op(u)) = (&instrs[pc as usize], &instrs[unary_pc as usize]) else { return Ok(()) };
+                let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
+                let act = exec::activation_of(u);
+                run_op_step(mems, nbuf, core, op, &u.outputs[0], act, k, scratch, staging).map_err(err)?;
+            }
+            Step::Group { group } => {
+                let g = &self.groups[group as usize];
+                let (c, pc) = g.leader;
+                let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { return Ok(()) };
+                let err = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: op.op.clone(), msg };
+                let x = &op.inputs[0];
+                let (tc, tpc) = g.targets[0];
+                let Instr::Op(target) = &p.cores[tc as usize].instrs[tpc as usize] else { return Ok(()) };
+                let o = &target.outputs[0];
+                let xm = mem_of(nbuf, c, x.space);
+                let om = mem_of(nbuf, c, o.space);
+                // SAFETY: validated ranges; the output slice is only taken when it does not
+                // overlap the input tile; no step of the same level touches them (plan time).
+                let xb = unsafe { mem_ref(mems, xm, x.offset as usize, tile_len(x) as usize) }.map_err(err)?;
+                let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
+                let overlap = xm == om && x.offset < o.offset + tile_len(o) && o.offset < x.offset + tile_len(x);
+                if g.members.len() == 1 && !overlap {
+                    let ob = unsafe { mem_mut(mems, om, o.offset as usize, tile_len(o) as usize) }.map_err(err)?;
+                    if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
+                        k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
+                        return Ok(());
+                    }
+                }
+                let n: usize = g.out_shape.iter().product();
+                // SAFETY: the group's result buffer is written by this step alone in its level.
+                let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
+                k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
+                drop(xf);
+                scatter(mems, nbuf, p, g, 0, slot).map_err(err)?;
+            }
+            Step::Scatter { group, member } => {
+                let g = &self.groups[group as usize];
+                let n: usize = g.out_shape.iter().product();
+                let (c, pc, _, _) = g.members[member as usize];
+                let e = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: "Conv".into(), msg };
+                // SAFETY: read-only view; no step of the same level writes the result buffer.
+                let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(e)?;
+                scatter(mems, nbuf, p, g, member as usize, slot).map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The memory table of one replay: base pointer and length of every DDR buffer and VTCM, and
+/// of the merged-result buffers. Shared by the steps of a level, which touch disjoint bytes.
+struct Mems {
+    mems: Vec<(*mut u8, usize)>,
+    slots: Vec<(*mut f32, usize)>,
+}
+
+// SAFETY: the pointers are into the workspace and inputs/constants, which outlive the replay;
+// concurrent steps access disjoint ranges (dependence levels computed at plan time).
+unsafe impl Sync for Mems {}
+
+impl Mems {
+    /// # Safety
+    /// No other live slice may overlap the first `n` elements of slot `i`.
+    unsafe fn slot_mut<'a>(&self, i: usize, n: usize) -> Result<&'a mut [f32], String> {
+        let &(ptr, len) = self.slots.get(i).ok_or("result buffer index out of range")?;
+        if n > len {
+            return Err(format!("result of {n} elements exceeds its buffer of {len}"));
+        }
+        // SAFETY: in bounds; aliasing is the caller's contract.
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr, n) })
+    }
+}
+
+/// One memory access of a step: memory (DDR buffers, VTCMs, then merged-result buffers), byte
+/// range (elements for result buffers), write.
+type StepAccess = (usize, u64, u64, bool);
+
+/// Orders `steps` by dependence level: a step's level is one more than the highest level of an
+/// earlier step it conflicts with (both touch a common byte and one writes it). Running levels
+/// in order, each level's steps in any order, gives the bytes of the sequential replay.
+/// Returns the reordered steps and the level boundaries.
+fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
+    let nmem = nbuf + ncores;
+    let tile_acc = |core: u32, t: &Tile, write: bool| -> StepAccess { (mem_of(nbuf, core, t.space), t.offset, t.offset + tile_len(t), write) };
+    let op_at = |core: u32, pc: u32| match p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
+        Some(Instr::Op(o)) => Some(o),
+        _ => None,
+    };
+    let accesses = |s: &Step| -> Vec<StepAccess> {
+        let mut v = Vec::new();
+        match *s {
+            Step::Land { core, pc, receivers } => {
+                if let Some(Instr::Dma(d)) = p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
+                    let se = d.shape.src_extent().unwrap_or(0);
+                    v.push((mem_of(nbuf, core, d.src), d.src_offset, d.src_offset + se, false));
+                    let de = d.shape.dst_extent().unwrap_or(0);
+                    match (d.multicast, d.dst) {
+                        (Some(m), _) => {
+                            for c in receivers.unwrap_or(m).iter().filter(|&c| (c as usize) < ncores) {
+                                v.push((nbuf + c as usize, d.dst_offset, d.dst_offset + de, true));
+                            }
+                        }
+                        (None, sp) => v.push((mem_of(nbuf, core, sp), d.dst_offset, d.dst_offset + de, true)),
+                    }
+                }
+            }
+            Step::Op { core, pc } => {
+                if let Some(op) = op_at(core, pc) {
+                    v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false)));
+                    v.extend(op.outputs.first().map(|t| tile_acc(core, t, true)));
+                }
+            }
+            Step::Fused { core, pc, unary_pc } => {
+                if let (Some(op), Some(u)) = (op_at(core, pc), op_at(core, unary_pc)) {
+                    v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false)));
+                    v.extend(u.outputs.first().map(|t| tile_acc(core, t, true)));
+                }
+            }
+            Step::Group { group } => {
+                let g = &groups[group as usize];
+                let (lc, lpc) = g.leader;
+                if let Some(op) = op_at(lc, lpc) {
+                    v.extend(op.inputs.first().map(|t| tile_acc(lc, t, false)));
+                }
+                let (tc, tpc) = g.targets[0];
+                if let Some(t) = op_at(tc, tpc) {
+                    v.extend(t.outputs.first().map(|o| tile_acc(lc, o, true)));
+                }
+                v.push((nmem + g.slot, 0, u64::MAX, true));
+            }
+            Step::Scatter { group, member } => {
+                let g = &groups[group as usize];
+                let c = g.members[member as usize].0;
+                let (tc, tpc) = g.targets[member as usize];
+                if let Some(t) = op_at(tc, tpc) {
+                    v.extend(t.outputs.first().map(|o| tile_acc(c, o, true)));
+                }
+                v.push((nmem + g.slot, 0, u64::MAX, false));
+            }
+        }
+        v
+    };
+    // Per memory: earlier accesses (range, write, level).
+    let mut seen: HashMap<usize, Vec<(u64, u64, bool, usize)>> = HashMap::new();
+    let mut level = vec![0usize; steps.len()];
+    for (i, s) in steps.iter().enumerate() {
+        let acc = accesses(s);
+        let mut l = 0usize;
+        for &(m, a, b, w) in &acc {
+            if let Some(list) = seen.get(&m) {
+                for &(x, y, w2, lv) in list {
+                    if (w || w2) && x < b && a < y {
+                        l = l.max(lv + 1);
+                    }
+                }
+            }
+        }
+        level[i] = l;
+        for (m, a, b, w) in acc {
+            seen.entry(m).or_default().push((a, b, w, l));
+        }
+    }
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by_key(|&i| level[i]);
+    let mut bounds = vec![0usize];
+    for j in 1..order.len() {
+        if level[order[j]] != level[order[j - 1]] {
+            bounds.push(j);
+        }
+    }
+    bounds.push(order.len());
+    if order.is_empty() {
+        bounds = vec![0];
+    }
+    (order.iter().map(|&i| steps[i]).collect(), bounds)
 }
 
 fn mem_of(nbuf: usize, core: u32, s: Space) -> usize {
@@ -900,10 +1082,35 @@ fn land(mems: &[(*mut u8, usize)], nbuf: usize, ncores: usize, d: &Dma, core: us
                 });
             } else {
                 let Ok(dst) = mem_mut(mems, dm, doff, de) else { return };
-                for_each_run_of(&d.shape, 0, 0, &mut |s, o| dst[o..o + run].copy_from_slice(&src[s..s + run]));
+                if run == de && run == se && run >= PAR_COPY_BYTES {
+                    par_copy(dst, src);
+                } else {
+                    for_each_run_of(&d.shape, 0, 0, &mut |s, o| dst[o..o + run].copy_from_slice(&src[s..s + run]));
+                }
             }
         }
     }
+}
+
+/// Contiguous copies at least this long are split across the kernel threads.
+const PAR_COPY_BYTES: usize = 256 << 10;
+
+/// Copies `src` into `dst` (equal lengths) in chunks on the kernel threads.
+fn par_copy(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    let chunks = qaic_kernels::num_threads().min(n / (PAR_COPY_BYTES / 2)).max(1);
+    if chunks == 1 {
+        dst[..n].copy_from_slice(&src[..n]);
+        return;
+    }
+    let step = n.div_ceil(chunks);
+    let (d, s) = (dst.as_mut_ptr() as usize, src.as_ptr() as usize);
+    qaic_kernels::threads::parallel_for(chunks, |i| {
+        let (a, b) = (i * step, ((i + 1) * step).min(n));
+        // SAFETY: chunks are disjoint ranges inside both slices, which outlive the loop and do
+        // not overlap each other (the caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping((s as *const u8).add(a), (d as *mut u8).add(a), b - a) };
+    });
 }
 
 /// Runs one op as written: inputs read in place, the output written in place unless it

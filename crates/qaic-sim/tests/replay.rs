@@ -139,3 +139,41 @@ fn bytes_read_before_written_are_zero_on_every_run() {
         assert_eq!(&y[4..], &x);
     }
 }
+
+#[test]
+fn independent_cores_on_host_threads_give_the_one_thread_bytes() {
+    // Eight cores, each: a large contiguous landing (split across threads), Relu into a second
+    // tile, Neg back over the landed input (a write after read the replay's levels must keep in
+    // order), and a store. The replay runs the cores' steps at once on host threads.
+    let (cores, n) = (8usize, 80_000usize);
+    let slice = (n * 4) as u64;
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let mut p = Program::new("levels", "2.0", cores, 1 << 20);
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: slice * cores as u64, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: slice * cores as u64, binding: Some(1) });
+    let t = |o| Tile::vtcm(o, DType::F32, vec![n as u64]);
+    for c in 0..cores {
+        let off = c as u64 * slice;
+        p.cores[c].instrs = vec![
+            dma(Space::Ddr(0), off, Space::Vtcm, 0, slice, 0),
+            Instr::DmaWait { tag: 0 },
+            Instr::Op(Op::new("Relu", DType::F32, vec![t(0)], vec![t(400_000)])),
+            Instr::Op(Op::new("Neg", DType::F32, vec![t(400_000)], vec![t(0)])),
+            dma(Space::Vtcm, 0, Space::Ddr(1), off, slice, 1),
+            Instr::DmaWait { tag: 1 },
+            Instr::End,
+        ];
+    }
+    let sim = Simulator::new(p, Vec::new(), dev).unwrap();
+    let x: Vec<f32> = (0..n * cores).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.25).collect();
+    let want: Vec<f32> = x.iter().map(|v| -v.max(0.0)).collect();
+    let mut times = Vec::new();
+    for threads in [1usize, 4, 2] {
+        qaic_kernels::set_num_threads(threads);
+        let run = sim.run(&[bytes(&x)]).unwrap();
+        assert_eq!(f32s(&run.outputs[0]), want, "{threads} threads");
+        times.push(run.stats.total_ps);
+    }
+    qaic_kernels::set_num_threads(0);
+    assert!(times.windows(2).all(|t| t[0] == t[1]));
+}
