@@ -22,6 +22,10 @@
 //!   workspace; only bytes some step reads before any step writes them ("live-in") are zeroed
 //!   per run, so results equal those of fresh zeroed arrays.
 //!
+//! * **Loads read in place.** A contiguous DMA from DDR into VTCM whose landed bytes only ops
+//!   read (each a whole tile, before any overwrite), while nothing writes the DDR source until
+//!   the last of those reads, is not copied: the ops read the DDR bytes (the layer-input loads
+//!   of every layer, the weight and bias loads).
 //! * **Independent steps on host threads.** Steps are ordered by dependence level (a step's
 //!   level is one more than that of the latest earlier step touching a common byte, or merged
 //!   result buffer, where either writes); the steps of one level — typically the same step of
@@ -103,6 +107,9 @@ pub(crate) struct Plan {
     /// No step of a level touches a byte (or merged-result buffer) another step of the same
     /// level writes, so a level's steps may run in any order or at once on host threads.
     levels: Vec<usize>,
+    /// Ops (core, pc) some of whose inputs are read in place in DDR rather than from the VTCM
+    /// copy a dropped load would have made: (memory, offset) of every input.
+    redirect: HashMap<(u32, u32), Vec<(usize, u64)>>,
 }
 
 /// Arrays reused across inferences.
@@ -680,6 +687,77 @@ impl Plan {
                 keep[j] = false;
             }
         }
+        // Loads read in place: a contiguous DMA from DDR into VTCM whose landed bytes only ops
+        // read (whole tiles, before any overwrite), while nothing writes its source range until
+        // the last of them, is not copied; those ops read the DDR bytes instead.
+        let mut redirect: HashMap<(u32, u32), Vec<(usize, u64)>> = HashMap::new();
+        for si in 0..steps.len() {
+            if !keep[si] {
+                continue;
+            }
+            let Step::Land { core, pc, .. } = steps[si] else { continue };
+            let Some(d) = dma_at(core, pc) else { continue };
+            let Space::Ddr(sb) = d.src else { continue };
+            if d.multicast.is_some() || matches!(d.dst, Space::Ddr(_)) {
+                continue;
+            }
+            let len = d.shape.total_bytes();
+            if len == 0 || d.shape.run_bytes != len || d.shape.src_extent() != Some(len) || d.shape.dst_extent() != Some(len) {
+                continue;
+            }
+            let Some(w) = land_writes.get(&si) else { continue };
+            let [(m, idx)] = w[..] else { continue };
+            let (ds, de) = (d.dst_offset, d.dst_offset + len);
+            let mut remaining = Intervals::default();
+            remaining.add(ds, de);
+            // Validated reads: (step, start, end).
+            let mut readers: Vec<(usize, u64, u64)> = Vec::new();
+            let mut ok = true;
+            for x in &acc[m][idx + 1..] {
+                if x.step == si {
+                    continue;
+                }
+                if !x.write {
+                    if !keep[x.step] || !remaining.intersects(x.start, x.end) {
+                        continue;
+                    }
+                    let op_reader = matches!(steps[x.step], Step::Op { .. } | Step::Fused { .. } | Step::Group { .. });
+                    if !op_reader || !remaining.0.iter().any(|&(a, b)| a <= x.start && x.end <= b) {
+                        ok = false;
+                        break;
+                    }
+                    readers.push((x.step, x.start, x.end));
+                } else if x.dense {
+                    remaining.subtract(x.start, x.end);
+                    if remaining.0.is_empty() {
+                        break;
+                    }
+                } else if remaining.intersects(x.start, x.end) {
+                    ok = false;
+                    break;
+                }
+            }
+            let Some(last) = readers.iter().map(|r| r.0).max() else { continue };
+            let (ss, se) = (d.src_offset, d.src_offset + len);
+            if !ok || acc[sb as usize].iter().any(|a| a.write && a.step > si && a.step <= last && a.start < se && ss < a.end) {
+                continue;
+            }
+            for &(rs, start, end) in &readers {
+                let (key, rcore) = match steps[rs] {
+                    Step::Op { core, pc } | Step::Fused { core, pc, .. } => ((core, pc), core),
+                    Step::Group { group } => (groups[group as usize].leader, groups[group as usize].leader.0),
+                    _ => continue,
+                };
+                let Some(op) = op_at(key.0, key.1) else { continue };
+                let e = redirect.entry(key).or_insert_with(|| op.inputs.iter().map(|t| (tile_mem(rcore, t), t.offset)).collect());
+                for (i, t) in op.inputs.iter().enumerate() {
+                    if tile_mem(rcore, t) == m && t.offset == start && t.offset + tile_len(t) == end {
+                        e[i] = (sb as usize, ss + (start - ds));
+                    }
+                }
+            }
+            keep[si] = false;
+        }
         let steps: Vec<Step> = steps.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect();
 
         // Live-in bytes (read before written) of scratch buffers and VTCM.
@@ -726,9 +804,9 @@ impl Plan {
         }
         let merged: usize = groups.iter().map(|g| g.members.len()).sum();
         tracing::debug!(actions = actions.len(), steps = steps.len(), lands, land_bytes, plain_ops = ops, conv_groups = groups.len(), merged_convs = merged, "simulator plan");
-        let (steps, levels) = level_order(p, nbuf, ncores, &groups, steps);
-        tracing::debug!(levels = levels.len() - 1, "simulator plan levels");
-        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels })
+        let (steps, levels) = level_order(p, nbuf, ncores, &groups, &redirect, steps);
+        tracing::debug!(levels = levels.len() - 1, loads_read_in_place = redirect.len(), "simulator plan levels");
+        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels, redirect })
     }
 
     /// Replays one inference on `inputs`, reusing `ws`; returns the output buffers' bytes.
@@ -840,14 +918,16 @@ impl Plan {
                 let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { return Ok(()) };
                 let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
                 let Some(o) = op.outputs.first() else { return Err(err("op without outputs".into())) };
-                run_op_step(mems, nbuf, core, op, o, None, k, scratch, staging).map_err(err)?;
+                let redir = self.redirect.get(&(core, pc)).map(Vec::as_slice);
+                run_op_step(mems, nbuf, core, op, o, redir, None, k, scratch, staging).map_err(err)?;
             }
             Step::Fused { core, pc, unary_pc } => {
                 let instrs = &p.cores[core as usize].instrs;
                 let (Instr::Op(op), Instr::Op(u)) = (&instrs[pc as usize], &instrs[unary_pc as usize]) else { return Ok(()) };
                 let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
                 let act = exec::activation_of(u);
-                run_op_step(mems, nbuf, core, op, &u.outputs[0], act, k, scratch, staging).map_err(err)?;
+                let redir = self.redirect.get(&(core, pc)).map(Vec::as_slice);
+                run_op_step(mems, nbuf, core, op, &u.outputs[0], redir, act, k, scratch, staging).map_err(err)?;
             }
             Step::Group { group } => {
                 let g = &self.groups[group as usize];
@@ -858,13 +938,13 @@ impl Plan {
                 let (tc, tpc) = g.targets[0];
                 let Instr::Op(target) = &p.cores[tc as usize].instrs[tpc as usize] else { return Ok(()) };
                 let o = &target.outputs[0];
-                let xm = mem_of(nbuf, c, x.space);
+                let (xm, xo) = self.redirect.get(&(c, pc)).map_or((mem_of(nbuf, c, x.space), x.offset), |r| r[0]);
                 let om = mem_of(nbuf, c, o.space);
                 // SAFETY: validated ranges; the output slice is only taken when it does not
                 // overlap the input tile; no step of the same level touches them (plan time).
-                let xb = unsafe { mem_ref(mems, xm, x.offset as usize, tile_len(x) as usize) }.map_err(err)?;
+                let xb = unsafe { mem_ref(mems, xm, xo as usize, tile_len(x) as usize) }.map_err(err)?;
                 let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
-                let overlap = xm == om && x.offset < o.offset + tile_len(o) && o.offset < x.offset + tile_len(x);
+                let overlap = xm == om && xo < o.offset + tile_len(o) && o.offset < xo + tile_len(x);
                 if g.members.len() == 1 && !overlap {
                     let ob = unsafe { mem_mut(mems, om, o.offset as usize, tile_len(o) as usize) }.map_err(err)?;
                     if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
@@ -925,9 +1005,14 @@ type StepAccess = (usize, u64, u64, bool);
 /// earlier step it conflicts with (both touch a common byte and one writes it). Running levels
 /// in order, each level's steps in any order, gives the bytes of the sequential replay.
 /// Returns the reordered steps and the level boundaries.
-fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
+fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], redirect: &HashMap<(u32, u32), Vec<(usize, u64)>>, steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
     let nmem = nbuf + ncores;
     let tile_acc = |core: u32, t: &Tile, write: bool| -> StepAccess { (mem_of(nbuf, core, t.space), t.offset, t.offset + tile_len(t), write) };
+    // Input reads, in DDR where a load was dropped.
+    let reads = |core: u32, pc: u32, op: &Op, v: &mut Vec<StepAccess>| match redirect.get(&(core, pc)) {
+        Some(r) => v.extend(op.inputs.iter().zip(r).map(|(t, &(m, o))| (m, o, o + tile_len(t), false))),
+        None => v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false))),
+    };
     let op_at = |core: u32, pc: u32| match p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
         Some(Instr::Op(o)) => Some(o),
         _ => None,
@@ -952,13 +1037,13 @@ fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], st
             }
             Step::Op { core, pc } => {
                 if let Some(op) = op_at(core, pc) {
-                    v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false)));
+                    reads(core, pc, op, &mut v);
                     v.extend(op.outputs.first().map(|t| tile_acc(core, t, true)));
                 }
             }
             Step::Fused { core, pc, unary_pc } => {
                 if let (Some(op), Some(u)) = (op_at(core, pc), op_at(core, unary_pc)) {
-                    v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false)));
+                    reads(core, pc, op, &mut v);
                     v.extend(u.outputs.first().map(|t| tile_acc(core, t, true)));
                 }
             }
@@ -966,7 +1051,9 @@ fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], st
                 let g = &groups[group as usize];
                 let (lc, lpc) = g.leader;
                 if let Some(op) = op_at(lc, lpc) {
-                    v.extend(op.inputs.first().map(|t| tile_acc(lc, t, false)));
+                    let mut r = Vec::new();
+                    reads(lc, lpc, op, &mut r);
+                    v.extend(r.into_iter().take(1));
                 }
                 let (tc, tpc) = g.targets[0];
                 if let Some(t) = op_at(tc, tpc) {
@@ -1116,14 +1203,25 @@ fn par_copy(dst: &mut [u8], src: &[u8]) {
 /// Runs one op as written: inputs read in place, the output written in place unless it
 /// overlaps an input (then through `staging`).
 #[allow(clippy::too_many_arguments)]
-fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, o: &Tile, act: Option<Activation>, k: &Kernels, scratch: &mut Vec<f32>, staging: &mut Vec<u8>) -> Result<(), String> {
+fn run_op_step(
+    mems: &[(*mut u8, usize)],
+    nbuf: usize,
+    core: u32,
+    op: &Op,
+    o: &Tile,
+    redirect: Option<&[(usize, u64)]>,
+    act: Option<Activation>,
+    k: &Kernels,
+    scratch: &mut Vec<f32>,
+    staging: &mut Vec<u8>,
+) -> Result<(), String> {
     let om = mem_of(nbuf, core, o.space);
     let (oo, ol) = (o.offset as usize, tile_len(o) as usize);
     let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
     let mut overlap = false;
-    for t in &op.inputs {
-        let m = mem_of(nbuf, core, t.space);
-        let (s, l) = (t.offset as usize, tile_len(t) as usize);
+    for (i, t) in op.inputs.iter().enumerate() {
+        let (m, s) = redirect.and_then(|r| r.get(i).copied()).unwrap_or((mem_of(nbuf, core, t.space), t.offset));
+        let (s, l) = (s as usize, tile_len(t) as usize);
         overlap |= m == om && s < oo + ol && oo < s + l;
         // SAFETY: shared views of validated ranges; the output is written below either into a
         // disjoint range or through `staging`.

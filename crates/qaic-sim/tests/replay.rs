@@ -177,3 +177,46 @@ fn independent_cores_on_host_threads_give_the_one_thread_bytes() {
     qaic_kernels::set_num_threads(0);
     assert!(times.windows(2).all(|t| t[0] == t[1]));
 }
+
+#[test]
+fn loads_read_in_place_only_while_their_bytes_stand() {
+    // A load whose DDR source is rewritten before its last reader, and a load partly
+    // overwritten before it is read, must both be copied (readers see the landed bytes).
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let mut p = Program::new("inplace", "2.0", 1, 1 << 16);
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: 64, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 128, binding: Some(1) });
+    p.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: 64, binding: None });
+    let t = |o| Tile::vtcm(o, DType::F32, vec![16]);
+    let wait = Instr::DmaWait { tag: 0 };
+    p.cores[0].instrs = vec![
+        dma(Space::Ddr(0), 0, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(2), 0, Space::Vtcm, 0, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Neg", DType::F32, vec![t(0)], vec![t(128)])),
+        dma(Space::Vtcm, 128, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Relu", DType::F32, vec![t(0)], vec![t(256)])),
+        dma(Space::Vtcm, 256, Space::Ddr(1), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(2), 0, Space::Vtcm, 512, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(0), 32, Space::Vtcm, 512, 32, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Relu", DType::F32, vec![t(512)], vec![t(640)])),
+        dma(Space::Vtcm, 640, Space::Ddr(1), 64, 64, 0),
+        wait,
+        Instr::End,
+    ];
+    let sim = Simulator::new(p, Vec::new(), dev).unwrap();
+    for seed in 0..2 {
+        let x: Vec<f32> = (0..16).map(|i| ((i * 5 + seed * 3) % 11) as f32 - 5.0).collect();
+        let y = f32s(&sim.run(&[bytes(&x)]).unwrap().outputs[0]);
+        let relu = |v: f32| v.max(0.0);
+        let mut want: Vec<f32> = x.iter().map(|&v| relu(v)).collect();
+        want.extend(x[8..].iter().map(|&v| relu(v)));
+        want.extend(x[8..].iter().map(|&v| relu(-v)));
+        assert_eq!(y, want, "run {seed}");
+    }
+}
