@@ -26,6 +26,10 @@
 //!   read (each a whole tile, before any overwrite), while nothing writes the DDR source until
 //!   the last of those reads, is not copied: the ops read the DDR bytes (the layer-input loads
 //!   of every layer, the weight and bias loads).
+//! * **Stores written in place.** A contiguous DMA from VTCM to DDR of a tile an op (a fused
+//!   op, a merged convolution's slice) has just written whole, which nothing reads afterwards
+//!   before overwriting it, and whose destination nothing touches between the op and the store,
+//!   is not copied: the op writes the DDR range (every layer's output store).
 //! * **Independent steps on host threads.** Steps are ordered by dependence level (a step's
 //!   level is one more than that of the latest earlier step touching a common byte, or merged
 //!   result buffer, where either writes); the steps of one level — typically the same step of
@@ -107,9 +111,8 @@ pub(crate) struct Plan {
     /// No step of a level touches a byte (or merged-result buffer) another step of the same
     /// level writes, so a level's steps may run in any order or at once on host threads.
     levels: Vec<usize>,
-    /// Ops (core, pc) some of whose inputs are read in place in DDR rather than from the VTCM
-    /// copy a dropped load would have made: (memory, offset) of every input.
-    redirect: HashMap<(u32, u32), Vec<(usize, u64)>>,
+    /// Loads read and stores written in place.
+    redirect: Redirects,
 }
 
 /// Arrays reused across inferences.
@@ -690,7 +693,7 @@ impl Plan {
         // Loads read in place: a contiguous DMA from DDR into VTCM whose landed bytes only ops
         // read (whole tiles, before any overwrite), while nothing writes its source range until
         // the last of them, is not copied; those ops read the DDR bytes instead.
-        let mut redirect: HashMap<(u32, u32), Vec<(usize, u64)>> = HashMap::new();
+        let mut redirect = Redirects::default();
         for si in 0..steps.len() {
             if !keep[si] {
                 continue;
@@ -749,7 +752,7 @@ impl Plan {
                     _ => continue,
                 };
                 let Some(op) = op_at(key.0, key.1) else { continue };
-                let e = redirect.entry(key).or_insert_with(|| op.inputs.iter().map(|t| (tile_mem(rcore, t), t.offset)).collect());
+                let e = redirect.inputs.entry(key).or_insert_with(|| op.inputs.iter().map(|t| (tile_mem(rcore, t), t.offset)).collect());
                 for (i, t) in op.inputs.iter().enumerate() {
                     if tile_mem(rcore, t) == m && t.offset == start && t.offset + tile_len(t) == end {
                         e[i] = (sb as usize, ss + (start - ds));
@@ -804,8 +807,9 @@ impl Plan {
         }
         let merged: usize = groups.iter().map(|g| g.members.len()).sum();
         tracing::debug!(actions = actions.len(), steps = steps.len(), lands, land_bytes, plain_ops = ops, conv_groups = groups.len(), merged_convs = merged, "simulator plan");
+        let steps = forward_stores(p, nbuf, ncores, &groups, &mut redirect, steps);
         let (steps, levels) = level_order(p, nbuf, ncores, &groups, &redirect, steps);
-        tracing::debug!(levels = levels.len() - 1, loads_read_in_place = redirect.len(), "simulator plan levels");
+        tracing::debug!(levels = levels.len() - 1, loads_read_in_place = redirect.inputs.len(), stores_written_in_place = redirect.outputs.len(), "simulator plan levels");
         Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels, redirect })
     }
 
@@ -918,16 +922,18 @@ impl Plan {
                 let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { return Ok(()) };
                 let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
                 let Some(o) = op.outputs.first() else { return Err(err("op without outputs".into())) };
-                let redir = self.redirect.get(&(core, pc)).map(Vec::as_slice);
-                run_op_step(mems, nbuf, core, op, o, redir, None, k, scratch, staging).map_err(err)?;
+                let redir = self.redirect.inputs.get(&(core, pc)).map(Vec::as_slice);
+                let out = self.redirect.outputs.get(&(core, pc)).copied();
+                run_op_step(mems, nbuf, core, op, o, redir, out, None, k, scratch, staging).map_err(err)?;
             }
             Step::Fused { core, pc, unary_pc } => {
                 let instrs = &p.cores[core as usize].instrs;
                 let (Instr::Op(op), Instr::Op(u)) = (&instrs[pc as usize], &instrs[unary_pc as usize]) else { return Ok(()) };
                 let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
                 let act = exec::activation_of(u);
-                let redir = self.redirect.get(&(core, pc)).map(Vec::as_slice);
-                run_op_step(mems, nbuf, core, op, &u.outputs[0], redir, act, k, scratch, staging).map_err(err)?;
+                let redir = self.redirect.inputs.get(&(core, pc)).map(Vec::as_slice);
+                let out = self.redirect.outputs.get(&(core, unary_pc)).copied();
+                run_op_step(mems, nbuf, core, op, &u.outputs[0], redir, out, act, k, scratch, staging).map_err(err)?;
             }
             Step::Group { group } => {
                 let g = &self.groups[group as usize];
@@ -938,15 +944,15 @@ impl Plan {
                 let (tc, tpc) = g.targets[0];
                 let Instr::Op(target) = &p.cores[tc as usize].instrs[tpc as usize] else { return Ok(()) };
                 let o = &target.outputs[0];
-                let (xm, xo) = self.redirect.get(&(c, pc)).map_or((mem_of(nbuf, c, x.space), x.offset), |r| r[0]);
-                let om = mem_of(nbuf, c, o.space);
+                let (xm, xo) = self.redirect.inputs.get(&(c, pc)).map_or((mem_of(nbuf, c, x.space), x.offset), |r| r[0]);
+                let (om, oo) = self.redirect.outputs.get(&(tc, tpc)).copied().unwrap_or((mem_of(nbuf, c, o.space), o.offset));
                 // SAFETY: validated ranges; the output slice is only taken when it does not
                 // overlap the input tile; no step of the same level touches them (plan time).
                 let xb = unsafe { mem_ref(mems, xm, xo as usize, tile_len(x) as usize) }.map_err(err)?;
                 let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
-                let overlap = xm == om && xo < o.offset + tile_len(o) && o.offset < xo + tile_len(x);
+                let overlap = xm == om && xo < oo + tile_len(o) && oo < xo + tile_len(x);
                 if g.members.len() == 1 && !overlap {
-                    let ob = unsafe { mem_mut(mems, om, o.offset as usize, tile_len(o) as usize) }.map_err(err)?;
+                    let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
                     if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
                         k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
                         return Ok(());
@@ -957,7 +963,7 @@ impl Plan {
                 let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
                 k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
                 drop(xf);
-                scatter(mems, nbuf, p, g, 0, slot).map_err(err)?;
+                scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
             }
             Step::Scatter { group, member } => {
                 let g = &self.groups[group as usize];
@@ -966,7 +972,7 @@ impl Plan {
                 let e = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: "Conv".into(), msg };
                 // SAFETY: read-only view; no step of the same level writes the result buffer.
                 let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(e)?;
-                scatter(mems, nbuf, p, g, member as usize, slot).map_err(e)?;
+                scatter(mems, nbuf, p, g, member as usize, slot, &self.redirect).map_err(e)?;
             }
         }
         Ok(())
@@ -998,88 +1004,186 @@ impl Mems {
 }
 
 /// One memory access of a step: memory (DDR buffers, VTCMs, then merged-result buffers), byte
-/// range (elements for result buffers), write.
-type StepAccess = (usize, u64, u64, bool);
+/// range (elements for result buffers), write, dense (a write of every byte of the range).
+type StepAccess = (usize, u64, u64, bool, bool);
+
+/// Where replayed ops read and write instead of the tiles written in the program.
+#[derive(Default)]
+struct Redirects {
+    /// Ops (core, pc) some of whose inputs are read in place in DDR rather than from the VTCM
+    /// copy a dropped load would have made: (memory, offset) of every input.
+    inputs: HashMap<(u32, u32), Vec<(usize, u64)>>,
+    /// Ops (core, pc) whose first output tile is written straight to the DDR range a dropped
+    /// store would have copied it to: (memory, offset).
+    outputs: HashMap<(u32, u32), (usize, u64)>,
+}
+
+/// The op whose first output tile a step writes, and the core whose VTCM that tile is in.
+fn writer_key(groups: &[ConvGroup], s: &Step) -> Option<((u32, u32), u32)> {
+    match *s {
+        Step::Op { core, pc } => Some(((core, pc), core)),
+        Step::Fused { core, unary_pc, .. } => Some(((core, unary_pc), core)),
+        Step::Group { group } => Some((groups[group as usize].targets[0], groups[group as usize].leader.0)),
+        Step::Scatter { group, member } => Some((groups[group as usize].targets[member as usize], groups[group as usize].members[member as usize].0)),
+        Step::Land { .. } => None,
+    }
+}
+
+/// The memory accesses of a step as the replay performs it (redirects applied).
+fn step_accesses(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], r: &Redirects, s: &Step) -> Vec<StepAccess> {
+    let nmem = nbuf + ncores;
+    let tile_acc = |core: u32, t: &Tile, write: bool| -> StepAccess { (mem_of(nbuf, core, t.space), t.offset, t.offset + tile_len(t), write, write) };
+    let op_at = |core: u32, pc: u32| match p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
+        Some(Instr::Op(o)) => Some(o),
+        _ => None,
+    };
+    // Input reads, in DDR where a load was dropped.
+    let reads = |core: u32, pc: u32, op: &Op, v: &mut Vec<StepAccess>| match r.inputs.get(&(core, pc)) {
+        Some(x) => v.extend(op.inputs.iter().zip(x).map(|(t, &(m, o))| (m, o, o + tile_len(t), false, false))),
+        None => v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false))),
+    };
+    let mut v = Vec::new();
+    // The first output tile of the op `writer_key` names, in DDR where a store was dropped.
+    let out = |v: &mut Vec<StepAccess>| {
+        let Some(((oc, opc), core)) = writer_key(groups, s) else { return };
+        let Some(t) = op_at(oc, opc).and_then(|o| o.outputs.first()) else { return };
+        v.push(match r.outputs.get(&(oc, opc)) {
+            Some(&(m, o)) => (m, o, o + tile_len(t), true, true),
+            None => tile_acc(core, t, true),
+        });
+    };
+    match *s {
+        Step::Land { core, pc, receivers } => {
+            if let Some(Instr::Dma(d)) = p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
+                let se = d.shape.src_extent().unwrap_or(0);
+                v.push((mem_of(nbuf, core, d.src), d.src_offset, d.src_offset + se, false, false));
+                let de = d.shape.dst_extent().unwrap_or(0);
+                let dense = dense_dst(&d.shape);
+                match (d.multicast, d.dst) {
+                    (Some(m), _) => {
+                        for c in receivers.unwrap_or(m).iter().filter(|&c| (c as usize) < ncores) {
+                            v.push((nbuf + c as usize, d.dst_offset, d.dst_offset + de, true, dense));
+                        }
+                    }
+                    (None, sp) => v.push((mem_of(nbuf, core, sp), d.dst_offset, d.dst_offset + de, true, dense)),
+                }
+            }
+        }
+        Step::Op { core, pc } | Step::Fused { core, pc, .. } => {
+            if let Some(op) = op_at(core, pc) {
+                reads(core, pc, op, &mut v);
+                out(&mut v);
+            }
+        }
+        Step::Group { group } => {
+            let g = &groups[group as usize];
+            let (lc, lpc) = g.leader;
+            if let Some(op) = op_at(lc, lpc) {
+                let mut x = Vec::new();
+                reads(lc, lpc, op, &mut x);
+                v.extend(x.into_iter().take(1));
+            }
+            out(&mut v);
+            v.push((nmem + g.slot, 0, u64::MAX, true, true));
+        }
+        Step::Scatter { group, .. } => {
+            out(&mut v);
+            v.push((nmem + groups[group as usize].slot, 0, u64::MAX, false, false));
+        }
+    }
+    v
+}
+
+/// Stores written in place: a contiguous DMA from VTCM to DDR whose source tile the step just
+/// before it on that memory wrote whole (an op, fused op or merged-convolution slice), that
+/// nothing reads afterwards before overwriting it, and whose DDR destination nothing touches
+/// between the write and the store, is dropped: the op writes the DDR range itself.
+fn forward_stores(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], r: &mut Redirects, steps: Vec<Step>) -> Vec<Step> {
+    let acc: Vec<Vec<StepAccess>> = steps.iter().map(|s| step_accesses(p, nbuf, ncores, groups, r, s)).collect();
+    let mut per_mem: HashMap<usize, Vec<(usize, u64, u64, bool, bool)>> = HashMap::new();
+    for (i, a) in acc.iter().enumerate() {
+        for &(m, s, e, w, d) in a {
+            per_mem.entry(m).or_default().push((i, s, e, w, d));
+        }
+    }
+    let mut keep = vec![true; steps.len()];
+    // Accepted moves per DDR memory: (writer step, store step, start, end).
+    let mut moved: HashMap<usize, Vec<(usize, usize, u64, u64)>> = HashMap::new();
+    for (j, st) in steps.iter().enumerate() {
+        let Step::Land { core, pc, .. } = *st else { continue };
+        let Some(Instr::Dma(d)) = p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) else { continue };
+        let Space::Ddr(b) = d.dst else { continue };
+        let len = d.shape.total_bytes();
+        if d.multicast.is_some() || len == 0 || d.shape.run_bytes != len || d.shape.src_extent() != Some(len) || d.shape.dst_extent() != Some(len) {
+            continue;
+        }
+        let sm = mem_of(nbuf, core, d.src);
+        if sm < nbuf {
+            continue;
+        }
+        let (ss, se) = (d.src_offset, d.src_offset + len);
+        let (ds, de) = (d.dst_offset, d.dst_offset + len);
+        let Some(list) = per_mem.get(&sm) else { continue };
+        let Some(pos) = list.iter().position(|a| a.0 == j) else { continue };
+        // The last earlier access touching the source: the writer.
+        let Some(&(i, ws, we, w, dense)) = list[..pos].iter().rev().find(|a| a.1 < se && ss < a.2) else { continue };
+        if !w || !dense || ws != ss || we != se || !keep[i] {
+            continue;
+        }
+        let Some((key, _)) = writer_key(groups, &steps[i]) else { continue };
+        if r.outputs.contains_key(&key) {
+            continue;
+        }
+        // The tile's bytes are not read after the store before being overwritten.
+        let mut remaining = Intervals::default();
+        remaining.add(ss, se);
+        let mut read_later = false;
+        for a in &list[pos + 1..] {
+            if a.0 == j || !(a.1 < se && ss < a.2) {
+                continue;
+            }
+            if !a.3 {
+                if remaining.intersects(a.1, a.2) {
+                    read_later = true;
+                    break;
+                }
+            } else if a.4 {
+                remaining.subtract(a.1, a.2);
+                if remaining.0.is_empty() {
+                    break;
+                }
+            }
+        }
+        if read_later {
+            continue;
+        }
+        // Nothing touches the destination from the writer up to the store.
+        let db = b as usize;
+        let busy = per_mem.get(&db).is_some_and(|l| l.iter().any(|a| a.0 >= i && a.0 < j && a.1 < de && ds < a.2));
+        let crossed = moved.get(&db).is_some_and(|l| l.iter().any(|&(mi, mj, s, e)| s < de && ds < e && mi <= j && i <= mj));
+        if busy || crossed {
+            continue;
+        }
+        r.outputs.insert(key, (db, ds));
+        moved.entry(db).or_default().push((i, j, ds, de));
+        keep[j] = false;
+    }
+    steps.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect()
+}
 
 /// Orders `steps` by dependence level: a step's level is one more than the highest level of an
 /// earlier step it conflicts with (both touch a common byte and one writes it). Running levels
 /// in order, each level's steps in any order, gives the bytes of the sequential replay.
 /// Returns the reordered steps and the level boundaries.
-fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], redirect: &HashMap<(u32, u32), Vec<(usize, u64)>>, steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
-    let nmem = nbuf + ncores;
-    let tile_acc = |core: u32, t: &Tile, write: bool| -> StepAccess { (mem_of(nbuf, core, t.space), t.offset, t.offset + tile_len(t), write) };
-    // Input reads, in DDR where a load was dropped.
-    let reads = |core: u32, pc: u32, op: &Op, v: &mut Vec<StepAccess>| match redirect.get(&(core, pc)) {
-        Some(r) => v.extend(op.inputs.iter().zip(r).map(|(t, &(m, o))| (m, o, o + tile_len(t), false))),
-        None => v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false))),
-    };
-    let op_at = |core: u32, pc: u32| match p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
-        Some(Instr::Op(o)) => Some(o),
-        _ => None,
-    };
-    let accesses = |s: &Step| -> Vec<StepAccess> {
-        let mut v = Vec::new();
-        match *s {
-            Step::Land { core, pc, receivers } => {
-                if let Some(Instr::Dma(d)) = p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
-                    let se = d.shape.src_extent().unwrap_or(0);
-                    v.push((mem_of(nbuf, core, d.src), d.src_offset, d.src_offset + se, false));
-                    let de = d.shape.dst_extent().unwrap_or(0);
-                    match (d.multicast, d.dst) {
-                        (Some(m), _) => {
-                            for c in receivers.unwrap_or(m).iter().filter(|&c| (c as usize) < ncores) {
-                                v.push((nbuf + c as usize, d.dst_offset, d.dst_offset + de, true));
-                            }
-                        }
-                        (None, sp) => v.push((mem_of(nbuf, core, sp), d.dst_offset, d.dst_offset + de, true)),
-                    }
-                }
-            }
-            Step::Op { core, pc } => {
-                if let Some(op) = op_at(core, pc) {
-                    reads(core, pc, op, &mut v);
-                    v.extend(op.outputs.first().map(|t| tile_acc(core, t, true)));
-                }
-            }
-            Step::Fused { core, pc, unary_pc } => {
-                if let (Some(op), Some(u)) = (op_at(core, pc), op_at(core, unary_pc)) {
-                    reads(core, pc, op, &mut v);
-                    v.extend(u.outputs.first().map(|t| tile_acc(core, t, true)));
-                }
-            }
-            Step::Group { group } => {
-                let g = &groups[group as usize];
-                let (lc, lpc) = g.leader;
-                if let Some(op) = op_at(lc, lpc) {
-                    let mut r = Vec::new();
-                    reads(lc, lpc, op, &mut r);
-                    v.extend(r.into_iter().take(1));
-                }
-                let (tc, tpc) = g.targets[0];
-                if let Some(t) = op_at(tc, tpc) {
-                    v.extend(t.outputs.first().map(|o| tile_acc(lc, o, true)));
-                }
-                v.push((nmem + g.slot, 0, u64::MAX, true));
-            }
-            Step::Scatter { group, member } => {
-                let g = &groups[group as usize];
-                let c = g.members[member as usize].0;
-                let (tc, tpc) = g.targets[member as usize];
-                if let Some(t) = op_at(tc, tpc) {
-                    v.extend(t.outputs.first().map(|o| tile_acc(c, o, true)));
-                }
-                v.push((nmem + g.slot, 0, u64::MAX, false));
-            }
-        }
-        v
-    };
+fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], r: &Redirects, steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
+    let accesses = |s: &Step| step_accesses(p, nbuf, ncores, groups, r, s);
     // Per memory: earlier accesses (range, write, level).
     let mut seen: HashMap<usize, Vec<(u64, u64, bool, usize)>> = HashMap::new();
     let mut level = vec![0usize; steps.len()];
     for (i, s) in steps.iter().enumerate() {
         let acc = accesses(s);
         let mut l = 0usize;
-        for &(m, a, b, w) in &acc {
+        for &(m, a, b, w, _) in &acc {
             if let Some(list) = seen.get(&m) {
                 for &(x, y, w2, lv) in list {
                     if (w || w2) && x < b && a < y {
@@ -1089,7 +1193,7 @@ fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], re
             }
         }
         level[i] = l;
-        for (m, a, b, w) in acc {
+        for (m, a, b, w, _) in acc {
             seen.entry(m).or_default().push((a, b, w, l));
         }
     }
@@ -1210,13 +1314,14 @@ fn run_op_step(
     op: &Op,
     o: &Tile,
     redirect: Option<&[(usize, u64)]>,
+    out_at: Option<(usize, u64)>,
     act: Option<Activation>,
     k: &Kernels,
     scratch: &mut Vec<f32>,
     staging: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let om = mem_of(nbuf, core, o.space);
-    let (oo, ol) = (o.offset as usize, tile_len(o) as usize);
+    let (om, oo) = out_at.unwrap_or((mem_of(nbuf, core, o.space), o.offset));
+    let (oo, ol) = (oo as usize, tile_len(o) as usize);
     let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
     let mut overlap = false;
     for (i, t) in op.inputs.iter().enumerate() {
@@ -1243,13 +1348,14 @@ fn run_op_step(
 }
 
 /// Writes member `m`'s channel slice of a group's merged result into its output tile.
-fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m: usize, merged: &[f32]) -> Result<(), String> {
+fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m: usize, merged: &[f32], r: &Redirects) -> Result<(), String> {
     let (c, _, ch0, ch) = g.members[m];
     let (tc, tpc) = g.targets[m];
     let Instr::Op(op) = &p.cores[tc as usize].instrs[tpc as usize] else { return Err("not an op".into()) };
     let o = &op.outputs[0];
     // SAFETY: validated range; nothing else is borrowed from memory during the copy.
-    let ob = unsafe { mem_mut(mems, mem_of(nbuf, c, o.space), o.offset as usize, tile_len(o) as usize) }?;
+    let (om, oo) = r.outputs.get(&(tc, tpc)).copied().unwrap_or((mem_of(nbuf, c, o.space), o.offset));
+    let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }?;
     let (n, mt) = (g.out_shape[0], g.out_shape[1]);
     let s: usize = g.out_shape[2..].iter().product();
     let run = ch * s;

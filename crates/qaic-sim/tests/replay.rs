@@ -220,3 +220,47 @@ fn loads_read_in_place_only_while_their_bytes_stand() {
         assert_eq!(y, want, "run {seed}");
     }
 }
+
+#[test]
+fn stores_written_in_place_only_when_nothing_else_sees_the_difference() {
+    // A store whose DDR destination is read between the op and the store, and a store whose
+    // VTCM tile is read again afterwards, keep their copies; the last store may be written by
+    // its op directly. Every variant gives the program's bytes.
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let mut p = Program::new("stores", "2.0", 1, 1 << 16);
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: 64, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 256, binding: Some(1) });
+    p.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: 64, binding: None });
+    let t = |o| Tile::vtcm(o, DType::F32, vec![16]);
+    let wait = Instr::DmaWait { tag: 0 };
+    p.cores[0].instrs = vec![
+        dma(Space::Ddr(0), 0, Space::Vtcm, 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(0), 0, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Neg", DType::F32, vec![t(0)], vec![t(128)])),
+        dma(Space::Ddr(2), 0, Space::Ddr(1), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Vtcm, 128, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(2), 0, Space::Ddr(1), 64, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Relu", DType::F32, vec![t(0)], vec![t(256)])),
+        dma(Space::Vtcm, 256, Space::Ddr(1), 128, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Neg", DType::F32, vec![t(256)], vec![t(384)])),
+        dma(Space::Vtcm, 384, Space::Ddr(1), 192, 64, 0),
+        wait,
+        Instr::End,
+    ];
+    let sim = Simulator::new(p, Vec::new(), dev).unwrap();
+    for seed in 0..2 {
+        let x: Vec<f32> = (0..16).map(|i| ((i * 7 + seed * 5) % 13) as f32 - 6.0).collect();
+        let y = f32s(&sim.run(&[bytes(&x)]).unwrap().outputs[0]);
+        let mut want = x.clone();
+        want.extend(x.iter().map(|v| -v));
+        want.extend(x.iter().map(|v| v.max(0.0)));
+        want.extend(x.iter().map(|v| -v.max(0.0)));
+        assert_eq!(y, want, "run {seed}");
+    }
+}
