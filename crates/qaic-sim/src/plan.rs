@@ -29,7 +29,9 @@
 //! * **Stores written in place.** A contiguous DMA from VTCM to DDR of a tile an op (a fused
 //!   op, a merged convolution's slice) has just written whole, which nothing reads afterwards
 //!   before overwriting it, and whose destination nothing touches between the op and the store,
-//!   is not copied: the op writes the DDR range (every layer's output store).
+//!   is not copied: the op writes the DDR range (every layer's output store). When all
+//!   members of a merged convolution store this way to adjacent channel ranges of one DDR
+//!   range, the merged result is computed there and not scattered.
 //! * **Independent steps on host threads.** Steps are ordered by dependence level (a step's
 //!   level is one more than that of the latest earlier step touching a common byte, or merged
 //!   result buffer, where either writes); the steps of one level — typically the same step of
