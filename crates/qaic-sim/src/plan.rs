@@ -1102,7 +1102,9 @@ fn step_accesses(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], 
 /// between the write and the store, is dropped: the op writes the DDR range itself.
 fn forward_stores(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], r: &mut Redirects, steps: Vec<Step>) -> Vec<Step> {
     let acc: Vec<Vec<StepAccess>> = steps.iter().map(|s| step_accesses(p, nbuf, ncores, groups, r, s)).collect();
-    let mut per_mem: HashMap<usize, Vec<(usize, u64, u64, bool, bool)>> = HashMap::new();
+    // Per memory: (step, start, end, write, dense), in step order.
+    type MemAccess = (usize, u64, u64, bool, bool);
+    let mut per_mem: HashMap<usize, Vec<MemAccess>> = HashMap::new();
     for (i, a) in acc.iter().enumerate() {
         for &(m, s, e, w, d) in a {
             per_mem.entry(m).or_default().push((i, s, e, w, d));
