@@ -4,7 +4,9 @@
 //! ```text
 //! cargo run --release -p qaic-sim --example simrun -- DIR [ITERATIONS] [--listing]
 //! ```
-//! Inputs are zero bytes; prints the host wall time per inference and the predicted device time.
+//! Inputs are zero bytes (`SIMRUN_INPUT=FILE`: the first input's raw bytes; `SIMRUN_OUTPUT=FILE`
+//! writes the first output, to compare replays byte for byte); prints the host wall time per
+//! inference and the predicted device time.
 
 use std::time::Instant;
 
@@ -22,8 +24,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let constants = std::fs::read(dir.join("constants.bin"))?;
     let device = DeviceModel::for_version(&program.device_version, Variant::Pro16)?;
-    let inputs: Vec<Vec<u8>> =
+    // SIMRUN_INPUT=FILE: raw bytes of the first input (others zero); SIMRUN_OUTPUT=FILE: the
+    // first output of the last run is written there (to compare replays byte for byte).
+    let mut inputs: Vec<Vec<u8>> =
         program.buffers.iter().filter(|b| b.kind == BufferKind::Input).map(|b| vec![0u8; b.size as usize]).collect();
+    if let (Ok(f), Some(first)) = (std::env::var("SIMRUN_INPUT"), inputs.first_mut()) {
+        let b = std::fs::read(f)?;
+        if b.len() != first.len() {
+            return Err(format!("SIMRUN_INPUT has {} bytes, the input buffer {}", b.len(), first.len()).into());
+        }
+        *first = b;
+    }
     let t0 = Instant::now();
     let sim = Simulator::new(program, constants, device)?;
     println!("load {:.3} s", t0.elapsed().as_secs_f64());
@@ -31,6 +42,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..iters {
         let t = Instant::now();
         let run = sim.run(&inputs)?;
+        if let (Ok(f), Some(o)) = (std::env::var("SIMRUN_OUTPUT"), run.outputs.first()) {
+            std::fs::write(f, o)?;
+        }
         times.push(t.elapsed().as_secs_f64() * 1e3);
         println!("run {:.1} ms host, {:.1} us predicted", times.last().copied().unwrap_or(0.0), run.stats.device_time_us());
     }

@@ -4,7 +4,7 @@
 //! the event engine runs once per loaded program: its statistics are kept, and the order in
 //! which it performed data events (DMA landings, ops) becomes a flat list of [`Step`]s that
 //! every inference replays on real data. That order is a valid sequential execution of the
-//! program (it is the device's), so results do not change. On that list, three rewrites cut
+//! program (it is the device's), so results do not change. On that list, these rewrites cut
 //! host work without changing any byte a later step reads:
 //!
 //! * **Merged convolutions.** When several `Conv` ops (on one or many cores) read input tiles
@@ -21,6 +21,23 @@
 //! * **Buffers reused across inferences.** VTCM, scratch and output arrays persist in a
 //!   workspace; only bytes some step reads before any step writes them ("live-in") are zeroed
 //!   per run, so results equal those of fresh zeroed arrays.
+//!
+//! * **Loads read in place.** A contiguous DMA from DDR into VTCM whose landed bytes only ops
+//!   read (each a whole tile, before any overwrite), while nothing writes the DDR source until
+//!   the last of those reads, is not copied: the ops read the DDR bytes (the layer-input loads
+//!   of every layer, the weight and bias loads).
+//! * **Stores written in place.** A contiguous DMA from VTCM to DDR of a tile an op (a fused
+//!   op, a merged convolution's slice) has just written whole, which nothing reads afterwards
+//!   before overwriting it, and whose destination nothing touches between the op and the store,
+//!   is not copied: the op writes the DDR range (every layer's output store). When all
+//!   members of a merged convolution store this way to adjacent channel ranges of one DDR
+//!   range, the merged result is computed there and not scattered.
+//! * **Independent steps on host threads.** Steps are ordered by dependence level (a step's
+//!   level is one more than that of the latest earlier step touching a common byte, or merged
+//!   result buffer, where either writes); the steps of one level — typically the same step of
+//!   every core in a layer — run at once on the kernel threads. Bytes equal the sequential
+//!   replay's whatever the host thread count; large contiguous DMA landings are also split
+//!   across threads.
 //!
 //! Outputs equal the step-by-step execution within the float tolerance (GEMM blocking differs
 //! with the merged shape); predicted timing is the engine's, untouched.
@@ -92,6 +109,12 @@ pub(crate) struct Plan {
     live_in: Vec<Vec<(u64, u64)>>,
     /// Input buffers some step writes (copied per run instead of borrowed).
     input_written: Vec<bool>,
+    /// `steps` is ordered by dependence level; level `i` is `steps[levels[i]..levels[i + 1]]`.
+    /// No step of a level touches a byte (or merged-result buffer) another step of the same
+    /// level writes, so a level's steps may run in any order or at once on host threads.
+    levels: Vec<usize>,
+    /// Loads read and stores written in place.
+    redirect: Redirects,
 }
 
 /// Arrays reused across inferences.
@@ -100,8 +123,8 @@ pub(crate) struct Workspace {
     ddr: Vec<Vec<u8>>,
     vtcm: Vec<Vec<u8>>,
     slots: Vec<Vec<f32>>,
-    scratch: Vec<f32>,
-    staging: Vec<u8>,
+    /// Per concurrently running step of a level: the float scratch and byte staging buffers.
+    bufs: Vec<std::sync::Mutex<(Vec<f32>, Vec<u8>)>>,
 }
 
 /// Identity of bytes DMA'd from DDR: equal keys mean equal bytes.
@@ -669,6 +692,77 @@ impl Plan {
                 keep[j] = false;
             }
         }
+        // Loads read in place: a contiguous DMA from DDR into VTCM whose landed bytes only ops
+        // read (whole tiles, before any overwrite), while nothing writes its source range until
+        // the last of them, is not copied; those ops read the DDR bytes instead.
+        let mut redirect = Redirects::default();
+        for si in 0..steps.len() {
+            if !keep[si] {
+                continue;
+            }
+            let Step::Land { core, pc, .. } = steps[si] else { continue };
+            let Some(d) = dma_at(core, pc) else { continue };
+            let Space::Ddr(sb) = d.src else { continue };
+            if d.multicast.is_some() || matches!(d.dst, Space::Ddr(_)) {
+                continue;
+            }
+            let len = d.shape.total_bytes();
+            if len == 0 || d.shape.run_bytes != len || d.shape.src_extent() != Some(len) || d.shape.dst_extent() != Some(len) {
+                continue;
+            }
+            let Some(w) = land_writes.get(&si) else { continue };
+            let [(m, idx)] = w[..] else { continue };
+            let (ds, de) = (d.dst_offset, d.dst_offset + len);
+            let mut remaining = Intervals::default();
+            remaining.add(ds, de);
+            // Validated reads: (step, start, end).
+            let mut readers: Vec<(usize, u64, u64)> = Vec::new();
+            let mut ok = true;
+            for x in &acc[m][idx + 1..] {
+                if x.step == si {
+                    continue;
+                }
+                if !x.write {
+                    if !keep[x.step] || !remaining.intersects(x.start, x.end) {
+                        continue;
+                    }
+                    let op_reader = matches!(steps[x.step], Step::Op { .. } | Step::Fused { .. } | Step::Group { .. });
+                    if !op_reader || !remaining.0.iter().any(|&(a, b)| a <= x.start && x.end <= b) {
+                        ok = false;
+                        break;
+                    }
+                    readers.push((x.step, x.start, x.end));
+                } else if x.dense {
+                    remaining.subtract(x.start, x.end);
+                    if remaining.0.is_empty() {
+                        break;
+                    }
+                } else if remaining.intersects(x.start, x.end) {
+                    ok = false;
+                    break;
+                }
+            }
+            let Some(last) = readers.iter().map(|r| r.0).max() else { continue };
+            let (ss, se) = (d.src_offset, d.src_offset + len);
+            if !ok || acc[sb as usize].iter().any(|a| a.write && a.step > si && a.step <= last && a.start < se && ss < a.end) {
+                continue;
+            }
+            for &(rs, start, end) in &readers {
+                let (key, rcore) = match steps[rs] {
+                    Step::Op { core, pc } | Step::Fused { core, pc, .. } => ((core, pc), core),
+                    Step::Group { group } => (groups[group as usize].leader, groups[group as usize].leader.0),
+                    _ => continue,
+                };
+                let Some(op) = op_at(key.0, key.1) else { continue };
+                let e = redirect.inputs.entry(key).or_insert_with(|| op.inputs.iter().map(|t| (tile_mem(rcore, t), t.offset)).collect());
+                for (i, t) in op.inputs.iter().enumerate() {
+                    if tile_mem(rcore, t) == m && t.offset == start && t.offset + tile_len(t) == end {
+                        e[i] = (sb as usize, ss + (start - ds));
+                    }
+                }
+            }
+            keep[si] = false;
+        }
         let steps: Vec<Step> = steps.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect();
 
         // Live-in bytes (read before written) of scratch buffers and VTCM.
@@ -715,7 +809,10 @@ impl Plan {
         }
         let merged: usize = groups.iter().map(|g| g.members.len()).sum();
         tracing::debug!(actions = actions.len(), steps = steps.len(), lands, land_bytes, plain_ops = ops, conv_groups = groups.len(), merged_convs = merged, "simulator plan");
-        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written })
+        let steps = forward_stores(p, nbuf, ncores, &groups, &mut redirect, steps);
+        let (steps, levels) = level_order(p, nbuf, ncores, &groups, &redirect, steps);
+        tracing::debug!(levels = levels.len() - 1, loads_read_in_place = redirect.inputs.len(), stores_written_in_place = redirect.outputs.len(), "simulator plan levels");
+        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels, redirect })
     }
 
     /// Replays one inference on `inputs`, reusing `ws`; returns the output buffers' bytes.
@@ -777,66 +874,346 @@ impl Plan {
                 bytes.fill(0);
             }
         }
-        let Workspace { slots, scratch, staging, .. } = ws;
-        for s in &self.steps {
-            match *s {
-                Step::Land { core, pc, receivers } => {
-                    let Instr::Dma(d) = &p.cores[core as usize].instrs[pc as usize] else { continue };
-                    land(&mems, nbuf, ncores, d, core as usize, receivers, staging);
-                }
-                Step::Op { core, pc } => {
-                    let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { continue };
-                    let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
-                    let Some(o) = op.outputs.first() else { return Err(err("op without outputs".into())) };
-                    run_op_step(&mems, nbuf, core, op, o, None, k, scratch, staging).map_err(err)?;
-                }
-                Step::Fused { core, pc, unary_pc } => {
-                    let instrs = &p.cores[core as usize].instrs;
-                    let (Instr::Op(op), Instr::Op(u)) = (&instrs[pc as usize], &instrs[unary_pc as usize]) else { continue };
-                    let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
-                    let act = exec::activation_of(u);
-                    run_op_step(&mems, nbuf, core, op, &u.outputs[0], act, k, scratch, staging).map_err(err)?;
-                }
-                Step::Group { group } => {
-                    let g = &self.groups[group as usize];
-                    let (c, pc) = g.leader;
-                    let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { continue };
-                    let err = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: op.op.clone(), msg };
-                    let x = &op.inputs[0];
-                    let (tc, tpc) = g.targets[0];
-                    let Instr::Op(target) = &p.cores[tc as usize].instrs[tpc as usize] else { continue };
-                    let o = &target.outputs[0];
-                    let xm = mem_of(nbuf, c, x.space);
-                    let om = mem_of(nbuf, c, o.space);
-                    // SAFETY: validated ranges; the output slice is only taken when it does not
-                    // overlap the input tile.
-                    let xb = unsafe { mem_ref(&mems, xm, x.offset as usize, tile_len(x) as usize) }.map_err(err)?;
-                    let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
-                    let overlap = xm == om && x.offset < o.offset + tile_len(o) && o.offset < x.offset + tile_len(x);
-                    if g.members.len() == 1 && !overlap {
-                        let ob = unsafe { mem_mut(&mems, om, o.offset as usize, tile_len(o) as usize) }.map_err(err)?;
-                        if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
-                            k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
-                            continue;
-                        }
+        let slots: Vec<(*mut f32, usize)> = ws.slots.iter_mut().map(|v| (v.as_mut_ptr(), v.len())).collect();
+        let mem = Mems { mems, slots };
+        let width = self.levels.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        if ws.bufs.len() < width.max(1) {
+            ws.bufs.resize_with(width.max(1), Default::default);
+        }
+        let bufs = &ws.bufs;
+        for w in self.levels.windows(2) {
+            let level = &self.steps[w[0]..w[1]];
+            if level.len() == 1 {
+                let mut b = bufs[0].lock().unwrap_or_else(|e| e.into_inner());
+                let (scratch, staging) = &mut *b;
+                self.step(&level[0], p, &mem, nbuf, ncores, k, scratch, staging)?;
+                continue;
+            }
+            // The steps of a level are independent (plan time): run them on the kernel threads.
+            let failed: std::sync::Mutex<Option<(usize, SimError)>> = std::sync::Mutex::new(None);
+            qaic_kernels::threads::parallel_for(level.len(), |i| {
+                let mut b = bufs[i].lock().unwrap_or_else(|e| e.into_inner());
+                let (scratch, staging) = &mut *b;
+                if let Err(e) = self.step(&level[i], p, &mem, nbuf, ncores, k, scratch, staging) {
+                    let mut f = failed.lock().unwrap_or_else(|e| e.into_inner());
+                    // Report the first failing step of the level, whatever the host order.
+                    if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                        *f = Some((i, e));
                     }
-                    let n: usize = g.out_shape.iter().product();
-                    let slot = &mut slots[g.slot][..n];
-                    k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
-                    drop(xf);
-                    scatter(&mems, nbuf, p, g, 0, slot).map_err(err)?;
                 }
-                Step::Scatter { group, member } => {
-                    let g = &self.groups[group as usize];
-                    let n: usize = g.out_shape.iter().product();
-                    let (c, pc, _, _) = g.members[member as usize];
-                    scatter(&mems, nbuf, p, g, member as usize, &slots[g.slot][..n])
-                        .map_err(|msg| SimError::Op { core: c as usize, index: pc as usize, op: "Conv".into(), msg })?;
-                }
+            });
+            if let Some((_, e)) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                return Err(e);
             }
         }
         Ok(p.buffers.iter().zip(&ws.ddr).filter(|(b, _)| b.kind == BufferKind::Output).map(|(_, d)| d.clone()).collect())
     }
+}
+
+impl Plan {
+    /// Runs one step on the memory table.
+    #[allow(clippy::too_many_arguments)]
+    fn step(&self, s: &Step, p: &Program, mem: &Mems, nbuf: usize, ncores: usize, k: &Kernels, scratch: &mut Vec<f32>, staging: &mut Vec<u8>) -> Result<(), SimError> {
+        let mems = &mem.mems[..];
+        match *s {
+            Step::Land { core, pc, receivers } => {
+                let Instr::Dma(d) = &p.cores[core as usize].instrs[pc as usize] else { return Ok(()) };
+                land(mems, nbuf, ncores, d, core as usize, receivers, staging);
+            }
+            Step::Op { core, pc } => {
+                let Instr::Op(op) = &p.cores[core as usize].instrs[pc as usize] else { return Ok(()) };
+                let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
+                let Some(o) = op.outputs.first() else { return Err(err("op without outputs".into())) };
+                let redir = self.redirect.inputs.get(&(core, pc)).map(Vec::as_slice);
+                let out = self.redirect.outputs.get(&(core, pc)).copied();
+                run_op_step(mems, nbuf, core, op, o, redir, out, None, k, scratch, staging).map_err(err)?;
+            }
+            Step::Fused { core, pc, unary_pc } => {
+                let instrs = &p.cores[core as usize].instrs;
+                let (Instr::Op(op), Instr::Op(u)) = (&instrs[pc as usize], &instrs[unary_pc as usize]) else { return Ok(()) };
+                let err = |msg: String| SimError::Op { core: core as usize, index: pc as usize, op: op.op.clone(), msg };
+                let act = exec::activation_of(u);
+                let redir = self.redirect.inputs.get(&(core, pc)).map(Vec::as_slice);
+                let out = self.redirect.outputs.get(&(core, unary_pc)).copied();
+                run_op_step(mems, nbuf, core, op, &u.outputs[0], redir, out, act, k, scratch, staging).map_err(err)?;
+            }
+            Step::Group { group } => {
+                let g = &self.groups[group as usize];
+                let (c, pc) = g.leader;
+                let Instr::Op(op) = &p.cores[c as usize].instrs[pc as usize] else { return Ok(()) };
+                let err = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: op.op.clone(), msg };
+                let x = &op.inputs[0];
+                let (tc, tpc) = g.targets[0];
+                let Instr::Op(target) = &p.cores[tc as usize].instrs[tpc as usize] else { return Ok(()) };
+                let o = &target.outputs[0];
+                let (xm, xo) = self.redirect.inputs.get(&(c, pc)).map_or((mem_of(nbuf, c, x.space), x.offset), |r| r[0]);
+                let (om, oo) = self.redirect.outputs.get(&(tc, tpc)).copied().unwrap_or((mem_of(nbuf, c, o.space), o.offset));
+                // SAFETY: validated ranges; the output slice is only taken when it does not
+                // overlap the input tile; no step of the same level touches them (plan time).
+                let xb = unsafe { mem_ref(mems, xm, xo as usize, tile_len(x) as usize) }.map_err(err)?;
+                let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
+                let overlap = xm == om && xo < oo + tile_len(o) && oo < xo + tile_len(x);
+                if g.members.len() == 1 && !overlap {
+                    let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
+                    if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
+                        k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
+                        return Ok(());
+                    }
+                }
+                let n: usize = g.out_shape.iter().product();
+                // SAFETY: the group's result buffer is written by this step alone in its level.
+                let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
+                k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
+                drop(xf);
+                scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
+            }
+            Step::Scatter { group, member } => {
+                let g = &self.groups[group as usize];
+                let n: usize = g.out_shape.iter().product();
+                let (c, pc, _, _) = g.members[member as usize];
+                let e = |msg: String| SimError::Op { core: c as usize, index: pc as usize, op: "Conv".into(), msg };
+                // SAFETY: read-only view; no step of the same level writes the result buffer.
+                let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(e)?;
+                scatter(mems, nbuf, p, g, member as usize, slot, &self.redirect).map_err(e)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The memory table of one replay: base pointer and length of every DDR buffer and VTCM, and
+/// of the merged-result buffers. Shared by the steps of a level, which touch disjoint bytes.
+struct Mems {
+    mems: Vec<(*mut u8, usize)>,
+    slots: Vec<(*mut f32, usize)>,
+}
+
+// SAFETY: the pointers are into the workspace and inputs/constants, which outlive the replay;
+// concurrent steps access disjoint ranges (dependence levels computed at plan time).
+unsafe impl Sync for Mems {}
+
+impl Mems {
+    /// # Safety
+    /// No other live slice may overlap the first `n` elements of slot `i`.
+    unsafe fn slot_mut<'a>(&self, i: usize, n: usize) -> Result<&'a mut [f32], String> {
+        let &(ptr, len) = self.slots.get(i).ok_or("result buffer index out of range")?;
+        if n > len {
+            return Err(format!("result of {n} elements exceeds its buffer of {len}"));
+        }
+        // SAFETY: in bounds; aliasing is the caller's contract.
+        Ok(unsafe { std::slice::from_raw_parts_mut(ptr, n) })
+    }
+}
+
+/// One memory access of a step: memory (DDR buffers, VTCMs, then merged-result buffers), byte
+/// range (elements for result buffers), write, dense (a write of every byte of the range).
+type StepAccess = (usize, u64, u64, bool, bool);
+
+/// Where replayed ops read and write instead of the tiles written in the program.
+#[derive(Default)]
+struct Redirects {
+    /// Ops (core, pc) some of whose inputs are read in place in DDR rather than from the VTCM
+    /// copy a dropped load would have made: (memory, offset) of every input.
+    inputs: HashMap<(u32, u32), Vec<(usize, u64)>>,
+    /// Ops (core, pc) whose first output tile is written straight to the DDR range a dropped
+    /// store would have copied it to: (memory, offset).
+    outputs: HashMap<(u32, u32), (usize, u64)>,
+}
+
+/// The op whose first output tile a step writes, and the core whose VTCM that tile is in.
+fn writer_key(groups: &[ConvGroup], s: &Step) -> Option<((u32, u32), u32)> {
+    match *s {
+        Step::Op { core, pc } => Some(((core, pc), core)),
+        Step::Fused { core, unary_pc, .. } => Some(((core, unary_pc), core)),
+        Step::Group { group } => Some((groups[group as usize].targets[0], groups[group as usize].leader.0)),
+        Step::Scatter { group, member } => Some((groups[group as usize].targets[member as usize], groups[group as usize].members[member as usize].0)),
+        Step::Land { .. } => None,
+    }
+}
+
+/// The memory accesses of a step as the replay performs it (redirects applied).
+fn step_accesses(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], r: &Redirects, s: &Step) -> Vec<StepAccess> {
+    let nmem = nbuf + ncores;
+    let tile_acc = |core: u32, t: &Tile, write: bool| -> StepAccess { (mem_of(nbuf, core, t.space), t.offset, t.offset + tile_len(t), write, write) };
+    let op_at = |core: u32, pc: u32| match p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
+        Some(Instr::Op(o)) => Some(o),
+        _ => None,
+    };
+    // Input reads, in DDR where a load was dropped.
+    let reads = |core: u32, pc: u32, op: &Op, v: &mut Vec<StepAccess>| match r.inputs.get(&(core, pc)) {
+        Some(x) => v.extend(op.inputs.iter().zip(x).map(|(t, &(m, o))| (m, o, o + tile_len(t), false, false))),
+        None => v.extend(op.inputs.iter().map(|t| tile_acc(core, t, false))),
+    };
+    let mut v = Vec::new();
+    // The first output tile of the op `writer_key` names, in DDR where a store was dropped.
+    let out = |v: &mut Vec<StepAccess>| {
+        let Some(((oc, opc), core)) = writer_key(groups, s) else { return };
+        let Some(t) = op_at(oc, opc).and_then(|o| o.outputs.first()) else { return };
+        v.push(match r.outputs.get(&(oc, opc)) {
+            Some(&(m, o)) => (m, o, o + tile_len(t), true, true),
+            None => tile_acc(core, t, true),
+        });
+    };
+    match *s {
+        Step::Land { core, pc, receivers } => {
+            if let Some(Instr::Dma(d)) = p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) {
+                let se = d.shape.src_extent().unwrap_or(0);
+                v.push((mem_of(nbuf, core, d.src), d.src_offset, d.src_offset + se, false, false));
+                let de = d.shape.dst_extent().unwrap_or(0);
+                let dense = dense_dst(&d.shape);
+                match (d.multicast, d.dst) {
+                    (Some(m), _) => {
+                        for c in receivers.unwrap_or(m).iter().filter(|&c| (c as usize) < ncores) {
+                            v.push((nbuf + c as usize, d.dst_offset, d.dst_offset + de, true, dense));
+                        }
+                    }
+                    (None, sp) => v.push((mem_of(nbuf, core, sp), d.dst_offset, d.dst_offset + de, true, dense)),
+                }
+            }
+        }
+        Step::Op { core, pc } | Step::Fused { core, pc, .. } => {
+            if let Some(op) = op_at(core, pc) {
+                reads(core, pc, op, &mut v);
+                out(&mut v);
+            }
+        }
+        Step::Group { group } => {
+            let g = &groups[group as usize];
+            let (lc, lpc) = g.leader;
+            if let Some(op) = op_at(lc, lpc) {
+                let mut x = Vec::new();
+                reads(lc, lpc, op, &mut x);
+                v.extend(x.into_iter().take(1));
+            }
+            out(&mut v);
+            v.push((nmem + g.slot, 0, u64::MAX, true, true));
+        }
+        Step::Scatter { group, .. } => {
+            out(&mut v);
+            v.push((nmem + groups[group as usize].slot, 0, u64::MAX, false, false));
+        }
+    }
+    v
+}
+
+/// Stores written in place: a contiguous DMA from VTCM to DDR whose source tile the step just
+/// before it on that memory wrote whole (an op, fused op or merged-convolution slice), that
+/// nothing reads afterwards before overwriting it, and whose DDR destination nothing touches
+/// between the write and the store, is dropped: the op writes the DDR range itself.
+fn forward_stores(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], r: &mut Redirects, steps: Vec<Step>) -> Vec<Step> {
+    let acc: Vec<Vec<StepAccess>> = steps.iter().map(|s| step_accesses(p, nbuf, ncores, groups, r, s)).collect();
+    // Per memory: (step, start, end, write, dense), in step order.
+    type MemAccess = (usize, u64, u64, bool, bool);
+    let mut per_mem: HashMap<usize, Vec<MemAccess>> = HashMap::new();
+    for (i, a) in acc.iter().enumerate() {
+        for &(m, s, e, w, d) in a {
+            per_mem.entry(m).or_default().push((i, s, e, w, d));
+        }
+    }
+    let mut keep = vec![true; steps.len()];
+    // Accepted moves per DDR memory: (writer step, store step, start, end).
+    let mut moved: HashMap<usize, Vec<(usize, usize, u64, u64)>> = HashMap::new();
+    for (j, st) in steps.iter().enumerate() {
+        let Step::Land { core, pc, .. } = *st else { continue };
+        let Some(Instr::Dma(d)) = p.cores.get(core as usize).and_then(|c| c.instrs.get(pc as usize)) else { continue };
+        let Space::Ddr(b) = d.dst else { continue };
+        let len = d.shape.total_bytes();
+        if d.multicast.is_some() || len == 0 || d.shape.run_bytes != len || d.shape.src_extent() != Some(len) || d.shape.dst_extent() != Some(len) {
+            continue;
+        }
+        let sm = mem_of(nbuf, core, d.src);
+        if sm < nbuf {
+            continue;
+        }
+        let (ss, se) = (d.src_offset, d.src_offset + len);
+        let (ds, de) = (d.dst_offset, d.dst_offset + len);
+        let Some(list) = per_mem.get(&sm) else { continue };
+        let Some(pos) = list.iter().position(|a| a.0 == j) else { continue };
+        // The last earlier access touching the source: the writer.
+        let Some(&(i, ws, we, w, dense)) = list[..pos].iter().rev().find(|a| a.1 < se && ss < a.2) else { continue };
+        if !w || !dense || ws != ss || we != se || !keep[i] {
+            continue;
+        }
+        let Some((key, _)) = writer_key(groups, &steps[i]) else { continue };
+        if r.outputs.contains_key(&key) {
+            continue;
+        }
+        // The tile's bytes are not read after the store before being overwritten.
+        let mut remaining = Intervals::default();
+        remaining.add(ss, se);
+        let mut read_later = false;
+        for a in &list[pos + 1..] {
+            if a.0 == j || !(a.1 < se && ss < a.2) {
+                continue;
+            }
+            if !a.3 {
+                if remaining.intersects(a.1, a.2) {
+                    read_later = true;
+                    break;
+                }
+            } else if a.4 {
+                remaining.subtract(a.1, a.2);
+                if remaining.0.is_empty() {
+                    break;
+                }
+            }
+        }
+        if read_later {
+            continue;
+        }
+        // Nothing touches the destination from the writer up to the store.
+        let db = b as usize;
+        let busy = per_mem.get(&db).is_some_and(|l| l.iter().any(|a| a.0 >= i && a.0 < j && a.1 < de && ds < a.2));
+        let crossed = moved.get(&db).is_some_and(|l| l.iter().any(|&(mi, mj, s, e)| s < de && ds < e && mi <= j && i <= mj));
+        if busy || crossed {
+            continue;
+        }
+        r.outputs.insert(key, (db, ds));
+        moved.entry(db).or_default().push((i, j, ds, de));
+        keep[j] = false;
+    }
+    steps.into_iter().zip(keep).filter(|(_, k)| *k).map(|(s, _)| s).collect()
+}
+
+/// Orders `steps` by dependence level: a step's level is one more than the highest level of an
+/// earlier step it conflicts with (both touch a common byte and one writes it). Running levels
+/// in order, each level's steps in any order, gives the bytes of the sequential replay.
+/// Returns the reordered steps and the level boundaries.
+fn level_order(p: &Program, nbuf: usize, ncores: usize, groups: &[ConvGroup], r: &Redirects, steps: Vec<Step>) -> (Vec<Step>, Vec<usize>) {
+    let accesses = |s: &Step| step_accesses(p, nbuf, ncores, groups, r, s);
+    // Per memory: earlier accesses (range, write, level).
+    let mut seen: HashMap<usize, Vec<(u64, u64, bool, usize)>> = HashMap::new();
+    let mut level = vec![0usize; steps.len()];
+    for (i, s) in steps.iter().enumerate() {
+        let acc = accesses(s);
+        let mut l = 0usize;
+        for &(m, a, b, w, _) in &acc {
+            if let Some(list) = seen.get(&m) {
+                for &(x, y, w2, lv) in list {
+                    if (w || w2) && x < b && a < y {
+                        l = l.max(lv + 1);
+                    }
+                }
+            }
+        }
+        level[i] = l;
+        for (m, a, b, w, _) in acc {
+            seen.entry(m).or_default().push((a, b, w, l));
+        }
+    }
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by_key(|&i| level[i]);
+    let mut bounds = vec![0usize];
+    for j in 1..order.len() {
+        if level[order[j]] != level[order[j - 1]] {
+            bounds.push(j);
+        }
+    }
+    bounds.push(order.len());
+    if order.is_empty() {
+        bounds = vec![0];
+    }
+    (order.iter().map(|&i| steps[i]).collect(), bounds)
 }
 
 fn mem_of(nbuf: usize, core: u32, s: Space) -> usize {
@@ -900,23 +1277,60 @@ fn land(mems: &[(*mut u8, usize)], nbuf: usize, ncores: usize, d: &Dma, core: us
                 });
             } else {
                 let Ok(dst) = mem_mut(mems, dm, doff, de) else { return };
-                for_each_run_of(&d.shape, 0, 0, &mut |s, o| dst[o..o + run].copy_from_slice(&src[s..s + run]));
+                if run == de && run == se && run >= PAR_COPY_BYTES {
+                    par_copy(dst, src);
+                } else {
+                    for_each_run_of(&d.shape, 0, 0, &mut |s, o| dst[o..o + run].copy_from_slice(&src[s..s + run]));
+                }
             }
         }
     }
 }
 
+/// Contiguous copies at least this long are split across the kernel threads.
+const PAR_COPY_BYTES: usize = 256 << 10;
+
+/// Copies `src` into `dst` (equal lengths) in chunks on the kernel threads.
+fn par_copy(dst: &mut [u8], src: &[u8]) {
+    let n = dst.len().min(src.len());
+    let chunks = qaic_kernels::num_threads().min(n / (PAR_COPY_BYTES / 2)).max(1);
+    if chunks == 1 {
+        dst[..n].copy_from_slice(&src[..n]);
+        return;
+    }
+    let step = n.div_ceil(chunks);
+    let (d, s) = (dst.as_mut_ptr() as usize, src.as_ptr() as usize);
+    qaic_kernels::threads::parallel_for(chunks, |i| {
+        let (a, b) = (i * step, ((i + 1) * step).min(n));
+        // SAFETY: chunks are disjoint ranges inside both slices, which outlive the loop and do
+        // not overlap each other (the caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping((s as *const u8).add(a), (d as *mut u8).add(a), b - a) };
+    });
+}
+
 /// Runs one op as written: inputs read in place, the output written in place unless it
 /// overlaps an input (then through `staging`).
 #[allow(clippy::too_many_arguments)]
-fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, o: &Tile, act: Option<Activation>, k: &Kernels, scratch: &mut Vec<f32>, staging: &mut Vec<u8>) -> Result<(), String> {
-    let om = mem_of(nbuf, core, o.space);
-    let (oo, ol) = (o.offset as usize, tile_len(o) as usize);
+fn run_op_step(
+    mems: &[(*mut u8, usize)],
+    nbuf: usize,
+    core: u32,
+    op: &Op,
+    o: &Tile,
+    redirect: Option<&[(usize, u64)]>,
+    out_at: Option<(usize, u64)>,
+    act: Option<Activation>,
+    k: &Kernels,
+    scratch: &mut Vec<f32>,
+    staging: &mut Vec<u8>,
+) -> Result<(), String> {
+    let (om, oo) = out_at.unwrap_or((mem_of(nbuf, core, o.space), o.offset));
+    let (oo, ol) = (oo as usize, tile_len(o) as usize);
     let mut ins: Vec<&[u8]> = Vec::with_capacity(op.inputs.len());
     let mut overlap = false;
-    for t in &op.inputs {
-        let m = mem_of(nbuf, core, t.space);
-        let (s, l) = (t.offset as usize, tile_len(t) as usize);
+    for (i, t) in op.inputs.iter().enumerate() {
+        let (m, s) = redirect.and_then(|r| r.get(i).copied()).unwrap_or((mem_of(nbuf, core, t.space), t.offset));
+        let (s, l) = (s as usize, tile_len(t) as usize);
         overlap |= m == om && s < oo + ol && oo < s + l;
         // SAFETY: shared views of validated ranges; the output is written below either into a
         // disjoint range or through `staging`.
@@ -938,13 +1352,14 @@ fn run_op_step(mems: &[(*mut u8, usize)], nbuf: usize, core: u32, op: &Op, o: &T
 }
 
 /// Writes member `m`'s channel slice of a group's merged result into its output tile.
-fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m: usize, merged: &[f32]) -> Result<(), String> {
+fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m: usize, merged: &[f32], r: &Redirects) -> Result<(), String> {
     let (c, _, ch0, ch) = g.members[m];
     let (tc, tpc) = g.targets[m];
     let Instr::Op(op) = &p.cores[tc as usize].instrs[tpc as usize] else { return Err("not an op".into()) };
     let o = &op.outputs[0];
     // SAFETY: validated range; nothing else is borrowed from memory during the copy.
-    let ob = unsafe { mem_mut(mems, mem_of(nbuf, c, o.space), o.offset as usize, tile_len(o) as usize) }?;
+    let (om, oo) = r.outputs.get(&(tc, tpc)).copied().unwrap_or((mem_of(nbuf, c, o.space), o.offset));
+    let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }?;
     let (n, mt) = (g.out_shape[0], g.out_shape[1]);
     let s: usize = g.out_shape[2..].iter().product();
     let run = ch * s;

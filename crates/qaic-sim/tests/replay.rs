@@ -139,3 +139,128 @@ fn bytes_read_before_written_are_zero_on_every_run() {
         assert_eq!(&y[4..], &x);
     }
 }
+
+#[test]
+fn independent_cores_on_host_threads_give_the_one_thread_bytes() {
+    // Eight cores, each: a large contiguous landing (split across threads), Relu into a second
+    // tile, Neg back over the landed input (a write after read the replay's levels must keep in
+    // order), and a store. The replay runs the cores' steps at once on host threads.
+    let (cores, n) = (8usize, 80_000usize);
+    let slice = (n * 4) as u64;
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let mut p = Program::new("levels", "2.0", cores, 1 << 20);
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: slice * cores as u64, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: slice * cores as u64, binding: Some(1) });
+    let t = |o| Tile::vtcm(o, DType::F32, vec![n as u64]);
+    for c in 0..cores {
+        let off = c as u64 * slice;
+        p.cores[c].instrs = vec![
+            dma(Space::Ddr(0), off, Space::Vtcm, 0, slice, 0),
+            Instr::DmaWait { tag: 0 },
+            Instr::Op(Op::new("Relu", DType::F32, vec![t(0)], vec![t(400_000)])),
+            Instr::Op(Op::new("Neg", DType::F32, vec![t(400_000)], vec![t(0)])),
+            dma(Space::Vtcm, 0, Space::Ddr(1), off, slice, 1),
+            Instr::DmaWait { tag: 1 },
+            Instr::End,
+        ];
+    }
+    let sim = Simulator::new(p, Vec::new(), dev).unwrap();
+    let x: Vec<f32> = (0..n * cores).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.25).collect();
+    let want: Vec<f32> = x.iter().map(|v| -v.max(0.0)).collect();
+    let mut times = Vec::new();
+    for threads in [1usize, 4, 2] {
+        qaic_kernels::set_num_threads(threads);
+        let run = sim.run(&[bytes(&x)]).unwrap();
+        assert_eq!(f32s(&run.outputs[0]), want, "{threads} threads");
+        times.push(run.stats.total_ps);
+    }
+    qaic_kernels::set_num_threads(0);
+    assert!(times.windows(2).all(|t| t[0] == t[1]));
+}
+
+#[test]
+fn loads_read_in_place_only_while_their_bytes_stand() {
+    // A load whose DDR source is rewritten before its last reader, and a load partly
+    // overwritten before it is read, must both be copied (readers see the landed bytes).
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let mut p = Program::new("inplace", "2.0", 1, 1 << 16);
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: 64, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 128, binding: Some(1) });
+    p.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: 64, binding: None });
+    let t = |o| Tile::vtcm(o, DType::F32, vec![16]);
+    let wait = Instr::DmaWait { tag: 0 };
+    p.cores[0].instrs = vec![
+        dma(Space::Ddr(0), 0, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(2), 0, Space::Vtcm, 0, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Neg", DType::F32, vec![t(0)], vec![t(128)])),
+        dma(Space::Vtcm, 128, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Relu", DType::F32, vec![t(0)], vec![t(256)])),
+        dma(Space::Vtcm, 256, Space::Ddr(1), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(2), 0, Space::Vtcm, 512, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(0), 32, Space::Vtcm, 512, 32, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Relu", DType::F32, vec![t(512)], vec![t(640)])),
+        dma(Space::Vtcm, 640, Space::Ddr(1), 64, 64, 0),
+        wait,
+        Instr::End,
+    ];
+    let sim = Simulator::new(p, Vec::new(), dev).unwrap();
+    for seed in 0..2 {
+        let x: Vec<f32> = (0..16).map(|i| ((i * 5 + seed * 3) % 11) as f32 - 5.0).collect();
+        let y = f32s(&sim.run(&[bytes(&x)]).unwrap().outputs[0]);
+        let relu = |v: f32| v.max(0.0);
+        let mut want: Vec<f32> = x.iter().map(|&v| relu(v)).collect();
+        want.extend(x[8..].iter().map(|&v| relu(v)));
+        want.extend(x[8..].iter().map(|&v| relu(-v)));
+        assert_eq!(y, want, "run {seed}");
+    }
+}
+
+#[test]
+fn stores_written_in_place_only_when_nothing_else_sees_the_difference() {
+    // A store whose DDR destination is read between the op and the store, and a store whose
+    // VTCM tile is read again afterwards, keep their copies; the last store may be written by
+    // its op directly. Every variant gives the program's bytes.
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let mut p = Program::new("stores", "2.0", 1, 1 << 16);
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: 64, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 256, binding: Some(1) });
+    p.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: 64, binding: None });
+    let t = |o| Tile::vtcm(o, DType::F32, vec![16]);
+    let wait = Instr::DmaWait { tag: 0 };
+    p.cores[0].instrs = vec![
+        dma(Space::Ddr(0), 0, Space::Vtcm, 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(0), 0, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Neg", DType::F32, vec![t(0)], vec![t(128)])),
+        dma(Space::Ddr(2), 0, Space::Ddr(1), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Vtcm, 128, Space::Ddr(2), 0, 64, 0),
+        wait.clone(),
+        dma(Space::Ddr(2), 0, Space::Ddr(1), 64, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Relu", DType::F32, vec![t(0)], vec![t(256)])),
+        dma(Space::Vtcm, 256, Space::Ddr(1), 128, 64, 0),
+        wait.clone(),
+        Instr::Op(Op::new("Neg", DType::F32, vec![t(256)], vec![t(384)])),
+        dma(Space::Vtcm, 384, Space::Ddr(1), 192, 64, 0),
+        wait,
+        Instr::End,
+    ];
+    let sim = Simulator::new(p, Vec::new(), dev).unwrap();
+    for seed in 0..2 {
+        let x: Vec<f32> = (0..16).map(|i| ((i * 7 + seed * 5) % 13) as f32 - 6.0).collect();
+        let y = f32s(&sim.run(&[bytes(&x)]).unwrap().outputs[0]);
+        let mut want = x.clone();
+        want.extend(x.iter().map(|v| -v));
+        want.extend(x.iter().map(|v| v.max(0.0)));
+        want.extend(x.iter().map(|v| -v.max(0.0)));
+        assert_eq!(y, want, "run {seed}");
+    }
+}
