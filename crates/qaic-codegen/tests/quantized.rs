@@ -171,3 +171,32 @@ fn integer_matrix_ops_are_bit_exact_with_the_interpreter() {
         }
     }
 }
+
+#[test]
+fn fp16_programs_give_the_interpreters_results() {
+    use qaic_quant::{apply_precision, QuantConfig};
+    let g = float_net();
+    let r = apply_precision(&g, None, &QuantConfig { convert_to_fp16: true, ..Default::default() }).unwrap();
+    let q = r.graph;
+    let plan = qaic_interp::Plan::with_registry(q.clone(), &qaic_quant::registry(), &qaic_interp::PlanOptions::default()).unwrap();
+    for cores in [1u32, 4] {
+        let c = compile(&q, &DeviceModel::aic100(Variant::Pro16), &CodegenOptions { num_cores: cores, ..Default::default() }).unwrap();
+        let listing = c.program.listing();
+        assert!(listing.contains("op Conv f16") && listing.contains("op Cast"), "{listing}");
+        let sim = Simulator::new(c.program.clone(), c.constants.clone(), DeviceModel::aic100(Variant::Pro16)).unwrap();
+        for i in 0..3 {
+            let xt = sample(20 + i);
+            let want = plan.run(vec![Value::from(xt.clone())]).unwrap().remove(0).into_tensor().unwrap().to_vec::<f32>().unwrap();
+            let run = sim.run(&[xt.raw_bytes().unwrap().to_vec()]).unwrap();
+            let got: Vec<f32> = run.outputs[0].chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            // Each op rounds its result to float16 once on both sides; the float32 accumulation
+            // order may differ, which moves a result by at most one float16 step.
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() <= b.abs() * 2.0f32.powi(-10) + 1e-6, "{cores} cores, sample {i}: {a} vs {b}");
+            }
+        }
+    }
+    // -convert-to-fp16 is the caller's graph pass: the option alone is refused with that advice.
+    let e = compile(&g, &DeviceModel::aic100(Variant::Pro16), &CodegenOptions { convert_to_fp16: true, ..Default::default() }).unwrap_err().to_string();
+    assert!(e.contains("apply_precision"), "{e}");
+}

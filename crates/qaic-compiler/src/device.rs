@@ -74,7 +74,8 @@ pub fn codegen_options(cfg: &ExecConfig) -> Result<CodegenOptions, RunError> {
         multicast_weights: d.multicast_weights,
         use_producer_dma: d.use_producer_dma,
         compile_threads: d.compile_threads.map_or(0, |t| t as usize),
-        convert_to_fp16: cfg.quantization.convert_to_fp16,
+        // Applied to the graph by the precision pass before code generation (compile_with_events).
+        convert_to_fp16: false,
         bindings: qaic_ir::Bindings::new(),
     })
 }
@@ -127,10 +128,7 @@ pub fn compile_with_events(cfg: &ExecConfig, events: &mut dyn FnMut(crate::run::
     let mut pass_times = Vec::new();
     let t = Instant::now();
     let mut graph = crate::run::load_graph(cfg)?;
-    // -convert-to-fp16 alone reaches codegen (which says it does not support it yet).
-    let mut without_fp16 = cfg.clone();
-    without_fp16.quantization.convert_to_fp16 = false;
-    if crate::precision::is_active(&without_fp16) {
+    if crate::precision::is_active(cfg) {
         graph = crate::precision::device_graph(cfg, graph, events)?;
     }
     let custom = match &cfg.device.custom_io_list_file {

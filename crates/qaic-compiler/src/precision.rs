@@ -286,21 +286,11 @@ fn obtain_profile(
 
 /// The graph the virtual AIC100 compiles when quantization options are given: the profile
 /// (loaded, or measured on the interpreter over the input list), the precision pass, and the
-/// integer lowering; the dequantizes the integer ops bypass are pruned. fp16 rules and
-/// `-quantization-report` are refused (the code generator has no fp16 ops yet; the report
-/// compares interpreter runs).
+/// integer lowering, and the fp16 rules (`-convert-to-fp16`, `-execute-nodes-in-fp16`,
+/// `-node-precision-info`: float16 tiles and `Cast`s on the device); the dequantizes the integer
+/// ops bypass are pruned. `-quantization-report` is refused (it compares interpreter runs).
 pub fn device_graph(cfg: &ExecConfig, graph: qaic_ir::Graph, events: &mut dyn FnMut(RunEvent)) -> Result<qaic_ir::Graph, RunError> {
     let q = &cfg.quantization;
-    let not_yet = |what: &str| Err(RunError::NotSupported(format!("{what} with the virtual AIC100: its code generator has no fp16 ops yet (use -run-on-interpreter)")));
-    if !q.fp16_op_kinds.is_empty() {
-        return not_yet("-execute-nodes-in-fp16");
-    }
-    if q.convert_to_fp16 {
-        return not_yet("-convert-to-fp16");
-    }
-    if q.node_precision_info.is_some() {
-        return not_yet("-node-precision-info");
-    }
     if q.quantization_report.is_some() {
         return Err(RunError::NotSupported("-quantization-report compares interpreter runs: use it with -run-on-interpreter".into()));
     }
@@ -320,7 +310,8 @@ pub fn device_graph(cfg: &ExecConfig, graph: qaic_ir::Graph, events: &mut dyn Fn
     } else {
         None
     };
-    if !quantizing && q.keep_original_precision_op_kinds.is_empty() {
+    let fp16_rules = q.convert_to_fp16 || !q.fp16_op_kinds.is_empty() || q.node_precision_info.is_some();
+    if !quantizing && !fp16_rules && q.keep_original_precision_op_kinds.is_empty() {
         return Ok(graph);
     }
     let result = qaic_quant::apply_precision(&graph, profile.as_ref(), &qcfg)?;

@@ -137,7 +137,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Floor", "Ceil", "Softplus", "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Add", "Sum", "Sub",
     "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
-    "ReduceMin", "Transpose", "Concat", "Copy", "Resize", "QuantizeGlow", "DequantizeLinear", "QConvGlow", "QMatMulGlow",
+    "ReduceMin", "Transpose", "Concat", "Copy", "Resize", "QuantizeGlow", "DequantizeLinear", "QConvGlow", "QMatMulGlow", "Cast",
 ];
 
 /// Executes `op`: `inputs` are the input tiles' bytes, `out` the output tile's bytes (exactly
@@ -356,6 +356,16 @@ fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32], act: Optio
         if op.inputs.len() < n { Err(format!("needs {n} inputs, has {}", op.inputs.len())) } else { Ok(()) }
     };
     match op.op.as_str() {
+        // Float-to-float conversion: the value is widened here and rounded (to nearest even)
+        // by the output encoding, as the interpreter's Cast rounds.
+        "Cast" => {
+            need(1)?;
+            let x = fin(0)?;
+            if x.len() != on {
+                return Err(format!("Cast of {} values into {on}", x.len()));
+            }
+            out.copy_from_slice(&x);
+        }
         "Conv" => {
             need(2)?;
             let (x, w) = (fin(0)?, fin(1)?);
