@@ -103,7 +103,7 @@ fn in_our_pool() -> bool {
 }
 
 /// A raw pointer that may cross threads; users guarantee items write disjoint ranges.
-pub(crate) struct SendPtr<T>(pub *mut T);
+pub struct SendPtr<T>(pub *mut T);
 impl<T> Clone for SendPtr<T> {
     fn clone(&self) -> Self {
         *self

@@ -1,7 +1,7 @@
 //! Normalisation ops: BatchNormalization, InstanceNormalization, LayerNormalization,
 //! GroupNormalization, LpNormalization, MeanVarianceNormalization, LRN; Dropout (inference).
 
-use qaic_tensor::{Tensor, Value};
+use qaic_tensor::{DType, Tensor, Value};
 
 use super::linalg::{from_f32, to_f32};
 use super::util::{input, norm_axis, opt_input, out1};
@@ -63,6 +63,36 @@ impl Kernel for BatchNorm {
         let c = x.shape()[1];
         let inner: usize = x.shape()[2..].iter().product();
         let n = x.shape()[0];
+        // Inference on float32 with folded parameters: one pass, no copies of X, a recycled
+        // output, channel planes split across threads (unfolded BatchNorms between quantized
+        // convolutions run this at every layer).
+        if let (false, Some((scale, shift)), DType::F32) = (self.training, &self.folded, x.dtype()) {
+            if scale.len() != c || shift.len() != c {
+                return Err(OpError::Msg(format!("parameters have {} values but X has {c} channels", scale.len())));
+            }
+            let xv = x.view::<f32>()?;
+            let mut y = qaic_tensor::recycle::reuse_vec::<f32>(xv.len());
+            let plane = inner.max(1);
+            let planes = xv.len() / plane;
+            let yp = qaic_kernels::threads::SendPtr(y.as_mut_ptr());
+            let per = planes.div_ceil(qaic_kernels::threads::num_threads() * 2).max(1);
+            let run = |lo: usize, hi: usize| {
+                for p in lo..hi {
+                    let (k, b) = (scale[p % c], shift[p % c]);
+                    // SAFETY: each plane index writes its own `plane` outputs.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * plane), plane) };
+                    for (d, &s) in dst.iter_mut().zip(&xv[p * plane..(p + 1) * plane]) {
+                        *d = s * k + b;
+                    }
+                }
+            };
+            if xv.len() >= 1 << 15 {
+                qaic_kernels::threads::parallel_for(planes.div_ceil(per), |i| run(i * per, ((i + 1) * per).min(planes)));
+            } else {
+                run(0, planes);
+            }
+            return out1(Tensor::from_vec(x.shape().to_vec(), y)?);
+        }
         let xv = floats_checked(x, "X")?;
         let mut y = vec![0f32; xv.len()];
         if self.training {
