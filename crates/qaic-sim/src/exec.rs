@@ -208,6 +208,50 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
     encode_f32(out_t.dtype, scratch, out)
 }
 
+/// An integer op with its weights packed.
+enum Prepared {
+    Conv(qaic_kernels::quant::QConvGlow),
+    MatMul(qaic_kernels::quant::QMatMulGlow),
+}
+
+/// Packed integer ops by (op, checksum of its constant operands): the weights a program reads
+/// are the same on every inference, so they are packed once per thread instead of per call.
+/// The key holds the op's attributes and tile shapes and a CRC of the weight, bias, multiplier
+/// and zero-point bytes, so a changed constant (or another program's op) packs afresh.
+type PrepKey = (u64, u32, usize);
+
+thread_local! {
+    static PREPARED: std::cell::RefCell<std::collections::HashMap<PrepKey, std::sync::Arc<Prepared>>> = Default::default();
+}
+
+/// Entries kept per thread before the cache is cleared (a bound for long-lived hosts that load
+/// many programs).
+const PREPARED_MAX: usize = 4096;
+
+fn cached(op: &Op, inputs: &[&[u8]], make: impl FnOnce() -> Result<Prepared, String>) -> Result<std::sync::Arc<Prepared>, String> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    op.hash(&mut h);
+    let mut crc = crc32fast::Hasher::new();
+    for b in &inputs[1..] {
+        crc.update(&(b.len() as u64).to_le_bytes());
+        crc.update(b);
+    }
+    let key = (h.finish(), crc.finalize(), inputs[1..].iter().map(|b| b.len()).sum());
+    if let Some(p) = PREPARED.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(p);
+    }
+    let p = std::sync::Arc::new(make()?);
+    PREPARED.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= PREPARED_MAX {
+            c.clear();
+        }
+        c.insert(key, p.clone());
+    });
+    Ok(p)
+}
+
 /// `QConvGlow` / `QMatMulGlow`: the integer convolution / matrix product of quantized graphs,
 /// with the kernels the interpreter runs for `qaic.quant.QConv` / `QMatMul` (same bits).
 /// Inputs: x, w, bias (i32), multiplier (f32), w_zero_point; attributes `x_zero_point`,
@@ -246,7 +290,8 @@ fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> 
             pads: list("pads", 0, 2 * r),
             group: op.attr_int("group", 1).max(1) as usize,
         };
-        let c = QConvGlow::new(IntPath::current(), params, xt, xz, wt, inputs[1], &ws, &wz, &bias, &mult, yt, yz).map_err(e)?;
+        let c = cached(op, inputs, || QConvGlow::new(IntPath::current(), params, xt, xz, wt, inputs[1], &ws, &wz, &bias, &mult, yt, yz).map(Prepared::Conv).map_err(e))?;
+        let Prepared::Conv(c) = &*c else { return Err("prepared op of another kind".into()) };
         let shape = c.output_shape(&xs).map_err(e)?;
         if shape != dims(&op.outputs[0]) {
             return Err(format!("output tile {:?}, convolution gives {shape:?}", dims(&op.outputs[0])));
@@ -256,7 +301,8 @@ fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> 
         if ws.len() != 2 {
             return Err(format!("weights {ws:?} are not a matrix"));
         }
-        let m = QMatMulGlow::new(IntPath::current(), xt, xz, wt, inputs[1], ws[0], ws[1], &wz, &bias, &mult, yt, yz).map_err(e)?;
+        let m = cached(op, inputs, || QMatMulGlow::new(IntPath::current(), xt, xz, wt, inputs[1], ws[0], ws[1], &wz, &bias, &mult, yt, yz).map(Prepared::MatMul).map_err(e))?;
+        let Prepared::MatMul(m) = &*m else { return Err("prepared op of another kind".into()) };
         let shape = m.output_shape(&xs).map_err(e)?;
         if shape.iter().product::<usize>() != out.len() {
             return Err(format!("output tile {:?}, product gives {shape:?}", dims(&op.outputs[0])));
