@@ -150,6 +150,27 @@ impl InputSets {
     }
 }
 
+/// The float model planned on the interpreter and this run's input sets, loadable from any
+/// thread by index as graph inputs (what profiling, the report and the float run read).
+struct RunInputs {
+    model: InterpreterModel,
+    specs: Vec<InputSpec>,
+    sets: InputSets,
+}
+
+impl RunInputs {
+    fn new(cfg: &ExecConfig, graph: &qaic_ir::Graph) -> Result<RunInputs, RunError> {
+        let model = InterpreterModel::from_graph(cfg, graph.clone(), &qaic_quant::registry())?;
+        let specs = model.inputs().to_vec();
+        let sets = InputSets::new(cfg, &specs)?;
+        Ok(RunInputs { model, specs, sets })
+    }
+    fn load(&self, k: usize) -> Result<Vec<Value>, String> {
+        let t = self.sets.load(k, &self.specs).map_err(|e| e.to_string())?;
+        self.model.graph_inputs(t).map_err(|e| e.to_string())
+    }
+}
+
 /// Runs the model with the quantization/precision options of `cfg` (see the module doc).
 pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunReport, RunError> {
     let q = &cfg.quantization;
@@ -194,18 +215,14 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
     }
     let graph = load_graph(cfg)?;
     // The float model gives the input specs (and is what runs when nothing is rewritten).
-    let float_model = InterpreterModel::from_graph(cfg, graph.clone(), &qaic_quant::registry())?;
-    let specs = float_model.inputs().to_vec();
-    let sets = InputSets::new(cfg, &specs)?;
-    let loader = |k: usize| -> Result<Vec<Value>, String> {
-        let t = sets.load(k, &specs).map_err(|e| e.to_string())?;
-        float_model.graph_inputs(t).map_err(|e| e.to_string())
-    };
-    let profile = obtain_profile(cfg, &graph, sets.count, &loader, events)?;
+    let run_inputs = RunInputs::new(cfg, &graph)?;
+    let float_model = &run_inputs.model;
+    let loader = |k: usize| run_inputs.load(k);
+    let profile = obtain_profile(cfg, &graph, run_inputs.sets.count, &loader, events)?;
 
     if !quantizing && !fp16_rules && q.keep_original_precision_op_kinds.is_empty() {
         // -dump-profile alone: the float run.
-        return execute(cfg, &float_model, events);
+        return execute(cfg, float_model, events);
     }
     let result = qaic_quant::apply_precision(&graph, profile.as_ref(), &qcfg)?;
     let (nq, nf, nh) = result.counts();
@@ -221,7 +238,7 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
     let model = InterpreterModel::from_graph(cfg, run_graph, &qaic_quant::registry())?;
     let report = execute(cfg, &model, events)?;
     if let Some(path) = &q.quantization_report {
-        let rep = qaic_quant::quantization_report(&graph, &result, sets.count, &loader)?;
+        let rep = qaic_quant::quantization_report(&graph, &result, run_inputs.sets.count, &loader)?;
         for r in rep.worst(3) {
             tracing::info!("lowest SQNR: {} ({}, {}): {:.2} dB", r.tensor, r.producer, r.precision, r.sqnr_db);
         }
@@ -299,14 +316,8 @@ pub fn device_graph(cfg: &ExecConfig, graph: qaic_ir::Graph, events: &mut dyn Fn
     pcfg.validate()?;
     let quantizing = q.load_profile.is_some() || q.convert_to_quantize || q.external_quantization.is_some();
     let profile = if q.dump_profile.is_some() || q.load_profile.is_some() || q.convert_to_quantize {
-        let float_model = InterpreterModel::from_graph(cfg, graph.clone(), &qaic_quant::registry())?;
-        let specs = float_model.inputs().to_vec();
-        let sets = InputSets::new(cfg, &specs)?;
-        let loader = |k: usize| -> Result<Vec<Value>, String> {
-            let t = sets.load(k, &specs).map_err(|e| e.to_string())?;
-            float_model.graph_inputs(t).map_err(|e| e.to_string())
-        };
-        obtain_profile(cfg, &graph, sets.count, &loader, events)?
+        let run_inputs = RunInputs::new(cfg, &graph)?;
+        obtain_profile(cfg, &graph, run_inputs.sets.count, &|k| run_inputs.load(k), events)?
     } else {
         None
     };
