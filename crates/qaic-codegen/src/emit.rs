@@ -55,12 +55,12 @@ const SEM_PRODUCED: u16 = 1;
 const SLOT_ALIGN: u64 = 128;
 
 #[derive(Clone, Debug)]
-struct LNode {
-    name: String,
-    op: String,
-    inputs: Vec<ValueId>,
-    output: ValueId,
-    attrs: Vec<(String, AttrValue)>,
+pub(crate) struct LNode {
+    pub(crate) name: String,
+    pub(crate) op: String,
+    pub(crate) inputs: Vec<ValueId>,
+    pub(crate) output: ValueId,
+    pub(crate) attrs: Vec<(String, AttrValue)>,
 }
 
 /// How an op input follows a split of the output along one axis.
@@ -70,7 +70,7 @@ enum Slice {
     Same(usize),
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     g: &'a Graph,
     shapes: BTreeMap<ValueId, Vec<usize>>,
     dtypes: BTreeMap<ValueId, DType>,
@@ -79,17 +79,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn r(&self, v: ValueId) -> ValueId {
+    pub(crate) fn r(&self, v: ValueId) -> ValueId {
         let mut v = v;
         while let Some(&p) = self.root.get(&v) {
             v = p;
         }
         v
     }
-    fn shape(&self, v: ValueId) -> &[usize] {
+    pub(crate) fn shape(&self, v: ValueId) -> &[usize] {
         self.shapes.get(&v).map_or(&[], |s| s.as_slice())
     }
-    fn dtype(&self, v: ValueId) -> DType {
+    pub(crate) fn dtype(&self, v: ValueId) -> DType {
         self.dtypes.get(&v).copied().unwrap_or(DType::F32)
     }
     fn bytes(&self, v: ValueId) -> u64 {
@@ -480,14 +480,14 @@ fn mapping(cx: &Ctx<'_>, n: &LNode, a: usize) -> Option<Vec<Slice>> {
         "Resize" => {
             if ish(0).get(a) == Some(&os[a]) { Some(vec![Slice::Same(a)]) } else { None }
         }
-        o if UNARY.contains(&o) || o == "QuantizeGlow" || o == "DequantizeLinear" => Some(vec![Slice::Same(a)]),
-        o if BINARY.contains(&o) => n.inputs.iter().map(|&v| bcast(cx.shape(v), os, a)).collect(),
+        o if UNARY.contains(&o) || matches!(o, "QuantizeGlow" | "DequantizeLinear" | "QTable") => Some(vec![Slice::Same(a)]),
+        o if BINARY.contains(&o) || o == "QBinaryGlow" => n.inputs.iter().map(|&v| bcast(cx.shape(v), os, a)).collect(),
         _ => None,
     }
 }
 
 fn is_elementwise(n: &LNode) -> bool {
-    UNARY.contains(&n.op.as_str()) || BINARY.contains(&n.op.as_str()) || matches!(n.op.as_str(), "QuantizeGlow" | "DequantizeLinear")
+    UNARY.contains(&n.op.as_str()) || BINARY.contains(&n.op.as_str()) || matches!(n.op.as_str(), "QuantizeGlow" | "DequantizeLinear" | "QTable" | "QBinaryGlow")
 }
 
 #[derive(Clone, Debug)]
@@ -626,7 +626,9 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     }
     // Inputs keep the alias values (their shapes are the ones the ops see); identity (readers,
     // DDR locations, constants, group membership) goes through the alias root `cx.r`.
-    let lnodes = lnodes;
+    let outputs_root: Vec<ValueId> = g.outputs.iter().map(|&v| cx.r(v)).collect();
+    // Float islands between 8-bit values become 8-bit ops (same bits; see fold_int8.rs).
+    let lnodes = crate::fold_int8::fold(&cx, lnodes, &outputs_root);
     let budget = (dev.vtcm_bytes as f64 * o.vtcm_working_set_limit_ratio) as u64;
     let df_budget = o.depth_first_mem_kib.map_or(budget, |k| (k * 1024).min(budget));
     let ncores = o.num_cores;
@@ -639,7 +641,6 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             readers.entry(cx.r(v)).or_default().push(i);
         }
     }
-    let outputs_root: Vec<ValueId> = g.outputs.iter().map(|&v| cx.r(v)).collect();
 
     // Group: element-wise followers always, conv/pool chains along the batch with depth-first.
     let axes_of = |l: &LNode| -> Vec<usize> { (0..cx.shape(l.output).len()).filter(|&a| mapping(&cx, l, a).is_some()).collect() };

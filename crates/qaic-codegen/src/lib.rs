@@ -46,6 +46,7 @@
 //! ```
 
 mod emit;
+mod fold_int8;
 mod prepare;
 
 use qaic_device::{DeviceModel, Program};
