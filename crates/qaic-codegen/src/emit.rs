@@ -44,6 +44,8 @@ const UNARY: &[&str] = &[
 ];
 const BINARY: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"];
 const MOVES: &[&str] = &["Transpose", "Concat"];
+/// Layers that fuse along the batch axis under `-aic-enable-depth-first` (besides element-wise ones).
+const DEPTH_FIRST_OPS: &[&str] = &["Conv", "QConvGlow", "MaxPool", "AveragePool", "GlobalAveragePool"];
 
 /// Tags: 0/1 input halves, 2/3 output halves, 4 resident operands.
 const TAG_RESIDENT: u8 = 4;
@@ -520,6 +522,11 @@ struct Plan {
     /// Per member: input sources and output slot offset in a half.
     srcs: Vec<Vec<Src>>,
     out_slot: Vec<u64>,
+    /// Per member: its output lives in the region shared by all tiles (never written to DDR;
+    /// `out_slot` is then relative to that region) instead of the tile's half.
+    out_shared: Vec<bool>,
+    /// Bytes of the shared region, after the half or halves.
+    shared: u64,
     /// Members whose output goes to DDR.
     written: Vec<bool>,
     half: u64,
@@ -647,11 +654,41 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let mut groups: Vec<Group> = Vec::new();
     for (i, l) in lnodes.iter().enumerate() {
         if let Some(gr) = groups.last_mut() {
+            // Depth-first: a layer joins the running group when it reads a member's output (any
+            // member, so residual blocks and their skip branches fuse) or a value the group
+            // already reads, and every member output it reads follows the group's split axis;
+            // outputs also read outside the group are still written to DDR.
+            if o.depth_first && (DEPTH_FIRST_OPS.contains(&l.op.as_str()) || is_elementwise(l)) {
+                let member = |v: ValueId| gr.members.iter().any(|&m| lnodes[m].output == cx.r(v));
+                let shared = |v: ValueId| !cx.is_const(v) && gr.members.iter().any(|&m| lnodes[m].inputs.iter().any(|&u| cx.r(u) == cx.r(v)));
+                if l.inputs.iter().any(|&v| member(v) || shared(v)) {
+                    let axes: Vec<usize> = gr
+                        .axes
+                        .iter()
+                        .copied()
+                        .filter(|&a| {
+                            mapping(&cx, l, a).is_some_and(|m| {
+                                l.inputs.iter().enumerate().all(|(k, &v)| {
+                                    !member(v) || (m[k] == Slice::Same(a) && cx.shape(v) == cx.shape(cx.r(v)) && cx.shape(l.output).get(a) == cx.shape(v).get(a))
+                                })
+                            })
+                        })
+                        .collect();
+                    if !axes.is_empty() {
+                        let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
+                        if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget {
+                            gr.members.push(i);
+                            gr.axes = axes;
+                            continue;
+                        }
+                    }
+                }
+            }
             let last = &lnodes[*gr.members.last().unwrap_or(&0)];
             let lv = last.output;
             let single = readers.get(&lv).is_some_and(|r| r.len() == 1 && r[0] == i) && !outputs_root.contains(&lv);
             let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
-                || o.depth_first && matches!(l.op.as_str(), "Conv" | "QConvGlow" | "MaxPool" | "AveragePool" | "GlobalAveragePool");
+                || o.depth_first && DEPTH_FIRST_OPS.contains(&l.op.as_str());
             if single && follower_ok {
                 // The follower must read the producer's output with the producer's shape (an
                 // alias with another shape would slice different bytes along the same axis).
@@ -669,7 +706,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                 if idx.is_some() && (!axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty())) {
                     let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
                     let lim = if is_elementwise(l) { budget } else { df_budget };
-                    if min_footprint(&cx, &lnodes, &trial, &axes) <= lim {
+                    if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= lim {
                         gr.members.push(i);
                         gr.axes = axes;
                         continue;
@@ -853,16 +890,28 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     Ok(Compiled { program, constants, io, report })
 }
 
-/// Smallest per-core working set of a candidate group (one slice of 1 along its best axis).
-fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize]) -> u64 {
+/// Smallest per-core working set of a candidate group (one slice of 1 along its best axis):
+/// operands loaded per tile and outputs leaving the group count twice (double buffering),
+/// intermediates that stay in VTCM once, operands produced inside the group not again.
+fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize], readers: &BTreeMap<ValueId, Vec<usize>>, outs: &[ValueId]) -> u64 {
     let mut best = u64::MAX;
     let cands: Vec<Option<usize>> = if axes.is_empty() { vec![None] } else { axes.iter().map(|&a| Some(a)).collect() };
+    let inside = |v: ValueId| members.iter().any(|&m| ln[m].output == cx.r(v));
+    let leaves = |m: usize| {
+        let v = ln[m].output;
+        Some(&m) == members.last() || outs.contains(&v) || readers.get(&v).is_some_and(|r| r.iter().any(|i| !members.contains(i)))
+    };
     for a in cands {
         let mut tot = 0u64;
+        let mut seen: Vec<ValueId> = Vec::new();
         for &m in members {
             let l = &ln[m];
             let map = a.and_then(|a| mapping(cx, l, a));
             for (k, &v) in l.inputs.iter().enumerate() {
+                if inside(v) || seen.contains(&cx.r(v)) {
+                    continue;
+                }
+                seen.push(cx.r(v));
                 let b = cx.bytes(v);
                 tot += match (map.as_ref().map(|m| m[k]), a) {
                     (Some(Slice::Same(ia)), Some(_)) => 2 * b / cx.shape(v)[ia].max(1) as u64,
@@ -870,8 +919,9 @@ fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize]) 
                 };
             }
             let ob = cx.bytes(l.output);
+            let copies = if leaves(m) { 2 } else { 1 };
             tot += match a {
-                Some(a) => 2 * ob / cx.shape(l.output)[a].max(1) as u64,
+                Some(a) => copies * ob / cx.shape(l.output)[a].max(1) as u64,
                 None => ob,
             };
         }
@@ -958,20 +1008,45 @@ fn plan_group(
             }
             srcs.push(s);
         }
+        // Outputs written to DDR live in the double-buffered half (their store DMAs run while
+        // the next tile computes); intermediates that never leave VTCM go to one region shared
+        // by all tiles, reused first-fit once their last reader in the group has run.
         let mut out_slot = Vec::new();
-        for &m in &members {
+        let mut shared_slot: Vec<Option<(u64, u64, usize)>> = Vec::new(); // (offset, size, last reader)
+        let mut shared = 0u64;
+        for (k, &m) in members.iter().enumerate() {
             let v = ln[m].output;
             let b = match axis {
                 Some(a) => cx.bytes(v) / cx.shape(v)[a].max(1) as u64 * c,
                 None => cx.bytes(v),
             };
-            out_slot.push(half);
-            half = align(half + b, SLOT_ALIGN);
+            if written[k] {
+                out_slot.push(half);
+                shared_slot.push(None);
+                half = align(half + b, SLOT_ALIGN);
+                continue;
+            }
+            let last_reader = srcs.iter().enumerate().filter(|(_, s)| s.contains(&Src::Member(k))).map(|(j, _)| j).max().unwrap_or(k);
+            let mut live: Vec<(u64, u64)> = shared_slot.iter().flatten().filter(|x| x.2 >= k).map(|x| (x.0, x.1)).collect();
+            live.sort();
+            let size = align(b.max(1), SLOT_ALIGN);
+            let mut off = 0u64;
+            for (o, sz) in live {
+                if off + size <= o {
+                    break;
+                }
+                off = off.max(o + sz);
+            }
+            shared = shared.max(off + size);
+            out_slot.push(off);
+            shared_slot.push(Some((off, size, last_reader)));
         }
+        let out_shared: Vec<bool> = shared_slot.iter().map(|x| x.is_some()).collect();
         let half = align(half.max(SLOT_ALIGN), 4096);
+        let shared = align(shared, 4096);
         let half_base = align(res_off, 4096);
         let ntiles = tiles.iter().map(|t| t.len()).max().unwrap_or(1);
-        let vtcm = half_base + if ntiles > 1 { 2 * half } else { half };
+        let vtcm = half_base + if ntiles > 1 { 2 * half } else { half } + shared;
         let participants: Vec<u32> = (0..tiles.len() as u32).filter(|&p| !tiles[p as usize].is_empty()).collect();
         let multicast = o.multicast_weights && participants.len() > 1 && !resident.is_empty();
         Plan {
@@ -982,6 +1057,8 @@ fn plan_group(
             sliced,
             srcs,
             out_slot,
+            out_shared,
+            shared,
             written: written.clone(),
             half,
             half_base,
@@ -1009,7 +1086,7 @@ fn plan_group(
             }
             if chunk == 1 {
                 // Last resort before giving up: single-buffered tiles (no load/compute overlap).
-                let single = p.half_base + p.half;
+                let single = p.half_base + p.half + p.shared;
                 smallest = smallest.min(single);
                 if single <= budget {
                     break Some(Plan { single: true, vtcm: single, ..p });
@@ -1025,7 +1102,7 @@ fn plan_group(
             let single = plan.single;
             plan = build(Some(a), c2, parts);
             if single {
-                plan.vtcm = plan.half_base + plan.half;
+                plan.vtcm = plan.half_base + plan.half + plan.shared;
                 plan.single = true;
             }
         }
@@ -1175,6 +1252,8 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + p.resident.len() as u32 });
     }
     let base = |t: usize| if p.single { p.half_base } else { p.half_base + (t % 2) as u64 * p.half };
+    let shared_base = p.half_base + if p.single || p.tiles.iter().map(|t| t.len()).max().unwrap_or(1) <= 1 { p.half } else { 2 * p.half };
+    let slot = |t: usize, k: usize| if p.out_shared[k] { shared_base + p.out_slot[k] } else { base(t) + p.out_slot[k] };
     let issue_in = |v: &mut Vec<Instr>, t: usize| {
         for &(val, ia, slot) in &p.sliced {
             let (b, o) = loc(val);
@@ -1217,12 +1296,12 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
                         Src::Sliced(j) => Tile::vtcm(base(t) + p.sliced[j].2, dt, tile_shape(cx.shape(val), Some(p.sliced[j].1), r)),
                         Src::Member(pm) => {
                             let ax = map.as_ref().and_then(|mm| if let Slice::Same(a) = mm[i] { Some(a) } else { None });
-                            Tile::vtcm(base(t) + p.out_slot[pm], dt, tile_shape(cx.shape(val), ax.or(p.axis), r))
+                            Tile::vtcm(slot(t, pm), dt, tile_shape(cx.shape(val), ax.or(p.axis), r))
                         }
                     }
                 })
                 .collect();
-            let out = Tile::vtcm(base(t) + p.out_slot[k], cx.dtype(l.output), tile_shape(cx.shape(l.output), p.axis, r));
+            let out = Tile::vtcm(slot(t, k), cx.dtype(l.output), tile_shape(cx.shape(l.output), p.axis, r));
             let mut op = Op::new(&l.op, cx.dtype(l.output), inputs, vec![out]);
             for (a, val) in &l.attrs {
                 op.set_attr(a, val.clone());
@@ -1239,7 +1318,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
             }
             let val = ln[m].output;
             let (b, o) = loc(val);
-            if let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, base(t) + p.out_slot[k], false, 2 + (t % 2) as u8) {
+            if let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, slot(t, k), false, 2 + (t % 2) as u8) {
                 if producer.1 {
                     d.signal = Some(SemSignal { sem: SEM_PRODUCED, add: 1 });
                 }
