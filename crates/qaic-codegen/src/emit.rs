@@ -570,6 +570,114 @@ fn slice_dma(buf: u32, off: u64, shape: &[usize], e: u64, ax: Option<usize>, r: 
     Some(Dma { src, src_offset: so, dst, dst_offset: dso, shape: DmaShape { run_bytes: run, dims }, multicast: None, tag, signal: None })
 }
 
+/// A constant a core keeps in its preloaded VTCM region: the value and, for a slice along an
+/// axis, (axis, start, end); `None` for the whole tensor.
+type PreKey = (ValueId, Option<(usize, usize, usize)>);
+/// One core's preloaded constants → VTCM offset.
+type Preloaded = BTreeMap<PreKey, u64>;
+
+/// Per core, the constants its layers load from DDR that could stay resident instead, with
+/// their bytes: weight/bias slices along a leading axis (contiguous in DDR and VTCM) and whole
+/// constant operands of layers without multicast. Whole constants of multicast layers are
+/// listed apart, with their participants: they are preloaded on all of them or on none.
+fn preload_candidates(cx: &Ctx<'_>, plans: &[Plan], ncores: u32) -> (Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>) {
+    let mut out: Vec<Vec<(PreKey, u64)>> = vec![Vec::new(); ncores as usize];
+    let mut shared: Vec<(PreKey, u64, Vec<u32>)> = Vec::new();
+    for p in plans {
+        if p.multicast {
+            for &(val, _) in &p.resident {
+                let v = cx.r(val);
+                if cx.is_const(v) && cx.bytes(val) > 0 {
+                    shared.push(((v, None), cx.bytes(val), p.participants.clone()));
+                }
+            }
+        }
+        for (c, tiles) in p.tiles.iter().enumerate() {
+            let (Some(first), Some(last)) = (tiles.first(), tiles.last()) else { continue };
+            let list = &mut out[c];
+            for &(val, ia, _) in &p.sliced {
+                let (v, sh) = (cx.r(val), cx.shape(val));
+                if !cx.is_const(v) || elems(&sh[..ia]) != 1 {
+                    continue;
+                }
+                let key = (v, Some((ia, first.0, last.1)));
+                let bytes = (last.1 - first.0) as u64 * elems(&sh[ia + 1..]) * es(cx.dtype(val));
+                if bytes > 0 && !list.iter().any(|(k, _)| *k == key) {
+                    list.push((key, bytes));
+                }
+            }
+            if !p.multicast {
+                for &(val, _) in &p.resident {
+                    let v = cx.r(val);
+                    let key = (v, None);
+                    if cx.is_const(v) && cx.bytes(val) > 0 && !list.iter().any(|(k, _)| *k == key) {
+                        list.push((key, cx.bytes(val)));
+                    }
+                }
+            }
+        }
+    }
+    (out, shared)
+}
+
+/// Most bytes one core would preload if everything fit.
+fn preload_need(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>)) -> u64 {
+    let mut per: Vec<u64> = c.0.iter().map(|l| l.iter().map(|x| align(x.1, SLOT_ALIGN)).sum()).collect();
+    for (_, b, parts) in &c.1 {
+        for &p in parts {
+            if let Some(x) = per.get_mut(p as usize) {
+                *x += align(*b, SLOT_ALIGN);
+            }
+        }
+    }
+    per.into_iter().max().unwrap_or(0)
+}
+
+/// Chooses what each core preloads within `room` bytes: first the whole constants of
+/// multicast layers (on all their participants, or not at all, so the multicast stays
+/// consistent), then each core's own, the smallest first (each saves a DMA and its setup per
+/// inference; the bytes saved are the same whichever fill the room), in a deterministic order.
+/// Returns per core the chosen keys with offsets from the region start, and the region size.
+fn choose_preloads(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>), room: u64) -> (Vec<Vec<(PreKey, u64)>>, u64) {
+    let n = c.0.len();
+    let mut off = vec![0u64; n];
+    let mut chosen: Vec<Vec<(PreKey, u64)>> = vec![Vec::new(); n];
+    let has = |chosen: &Vec<Vec<(PreKey, u64)>>, p: usize, k: &PreKey| chosen[p].iter().any(|(x, _)| x == k);
+    let mut shared: Vec<&(PreKey, u64, Vec<u32>)> = c.1.iter().collect();
+    shared.sort_by_key(|(k, b, _)| (*b, *k));
+    for (k, b, parts) in shared {
+        let lacking: Vec<usize> = parts.iter().map(|&p| p as usize).filter(|&p| p < n && !has(&chosen, p, k)).collect();
+        if lacking.iter().all(|&p| off[p] + b <= room) {
+            for p in lacking {
+                chosen[p].push((*k, off[p]));
+                off[p] = align(off[p] + b, SLOT_ALIGN);
+            }
+        }
+    }
+    // A constant some multicast layer shares is decided above only: were its first
+    // participant to preload it alone, the others would wait for a multicast never sent.
+    let in_shared = |k: &PreKey| c.1.iter().any(|(x, _, _)| x == k);
+    for (p, list) in c.0.iter().enumerate() {
+        let mut l: Vec<&(PreKey, u64)> = list.iter().collect();
+        l.sort_by_key(|(k, b)| (*b, *k));
+        for (k, b) in l {
+            if !in_shared(k) && !has(&chosen, p, k) && off[p] + b <= room {
+                chosen[p].push((*k, off[p]));
+                off[p] = align(off[p] + b, SLOT_ALIGN);
+            }
+        }
+    }
+    let used = off.into_iter().max().unwrap_or(0);
+    (chosen, align(used, 4096))
+}
+
+/// Whole operands a multicast layer's first participant still multicasts (those it has not
+/// preloaded); every participant waits for this many landings.
+fn multicast_count(cx: &Ctx<'_>, p: &Plan, pre: &[Preloaded]) -> u32 {
+    let first = p.participants.first().and_then(|&c| pre.get(c as usize));
+    p.resident.iter().filter(|(v, _)| first.is_none_or(|m| !m.contains_key(&(cx.r(*v), None)))).count() as u32
+}
+
 struct Layout {
     /// value root → (buffer, offset)
     loc: BTreeMap<ValueId, (u32, u64)>,
@@ -718,11 +826,31 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     }
 
     // Plan tiles per group.
-    let mut plans = Vec::new();
     let gran = o.size_split_granularity_kib as u64 * 1024;
-    for gr in &groups {
-        plans.push(plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o, dev)?);
+    let plan_all = |budget: u64| -> Result<Vec<Plan>, CodegenError> {
+        groups.iter().map(|gr| plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o, dev)).collect()
+    };
+    let mut plans = plan_all(budget)?;
+    // Weights kept resident: the constants each core loads go to a preloaded VTCM region above
+    // the layers' working sets, filled once when the program is loaded. If they do not all fit
+    // next to the largest working set, the layers are planned again with the budget less what
+    // they need (when that leaves at least half the budget); otherwise the smallest fill the
+    // room that is left.
+    let top = |ps: &[Plan]| align(ps.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096), 4096);
+    let need = |ps: &[Plan]| preload_need(&preload_candidates(&cx, ps, ncores));
+    let mut preloads: (Vec<Vec<(PreKey, u64)>>, u64) = (vec![Vec::new(); ncores as usize], 0);
+    if o.preload_weights {
+        let n0 = need(&plans);
+        if n0 > 0 && top(&plans) + n0 > budget && n0 <= budget / 2
+            && let Ok(p2) = plan_all(budget - n0)
+            && top(&p2) + need(&p2) <= budget
+        {
+            plans = p2;
+        }
+        preloads = choose_preloads(&preload_candidates(&cx, &plans, ncores), budget.saturating_sub(top(&plans)));
     }
+    let vtcm_top = top(&plans);
+    let pre_maps: Vec<Preloaded> = preloads.0.iter().map(|l| l.iter().map(|&(k, off)| (k, vtcm_top + off)).collect()).collect();
 
     // DDR layout: inputs, outputs, constants, scratch.
     let mut program = Program::new(&g.name, dev.hw_version, ncores as usize, 0);
@@ -793,13 +921,13 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     for p in &plans {
         mc_base.push(acc);
         if p.multicast {
-            acc += p.resident.len() as u32;
+            acc += multicast_count(&cx, p, &pre_maps);
         }
     }
     program.num_semaphores = if o.use_producer_dma { 2 } else { 1 };
     // Emit every group (in parallel when asked; results are joined in order).
     let emit_one = |gi: usize| -> Vec<Vec<Instr>> {
-        let run = |end: bool| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi], (o.use_producer_dma, end))).collect() };
+        let run = |end: bool| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi], (o.use_producer_dma, end), &pre_maps)).collect() };
         let v = run(o.use_producer_dma);
         // Producer DMA ends a layer without a barrier only if every working core's last
         // instruction is a signalled output DMA (issued after all its reads); else barrier.
@@ -860,7 +988,20 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     for c in 0..ncores as usize {
         program.cores[c].instrs.push(Instr::End);
     }
-    program.vtcm_bytes = plans.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096);
+    program.vtcm_bytes = vtcm_top;
+    program.preload_bytes = preloads.1;
+    for (c, m) in pre_maps.iter().enumerate() {
+        for (&(val, slice), &off) in m {
+            let (b, so) = lay.loc.get(&val).copied().ok_or_else(|| CodegenError::Graph(format!("preloaded constant `{}` has no DDR location", g.value(val).name)))?;
+            let (ax, r) = match slice {
+                Some((ia, r0, r1)) => (Some(ia), (r0, r1)),
+                None => (None, (0, 1)),
+            };
+            if let Some(d) = slice_dma(b, so, cx.shape(val), es(cx.dtype(val)), ax, r, off, true, 0) {
+                program.cores[c].preload.push(d);
+            }
+        }
+    }
     program.validate_for(dev).map_err(|e| CodegenError::Program(e.to_string()))?;
 
     // Report.
@@ -1133,7 +1274,7 @@ fn estimate_ps(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, dev: &DeviceModel, ncores: 
     let lay = Layout { loc: BTreeMap::new() };
     let mut prog = Program::new("estimate", dev.hw_version, ncores as usize, 0);
     for c in 0..ncores {
-        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0, (false, false));
+        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0, (false, false), &[]);
     }
     let costs = dev.core_costs(&prog);
     let mut worst = 0u64;
@@ -1202,7 +1343,7 @@ fn producer_signalled(i: Option<&Instr>) -> bool {
 /// output DMAs of all earlier layers have landed (a [`SEM_PRODUCED`] wait whose target the
 /// caller fills in), and its output DMAs signal [`SEM_PRODUCED`] themselves.
 #[allow(clippy::too_many_arguments)]
-fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32, producer: (bool, bool)) -> Vec<Instr> {
+fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32, producer: (bool, bool), pre_all: &[Preloaded]) -> Vec<Instr> {
     let mut v = vec![Instr::Layer { name: p.name.clone() }];
     let all = CoreMask::first(ncores);
     let Some(tiles) = p.tiles.get(c as usize).filter(|t| !t.is_empty()) else {
@@ -1212,12 +1353,21 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         return v;
     };
     let loc = |x: ValueId| lay.loc.get(&cx.r(x)).copied().unwrap_or((0, 0));
+    // Constants this core keeps in its preloaded VTCM region are neither loaded nor waited for.
+    let empty = Preloaded::new();
+    let pre = pre_all.get(c as usize).unwrap_or(&empty);
+    let crange = (tiles[0].0, tiles[tiles.len() - 1].1);
+    let pre_whole = |val: ValueId| pre.get(&(cx.r(val), None)).copied();
+    // In a multicast layer the first participant multicasts what it has not preloaded; a
+    // receiver that preloaded the same constant reads its own copy.
+    let issuer_has = |val: ValueId| p.participants.first().and_then(|&f| pre_all.get(f as usize)).is_some_and(|m| m.contains_key(&(cx.r(val), None)));
+    let pre_slice = |val: ValueId, ia: usize| pre.get(&(cx.r(val), Some((ia, crange.0, crange.1)))).copied();
     // Operands every tile uses: once per layer (multicast from the first core when enabled).
     let mut local = false;
     // Producer DMA: constants this core loads itself need no wait (its own DMA engine runs
     // in order, after its previous output DMAs); everything else waits for earlier layers.
     let early = |val: ValueId| producer.0 && !p.multicast && cx.is_const(cx.r(val));
-    for &(val, off) in p.resident.iter().filter(|r| early(r.0)) {
+    for &(val, off) in p.resident.iter().filter(|r| early(r.0) && pre_whole(r.0).is_none()) {
         let (b, o) = loc(val);
         if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), None, (0, 1), off, true, TAG_RESIDENT) {
             v.push(Instr::Dma(d));
@@ -1228,7 +1378,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: 0 });
     }
     for (i, &(val, off)) in p.resident.iter().enumerate() {
-        if early(val) {
+        if early(val) || (!p.multicast && pre_whole(val).is_some()) || (p.multicast && issuer_has(val)) {
             continue;
         }
         let (b, o) = loc(val);
@@ -1249,13 +1399,19 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::DmaWait { tag: TAG_RESIDENT });
     }
     if p.multicast {
-        v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + p.resident.len() as u32 });
+        let n = multicast_count(cx, p, pre_all);
+        if n > 0 {
+            v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + n });
+        }
     }
     let base = |t: usize| if p.single { p.half_base } else { p.half_base + (t % 2) as u64 * p.half };
     let shared_base = p.half_base + if p.single || p.tiles.iter().map(|t| t.len()).max().unwrap_or(1) <= 1 { p.half } else { 2 * p.half };
     let slot = |t: usize, k: usize| if p.out_shared[k] { shared_base + p.out_slot[k] } else { base(t) + p.out_slot[k] };
     let issue_in = |v: &mut Vec<Instr>, t: usize| {
         for &(val, ia, slot) in &p.sliced {
+            if pre_slice(val, ia).is_some() {
+                continue;
+            }
             let (b, o) = loc(val);
             if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), Some(ia), tiles[t], base(t) + slot, true, (t % 2) as u8) {
                 v.push(Instr::Dma(d));
@@ -1292,8 +1448,16 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
                 .map(|(i, &val)| {
                     let dt = cx.dtype(val);
                     match p.srcs[k][i] {
-                        Src::Resident(j) => Tile::vtcm(p.resident[j].1, dt, tile_shape(cx.shape(val), None, r)),
-                        Src::Sliced(j) => Tile::vtcm(base(t) + p.sliced[j].2, dt, tile_shape(cx.shape(val), Some(p.sliced[j].1), r)),
+                        Src::Resident(j) => Tile::vtcm(pre_whole(val).unwrap_or(p.resident[j].1), dt, tile_shape(cx.shape(val), None, r)),
+                        Src::Sliced(j) => {
+                            let ia = p.sliced[j].1;
+                            let at = match pre_slice(val, ia) {
+                                // The core's slice is preloaded whole; this tile is a sub-range.
+                                Some(off) => off + (r.0 - crange.0) as u64 * elems(&cx.shape(val)[ia + 1..]) * es(dt),
+                                None => base(t) + p.sliced[j].2,
+                            };
+                            Tile::vtcm(at, dt, tile_shape(cx.shape(val), Some(ia), r))
+                        }
                         Src::Member(pm) => {
                             let ax = map.as_ref().and_then(|mm| if let Slice::Same(a) = mm[i] { Some(a) } else { None });
                             Tile::vtcm(slot(t, pm), dt, tile_shape(cx.shape(val), ax.or(p.axis), r))

@@ -131,6 +131,11 @@ pub struct CodegenOptions {
     pub convert_to_fp16: bool,
     /// Symbol bindings applied before shape inference (`-onnx-define-symbol`, batch size).
     pub bindings: Bindings,
+    /// Keep constants (weights, biases, requantization parameters) resident in each core's
+    /// VTCM, preloaded once when the program is loaded instead of DMA'd from DDR on every
+    /// inference, as far as they fit beside the layers' working sets (default on;
+    /// docs/virtual-aic100.md §8).
+    pub preload_weights: bool,
 }
 
 impl Default for CodegenOptions {
@@ -149,6 +154,7 @@ impl Default for CodegenOptions {
             compile_threads: 1,
             convert_to_fp16: false,
             bindings: Bindings::new(),
+            preload_weights: true,
         }
     }
 }

@@ -115,6 +115,9 @@ pub(crate) struct Plan {
     levels: Vec<usize>,
     /// Loads read and stores written in place.
     redirect: Redirects,
+    /// Per core: the preload runs (constants offset, VTCM offset, bytes), copied once into a
+    /// workspace's VTCM when it is created (the region is read-only, so they persist).
+    preload: Vec<Vec<(usize, usize, usize)>>,
 }
 
 /// Arrays reused across inferences.
@@ -812,7 +815,35 @@ impl Plan {
         let steps = forward_stores(p, nbuf, ncores, &groups, &mut redirect, steps);
         let (steps, levels) = level_order(p, nbuf, ncores, &groups, &redirect, steps);
         tracing::debug!(levels = levels.len() - 1, loads_read_in_place = redirect.inputs.len(), stores_written_in_place = redirect.outputs.len(), "simulator plan levels");
-        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels, redirect })
+        // The preloaded VTCM region is filled once per workspace, not zeroed per run.
+        let mut preload = vec![Vec::new(); ncores];
+        if p.preload_bytes > 0 {
+            let (lo, hi) = (p.vtcm_bytes, p.vtcm_bytes + p.preload_bytes);
+            for c in 0..ncores {
+                let m = nbuf + c;
+                live_in[m] = live_in[m].iter().flat_map(|&(s, e)| [(s, e.min(lo)), (s.max(hi), e)]).filter(|(s, e)| s < e).collect();
+            }
+            let mut const_base = vec![0usize; nbuf];
+            let mut off = 0usize;
+            for (i, b) in p.buffers.iter().enumerate() {
+                if b.kind == BufferKind::Constants {
+                    const_base[i] = off;
+                    off += b.size as usize;
+                }
+            }
+            for (c, core) in p.cores.iter().enumerate() {
+                for d in &core.preload {
+                    let Space::Ddr(b) = d.src else { continue };
+                    let base = const_base.get(b as usize).copied().unwrap_or(0);
+                    let run = d.shape.run_bytes as usize;
+                    for_each_run_of(&d.shape, base + d.src_offset as usize, d.dst_offset as usize, &mut |so, dof| preload[c].push((so, dof, run)));
+                }
+                if preload[c].iter().any(|&(so, _, n)| so + n > constants.len()) {
+                    return Err(SimError::Op { core: c, index: 0, op: "preload".into(), msg: "preload reads past the constants".into() });
+                }
+            }
+        }
+        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels, redirect, preload })
     }
 
     /// Replays one inference on `inputs`, reusing `ws`; returns the output buffers' bytes.
@@ -820,7 +851,12 @@ impl Plan {
         let nbuf = p.buffers.len();
         let ncores = p.cores.len();
         if ws.vtcm.len() != ncores {
-            ws.vtcm = vec![vec![0u8; p.vtcm_bytes as usize]; ncores];
+            ws.vtcm = vec![vec![0u8; (p.vtcm_bytes + p.preload_bytes) as usize]; ncores];
+            for (v, runs) in ws.vtcm.iter_mut().zip(&self.preload) {
+                for &(so, dof, n) in runs {
+                    v[dof..dof + n].copy_from_slice(&constants[so..so + n]);
+                }
+            }
         }
         if ws.ddr.len() != nbuf {
             ws.ddr = vec![Vec::new(); nbuf];
