@@ -620,19 +620,6 @@ fn preload_candidates(cx: &Ctx<'_>, plans: &[Plan], ncores: u32) -> (Vec<Vec<(Pr
     (out, shared)
 }
 
-/// Most bytes one core would preload if everything fit.
-fn preload_need(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>)) -> u64 {
-    let mut per: Vec<u64> = c.0.iter().map(|l| l.iter().map(|x| align(x.1, SLOT_ALIGN)).sum()).collect();
-    for (_, b, parts) in &c.1 {
-        for &p in parts {
-            if let Some(x) = per.get_mut(p as usize) {
-                *x += align(*b, SLOT_ALIGN);
-            }
-        }
-    }
-    per.into_iter().max().unwrap_or(0)
-}
-
 /// Chooses what each core preloads within `room` bytes: first the whole constants of
 /// multicast layers (on all their participants, or not at all, so the multicast stays
 /// consistent), then each core's own, the smallest first (each saves a DMA and its setup per
@@ -673,9 +660,107 @@ fn choose_preloads(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>), 
 
 /// Whole operands a multicast layer's first participant still multicasts (those it has not
 /// preloaded); every participant waits for this many landings.
-fn multicast_count(cx: &Ctx<'_>, p: &Plan, pre: &[Preloaded]) -> u32 {
-    let first = p.participants.first().and_then(|&c| pre.get(c as usize));
-    p.resident.iter().filter(|(v, _)| first.is_none_or(|m| !m.contains_key(&(cx.r(*v), None)))).count() as u32
+fn multicast_count(cx: &Ctx<'_>, p: &Plan, keep: &Keep) -> u32 {
+    let first = p.participants.first().and_then(|&c| keep.pre.get(c as usize));
+    p.resident
+        .iter()
+        .filter(|(v, _)| !keep.act.contains_key(&cx.r(*v)) && first.is_none_or(|m| !m.contains_key(&(cx.r(*v), None))))
+        .count() as u32
+}
+
+/// What stays in VTCM instead of crossing DDR.
+#[derive(Default)]
+struct Keep {
+    /// Per core: preloaded constants.
+    pre: Vec<Preloaded>,
+    /// Activations passed between layers in VTCM: root value → start of its window, at the
+    /// same offset on every core. The producing cores multicast their output slices into it.
+    act: BTreeMap<ValueId, u64>,
+    /// Of those, the ones also stored to DDR (a reader slices them along an axis whose slices
+    /// are not contiguous, so it still loads them).
+    act_ddr: std::collections::BTreeSet<ValueId>,
+    /// End of the working region (layers' working sets and activation windows): the preload
+    /// region starts here.
+    top: u64,
+    /// Bytes of the preload region.
+    pre_bytes: u64,
+}
+
+/// Whether slices of `v` along axis `ia` are contiguous runs (every outer dim is 1).
+fn contiguous_slices(cx: &Ctx<'_>, v: ValueId, ia: usize) -> bool {
+    elems(&cx.shape(v)[..ia]) == 1
+}
+
+/// Activations kept in VTCM between layers: every value a layer stores and later layers
+/// load (not a graph output) gets a window in a region starting at `base`, allocated first
+/// fit by liveness (from its producing layer to its last reader) with 4 KiB-aligned windows (a
+/// multicast table entry's base must be), as long as the region stays within `room` bytes.
+/// Returns the windows, the values also needed in DDR, and the region size. Reusing a window
+/// after its last reader is safe because a layer starts only when every core has finished
+/// the earlier layers (barrier, or with `-use-producer-dma` the count of landed outputs,
+/// which includes these multicasts).
+fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId], base: u64, room: u64) -> (BTreeMap<ValueId, u64>, std::collections::BTreeSet<ValueId>, u64) {
+    let mut prod: BTreeMap<ValueId, usize> = BTreeMap::new();
+    for (gi, p) in plans.iter().enumerate() {
+        for (k, &m) in p.members.iter().enumerate() {
+            if p.written[k] {
+                prod.insert(ln[m].output, gi);
+            }
+        }
+    }
+    let mut last: BTreeMap<ValueId, usize> = BTreeMap::new();
+    let mut ddr = std::collections::BTreeSet::new();
+    for (gi, p) in plans.iter().enumerate() {
+        for (k, &m) in p.members.iter().enumerate() {
+            for (i, &v) in ln[m].inputs.iter().enumerate() {
+                let r = cx.r(v);
+                if !prod.contains_key(&r) {
+                    continue;
+                }
+                match p.srcs[k][i] {
+                    Src::Member(_) => continue,
+                    Src::Resident(_) => {}
+                    Src::Sliced(j) => {
+                        if !contiguous_slices(cx, v, p.sliced[j].1) {
+                            ddr.insert(r);
+                        }
+                    }
+                }
+                let e = last.entry(r).or_insert(gi);
+                *e = (*e).max(gi);
+            }
+        }
+    }
+    let mut act = BTreeMap::new();
+    let mut live: Vec<(u64, u64, usize)> = Vec::new();
+    let mut size = 0u64;
+    for (gi, p) in plans.iter().enumerate() {
+        live.retain(|&(_, _, f)| f >= gi);
+        for (k, &m) in p.members.iter().enumerate() {
+            let v = ln[m].output;
+            let Some(&f) = last.get(&v) else { continue };
+            if !p.written[k] || outs.contains(&v) || f <= gi {
+                continue;
+            }
+            let bytes = align(cx.bytes(v).max(1), 4096);
+            live.sort();
+            let mut off = 0u64;
+            for &(o, s, _) in &live {
+                if off + bytes <= o {
+                    break;
+                }
+                off = off.max(o + s);
+            }
+            if off + bytes > room {
+                continue;
+            }
+            live.push((off, bytes, f));
+            size = size.max(off + bytes);
+            act.insert(v, base + off);
+        }
+    }
+    ddr.retain(|v| act.contains_key(v));
+    (act, ddr, size)
 }
 
 struct Layout {
@@ -830,206 +915,245 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let plan_all = |budget: u64| -> Result<Vec<Plan>, CodegenError> {
         groups.iter().map(|gr| plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o, dev)).collect()
     };
-    let mut plans = plan_all(budget)?;
-    // Weights kept resident: the constants each core loads go to a preloaded VTCM region above
-    // the layers' working sets, filled once when the program is loaded. If they do not all fit
-    // next to the largest working set, the layers are planned again with the budget less what
-    // they need (when that leaves at least half the budget); otherwise the smallest fill the
-    // room that is left.
-    let top = |ps: &[Plan]| align(ps.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096), 4096);
-    let need = |ps: &[Plan]| preload_need(&preload_candidates(&cx, ps, ncores));
-    let mut preloads: (Vec<Vec<(PreKey, u64)>>, u64) = (vec![Vec::new(); ncores as usize], 0);
-    if o.preload_weights {
-        let n0 = need(&plans);
-        if n0 > 0 && top(&plans) + n0 > budget && n0 <= budget / 2
-            && let Ok(p2) = plan_all(budget - n0)
-            && top(&p2) + need(&p2) <= budget
-        {
-            plans = p2;
+    // The program for a set of plans and residency decisions.
+    let assemble = |plans: Vec<Plan>, keep: Keep| -> Result<Compiled, CodegenError> {
+        let vtcm_top = keep.top;
+        // DDR layout: inputs, outputs, constants, scratch.
+        let mut program = Program::new(&g.name, dev.hw_version, ncores as usize, 0);
+        let mut lay = Layout { loc: BTreeMap::new() };
+        let mut io = Vec::new();
+        let mut binding = 0u32;
+        for &v in &g.inputs {
+            if g.value(v).constant.is_some() {
+                continue;
+            }
+            let b = program.buffers.len() as u32;
+            program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Input, size: cx.bytes(v), binding: Some(binding) });
+            io.push(IoBinding { name: g.value(v).name.clone(), is_input: true, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
+            binding += 1;
+            lay.loc.insert(v, (b, 0));
         }
-        preloads = choose_preloads(&preload_candidates(&cx, &plans, ncores), budget.saturating_sub(top(&plans)));
-    }
-    let vtcm_top = top(&plans);
-    let pre_maps: Vec<Preloaded> = preloads.0.iter().map(|l| l.iter().map(|&(k, off)| (k, vtcm_top + off)).collect()).collect();
-
-    // DDR layout: inputs, outputs, constants, scratch.
-    let mut program = Program::new(&g.name, dev.hw_version, ncores as usize, 0);
-    let mut lay = Layout { loc: BTreeMap::new() };
-    let mut io = Vec::new();
-    let mut binding = 0u32;
-    for &v in &g.inputs {
-        if g.value(v).constant.is_some() {
-            continue;
-        }
-        let b = program.buffers.len() as u32;
-        program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Input, size: cx.bytes(v), binding: Some(binding) });
-        io.push(IoBinding { name: g.value(v).name.clone(), is_input: true, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
-        binding += 1;
-        lay.loc.insert(v, (b, 0));
-    }
-    // Graph outputs computed by a layer are written straight into their output buffer; the
-    // others (an input, a constant, or a second name for the same bytes) are copied at the end.
-    let mut copies: Vec<(ValueId, u32)> = Vec::new();
-    for &v in &g.outputs {
-        let b = program.buffers.len() as u32;
-        program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Output, size: cx.bytes(v), binding: Some(binding) });
-        io.push(IoBinding { name: g.value(v).name.clone(), is_input: false, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
-        binding += 1;
-        let r = cx.r(v);
-        let produced = lnodes.iter().any(|l| l.output == r);
-        if produced && !lay.loc.contains_key(&r) {
-            lay.loc.insert(r, (b, 0));
-        } else {
-            copies.push((r, b));
-        }
-    }
-    let cbuf = program.buffers.len() as u32;
-    let mut constants = Vec::new();
-    for l in &lnodes {
-        for &v in &l.inputs {
-            let v = cx.r(v);
-            if cx.is_const(v) && !lay.loc.contains_key(&v) {
-                let off = align(constants.len() as u64, 64);
-                constants.resize(off as usize, 0);
-                let t = g.value(v).constant.as_ref().ok_or_else(|| CodegenError::Graph("constant vanished".into()))?;
-                let raw = t.raw_bytes().map_err(|e| CodegenError::Graph(format!("constant `{}`: {e}", g.value(v).name)))?;
-                constants.extend_from_slice(raw);
-                lay.loc.insert(v, (cbuf, off));
+        // Graph outputs computed by a layer are written straight into their output buffer; the
+        // others (an input, a constant, or a second name for the same bytes) are copied at the end.
+        let mut copies: Vec<(ValueId, u32)> = Vec::new();
+        for &v in &g.outputs {
+            let b = program.buffers.len() as u32;
+            program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Output, size: cx.bytes(v), binding: Some(binding) });
+            io.push(IoBinding { name: g.value(v).name.clone(), is_input: false, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
+            binding += 1;
+            let r = cx.r(v);
+            let produced = lnodes.iter().any(|l| l.output == r);
+            if produced && !lay.loc.contains_key(&r) {
+                lay.loc.insert(r, (b, 0));
+            } else {
+                copies.push((r, b));
             }
         }
-    }
-    for (r, _) in &copies {
-        if cx.is_const(*r) && !lay.loc.contains_key(r) {
-            let off = align(constants.len() as u64, 64);
-            constants.resize(off as usize, 0);
-            if let Some(t) = g.value(*r).constant.as_ref() {
-                constants.extend_from_slice(t.raw_bytes().map_err(|e| CodegenError::Graph(e.to_string()))?);
-            }
-            lay.loc.insert(*r, (cbuf, off));
-        }
-    }
-    let cbytes = align(constants.len() as u64, 64);
-    constants.resize(cbytes as usize, 0);
-    program.buffers.push(Buffer { name: "constants".into(), kind: BufferKind::Constants, size: cbytes, binding: None });
-    let sbuf = program.buffers.len() as u32;
-    let scratch = alloc_scratch(&cx, &lnodes, &plans, &mut lay, sbuf, &copies, o.allocator_dealloc_delay as usize);
-    program.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: scratch.max(64), binding: None });
-
-    // Multicast counts per group (prefix sums keep the semaphore targets independent of threads).
-    let mut mc_base = Vec::with_capacity(plans.len());
-    let mut acc = 0u32;
-    for p in &plans {
-        mc_base.push(acc);
-        if p.multicast {
-            acc += multicast_count(&cx, p, &pre_maps);
-        }
-    }
-    program.num_semaphores = if o.use_producer_dma { 2 } else { 1 };
-    // Emit every group (in parallel when asked; results are joined in order).
-    let emit_one = |gi: usize| -> Vec<Vec<Instr>> {
-        let run = |end: bool| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi], (o.use_producer_dma, end), &pre_maps)).collect() };
-        let v = run(o.use_producer_dma);
-        // Producer DMA ends a layer without a barrier only if every working core's last
-        // instruction is a signalled output DMA (issued after all its reads); else barrier.
-        if o.use_producer_dma && !v.iter().all(|c| !c.iter().any(|i| matches!(i, Instr::Op(_))) || producer_signalled(c.last())) {
-            return run(false);
-        }
-        v
-    };
-    let per_group: Vec<Vec<Vec<Instr>>> = if o.compile_threads == 1 {
-        (0..plans.len()).map(emit_one).collect()
-    } else {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(o.compile_threads).build().map_err(|e| CodegenError::Option { option: "-compile-threads", msg: e.to_string() })?;
-        pool.install(|| {
-            use rayon::prelude::*;
-            (0..plans.len()).into_par_iter().map(emit_one).collect()
-        })
-    };
-    // Producer DMA: each layer's wait is for the output DMAs of all earlier layers (a serial
-    // prefix sum, so the targets never depend on threads); a wait for 0 is dropped.
-    let mut produced = 0u32;
-    for mut gi in per_group {
-        if o.use_producer_dma {
-            let landed: usize = gi.iter().map(|c| c.iter().filter(|i| producer_signalled(Some(i))).count()).sum();
-            for c in gi.iter_mut() {
-                c.retain(|i| !matches!(i, Instr::SemWait { sem: SEM_PRODUCED, .. }) || produced > 0);
-                for i in c.iter_mut() {
-                    if let Instr::SemWait { sem: SEM_PRODUCED, at_least } = i {
-                        *at_least = produced;
-                    }
+        let cbuf = program.buffers.len() as u32;
+        let mut constants = Vec::new();
+        for l in &lnodes {
+            for &v in &l.inputs {
+                let v = cx.r(v);
+                if cx.is_const(v) && !lay.loc.contains_key(&v) {
+                    let off = align(constants.len() as u64, 64);
+                    constants.resize(off as usize, 0);
+                    let t = g.value(v).constant.as_ref().ok_or_else(|| CodegenError::Graph("constant vanished".into()))?;
+                    let raw = t.raw_bytes().map_err(|e| CodegenError::Graph(format!("constant `{}`: {e}", g.value(v).name)))?;
+                    constants.extend_from_slice(raw);
+                    lay.loc.insert(v, (cbuf, off));
                 }
             }
-            produced += landed as u32;
         }
-        for (c, v) in gi.into_iter().enumerate() {
-            program.cores[c].instrs.extend(v);
-        }
-    }
-    if o.use_producer_dma && produced > 0 {
-        // Every output has landed before the final copies and `End`.
-        for c in 0..ncores as usize {
-            program.cores[c].instrs.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: produced });
-        }
-    }
-    // Output copies (aliases of inputs/constants/other outputs) on core 0.
-    if !copies.is_empty() {
-        for c in 0..ncores as usize {
-            program.cores[c].instrs.push(Instr::Layer { name: "output_copies".into() });
-        }
-        for (r, b) in &copies {
-            let (sb, so) = lay.loc.get(r).copied().ok_or_else(|| CodegenError::Graph(format!("output `{}` has no producer", g.value(*r).name)))?;
-            let n = cx.bytes(*r);
-            if n > 0 {
-                program.cores[0].instrs.push(Instr::Dma(Dma { src: Space::Ddr(sb), src_offset: so, dst: Space::Ddr(*b), dst_offset: 0, shape: DmaShape::contiguous(n), multicast: None, tag: 5, signal: None }));
+        for (r, _) in &copies {
+            if cx.is_const(*r) && !lay.loc.contains_key(r) {
+                let off = align(constants.len() as u64, 64);
+                constants.resize(off as usize, 0);
+                if let Some(t) = g.value(*r).constant.as_ref() {
+                    constants.extend_from_slice(t.raw_bytes().map_err(|e| CodegenError::Graph(e.to_string()))?);
+                }
+                lay.loc.insert(*r, (cbuf, off));
             }
         }
-        program.cores[0].instrs.push(Instr::DmaWait { tag: 5 });
-    }
-    for c in 0..ncores as usize {
-        program.cores[c].instrs.push(Instr::End);
-    }
-    program.vtcm_bytes = vtcm_top;
-    program.preload_bytes = preloads.1;
-    for (c, m) in pre_maps.iter().enumerate() {
-        for (&(val, slice), &off) in m {
-            let (b, so) = lay.loc.get(&val).copied().ok_or_else(|| CodegenError::Graph(format!("preloaded constant `{}` has no DDR location", g.value(val).name)))?;
-            let (ax, r) = match slice {
-                Some((ia, r0, r1)) => (Some(ia), (r0, r1)),
-                None => (None, (0, 1)),
-            };
-            if let Some(d) = slice_dma(b, so, cx.shape(val), es(cx.dtype(val)), ax, r, off, true, 0) {
-                program.cores[c].preload.push(d);
-            }
-        }
-    }
-    program.validate_for(dev).map_err(|e| CodegenError::Program(e.to_string()))?;
+        let cbytes = align(constants.len() as u64, 64);
+        constants.resize(cbytes as usize, 0);
+        program.buffers.push(Buffer { name: "constants".into(), kind: BufferKind::Constants, size: cbytes, binding: None });
+        let sbuf = program.buffers.len() as u32;
+        let scratch = alloc_scratch(&cx, &lnodes, &plans, &mut lay, sbuf, &copies, o.allocator_dealloc_delay as usize);
+        program.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: scratch.max(64), binding: None });
 
-    // Report.
-    let costs = dev.core_costs(&program);
-    let mut report = Report { constants_bytes: cbytes, scratch_bytes: scratch, ..Default::default() };
-    for c in &costs {
-        report.macs += c.macs;
-        report.cores.push(CoreMetrics { macs: c.macs, vtcm_bytes: c.vtcm_high_water, ddr_read_bytes: c.ddr_read_bytes, ddr_write_bytes: c.ddr_write_bytes, instructions: c.instructions });
-    }
-    for p in &plans {
-        let per = p.tiles.iter().map(|t| t.len()).max().unwrap_or(0) as u32;
-        report.layers.push(LayerPlacement {
-            name: p.name.clone(),
-            nodes: p.members.iter().map(|&m| lnodes[m].name.clone()).collect(),
-            axis: p.axis,
-            cores: p.participants.len() as u32,
-            tiles_per_core: per,
-            vtcm_bytes: p.vtcm,
-        });
-        if per > o.ols {
-            report.warnings.push(format!("layer `{}` spills: split into {per} tiles per core to fit {budget} bytes of VTCM", p.name));
+        // Multicast counts per group (prefix sums keep the semaphore targets independent of threads).
+        let mut mc_base = Vec::with_capacity(plans.len());
+        let mut acc = 0u32;
+        for p in &plans {
+            mc_base.push(acc);
+            if p.multicast {
+                acc += multicast_count(&cx, p, &keep);
+            }
         }
-        if (p.participants.len() as u32) < ncores {
-            report.warnings.push(format!("layer `{}` uses {} of {ncores} cores ({} idle)", p.name, p.participants.len(), ncores - p.participants.len() as u32));
+        program.num_semaphores = if o.use_producer_dma { 2 } else { 1 };
+        // Emit every group (in parallel when asked; results are joined in order).
+        let emit_one = |gi: usize| -> Vec<Vec<Instr>> {
+            let run = |end: bool| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi], (o.use_producer_dma, end), &keep)).collect() };
+            let v = run(o.use_producer_dma);
+            // Producer DMA ends a layer without a barrier only if every working core's last
+            // instruction is a signalled output DMA (issued after all its reads); else barrier.
+            if o.use_producer_dma && !v.iter().all(|c| !c.iter().any(|i| matches!(i, Instr::Op(_))) || producer_signalled(c.last())) {
+                return run(false);
+            }
+            v
+        };
+        let per_group: Vec<Vec<Vec<Instr>>> = if o.compile_threads == 1 {
+            (0..plans.len()).map(emit_one).collect()
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(o.compile_threads).build().map_err(|e| CodegenError::Option { option: "-compile-threads", msg: e.to_string() })?;
+            pool.install(|| {
+                use rayon::prelude::*;
+                (0..plans.len()).into_par_iter().map(emit_one).collect()
+            })
+        };
+        // Producer DMA: each layer's wait is for the output DMAs of all earlier layers (a serial
+        // prefix sum, so the targets never depend on threads); a wait for 0 is dropped.
+        let mut produced = 0u32;
+        for mut gi in per_group {
+            if o.use_producer_dma {
+                let landed: usize = gi.iter().map(|c| c.iter().filter(|i| producer_signalled(Some(i))).count()).sum();
+                for c in gi.iter_mut() {
+                    c.retain(|i| !matches!(i, Instr::SemWait { sem: SEM_PRODUCED, .. }) || produced > 0);
+                    for i in c.iter_mut() {
+                        if let Instr::SemWait { sem: SEM_PRODUCED, at_least } = i {
+                            *at_least = produced;
+                        }
+                    }
+                }
+                produced += landed as u32;
+            }
+            for (c, v) in gi.into_iter().enumerate() {
+                program.cores[c].instrs.extend(v);
+            }
+        }
+        if o.use_producer_dma && produced > 0 {
+            // Every output has landed before the final copies and `End`.
+            for c in 0..ncores as usize {
+                program.cores[c].instrs.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: produced });
+            }
+        }
+        // Output copies (aliases of inputs/constants/other outputs) on core 0.
+        if !copies.is_empty() {
+            for c in 0..ncores as usize {
+                program.cores[c].instrs.push(Instr::Layer { name: "output_copies".into() });
+            }
+            for (r, b) in &copies {
+                let (sb, so) = lay.loc.get(r).copied().ok_or_else(|| CodegenError::Graph(format!("output `{}` has no producer", g.value(*r).name)))?;
+                let n = cx.bytes(*r);
+                if n > 0 {
+                    program.cores[0].instrs.push(Instr::Dma(Dma { src: Space::Ddr(sb), src_offset: so, dst: Space::Ddr(*b), dst_offset: 0, shape: DmaShape::contiguous(n), multicast: None, tag: 5, signal: None }));
+                }
+            }
+            program.cores[0].instrs.push(Instr::DmaWait { tag: 5 });
+        }
+        for c in 0..ncores as usize {
+            program.cores[c].instrs.push(Instr::End);
+        }
+        program.vtcm_bytes = vtcm_top;
+        program.preload_bytes = keep.pre_bytes;
+        for (c, m) in keep.pre.iter().enumerate() {
+            for (&(val, slice), &off) in m {
+                let (b, so) = lay.loc.get(&val).copied().ok_or_else(|| CodegenError::Graph(format!("preloaded constant `{}` has no DDR location", g.value(val).name)))?;
+                let (ax, r) = match slice {
+                    Some((ia, r0, r1)) => (Some(ia), (r0, r1)),
+                    None => (None, (0, 1)),
+                };
+                if let Some(d) = slice_dma(b, so, cx.shape(val), es(cx.dtype(val)), ax, r, off, true, 0) {
+                    program.cores[c].preload.push(d);
+                }
+            }
+        }
+        program.validate_for(dev).map_err(|e| CodegenError::Program(e.to_string()))?;
+
+        // Report.
+        let costs = dev.core_costs(&program);
+        let mut report = Report { constants_bytes: cbytes, scratch_bytes: scratch, ..Default::default() };
+        for c in &costs {
+            report.macs += c.macs;
+            report.cores.push(CoreMetrics { macs: c.macs, vtcm_bytes: c.vtcm_high_water, ddr_read_bytes: c.ddr_read_bytes, ddr_write_bytes: c.ddr_write_bytes, instructions: c.instructions });
+        }
+        for p in &plans {
+            let per = p.tiles.iter().map(|t| t.len()).max().unwrap_or(0) as u32;
+            report.layers.push(LayerPlacement {
+                name: p.name.clone(),
+                nodes: p.members.iter().map(|&m| lnodes[m].name.clone()).collect(),
+                axis: p.axis,
+                cores: p.participants.len() as u32,
+                tiles_per_core: per,
+                vtcm_bytes: p.vtcm,
+            });
+            if per > o.ols {
+                report.warnings.push(format!("layer `{}` spills: split into {per} tiles per core to fit {budget} bytes of VTCM", p.name));
+            }
+            if (p.participants.len() as u32) < ncores {
+                report.warnings.push(format!("layer `{}` uses {} of {ncores} cores ({} idle)", p.name, p.participants.len(), ncores - p.participants.len() as u32));
+            }
+        }
+        Ok(Compiled { program, constants, io, report })
+    };
+    // What stays in VTCM for a set of plans: activations between layers (multicast by their
+    // producers) where they fit beside the largest working set, then the weights' preload
+    // region in the room left.
+    let top = |ps: &[Plan]| align(ps.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096), 4096);
+    let decide = |plans: &[Plan]| -> (Keep, bool) {
+        let a0 = top(plans);
+        let (act, act_ddr, act_bytes) = if o.keep_activations {
+            plan_activations(&cx, &lnodes, plans, &outputs_root, a0, budget.saturating_sub(a0))
+        } else {
+            (BTreeMap::new(), Default::default(), 0)
+        };
+        let vtcm_top = align(a0 + act_bytes, 4096);
+        let mut complete = !o.keep_activations || act.len() == plan_activations(&cx, &lnodes, plans, &outputs_root, 0, u64::MAX).0.len();
+        let mut pre = vec![Preloaded::new(); ncores as usize];
+        let mut pre_bytes = 0;
+        if o.preload_weights {
+            let cands = preload_candidates(&cx, plans, ncores);
+            let (chosen, used) = choose_preloads(&cands, budget.saturating_sub(vtcm_top));
+            pre_bytes = used;
+            let all = choose_preloads(&cands, u64::MAX).0;
+            complete &= chosen.iter().map(|l| l.len()).sum::<usize>() == all.iter().map(|l| l.len()).sum::<usize>();
+            pre = chosen.iter().map(|l| l.iter().map(|&(k, off)| (k, vtcm_top + off)).collect()).collect();
+        }
+        (Keep { pre, act, act_ddr, top: vtcm_top, pre_bytes }, complete)
+    };
+    // The layers' working-set budget trades tile size against what can stay in VTCM: when not
+    // everything fits beside the full-budget plan, half and a quarter of it are tried too and
+    // the program with the lowest estimated time (device cost model: per core compute and DMA
+    // overlapped, all cores sharing DDR and the NoC) is kept.
+    let plans0 = plan_all(budget)?;
+    let (keep0, complete) = decide(&plans0);
+    let mut best = (0u64, assemble(plans0, keep0)?);
+    if !complete {
+        best.0 = estimate_program(&best.1.program, dev);
+        for b in [budget / 2, budget / 4] {
+            let Ok(plans) = plan_all(b) else { continue };
+            let (keep, _) = decide(&plans);
+            let c = assemble(plans, keep)?;
+            let est = estimate_program(&c.program, dev);
+            tracing::debug!(working_set_budget = b, estimate_ps = est, "codegen: budget candidate");
+            if est < best.0 {
+                best = (est, c);
+            }
         }
     }
-    Ok(Compiled { program, constants, io, report })
+    Ok(best.1)
 }
+
+/// Estimated time of a whole program (ps) from the device's static per-core costs: per core,
+/// compute and DMA overlapped; all cores sharing the sustained DDR bandwidth and the NoC.
+fn estimate_program(p: &Program, dev: &DeviceModel) -> u64 {
+    let costs = dev.core_costs(p);
+    let core = costs.iter().map(|k| k.serial_ps.saturating_sub(k.dma_ps).max(k.dma_ps)).max().unwrap_or(0);
+    let ddr: u64 = costs.iter().map(|k| k.ddr_read_bytes.saturating_add(k.ddr_write_bytes)).sum();
+    let noc: u64 = costs.iter().map(|k| k.noc_bytes).sum();
+    core.max(DeviceModel::transfer_ps(ddr, dev.ddr_sustained_bytes_per_s())).max(DeviceModel::transfer_ps(noc, dev.noc_bytes_per_s))
+}
+
 
 /// Smallest per-core working set of a candidate group (one slice of 1 along its best axis):
 /// operands loaded per tile and outputs leaving the group count twice (double buffering),
@@ -1274,7 +1398,7 @@ fn estimate_ps(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, dev: &DeviceModel, ncores: 
     let lay = Layout { loc: BTreeMap::new() };
     let mut prog = Program::new("estimate", dev.hw_version, ncores as usize, 0);
     for c in 0..ncores {
-        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0, (false, false), &[]);
+        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0, (false, false), &Keep::default());
     }
     let costs = dev.core_costs(&prog);
     let mut worst = 0u64;
@@ -1343,7 +1467,7 @@ fn producer_signalled(i: Option<&Instr>) -> bool {
 /// output DMAs of all earlier layers have landed (a [`SEM_PRODUCED`] wait whose target the
 /// caller fills in), and its output DMAs signal [`SEM_PRODUCED`] themselves.
 #[allow(clippy::too_many_arguments)]
-fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32, producer: (bool, bool), pre_all: &[Preloaded]) -> Vec<Instr> {
+fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32, producer: (bool, bool), keep: &Keep) -> Vec<Instr> {
     let mut v = vec![Instr::Layer { name: p.name.clone() }];
     let all = CoreMask::first(ncores);
     let Some(tiles) = p.tiles.get(c as usize).filter(|t| !t.is_empty()) else {
@@ -1355,7 +1479,11 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
     let loc = |x: ValueId| lay.loc.get(&cx.r(x)).copied().unwrap_or((0, 0));
     // Constants this core keeps in its preloaded VTCM region are neither loaded nor waited for.
     let empty = Preloaded::new();
+    let pre_all = &keep.pre;
     let pre = pre_all.get(c as usize).unwrap_or(&empty);
+    // Activations kept in VTCM: read where they landed, never loaded.
+    let act = |val: ValueId| keep.act.get(&cx.r(val)).copied();
+    let act_slice = |val: ValueId, ia: usize| act(val).filter(|_| contiguous_slices(cx, val, ia));
     let crange = (tiles[0].0, tiles[tiles.len() - 1].1);
     let pre_whole = |val: ValueId| pre.get(&(cx.r(val), None)).copied();
     // In a multicast layer the first participant multicasts what it has not preloaded; a
@@ -1367,7 +1495,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
     // Producer DMA: constants this core loads itself need no wait (its own DMA engine runs
     // in order, after its previous output DMAs); everything else waits for earlier layers.
     let early = |val: ValueId| producer.0 && !p.multicast && cx.is_const(cx.r(val));
-    for &(val, off) in p.resident.iter().filter(|r| early(r.0) && pre_whole(r.0).is_none()) {
+    for &(val, off) in p.resident.iter().filter(|r| early(r.0) && pre_whole(r.0).is_none() && act(r.0).is_none()) {
         let (b, o) = loc(val);
         if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), None, (0, 1), off, true, TAG_RESIDENT) {
             v.push(Instr::Dma(d));
@@ -1378,7 +1506,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: 0 });
     }
     for (i, &(val, off)) in p.resident.iter().enumerate() {
-        if early(val) || (!p.multicast && pre_whole(val).is_some()) || (p.multicast && issuer_has(val)) {
+        if early(val) || act(val).is_some() || (!p.multicast && pre_whole(val).is_some()) || (p.multicast && issuer_has(val)) {
             continue;
         }
         let (b, o) = loc(val);
@@ -1399,7 +1527,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::DmaWait { tag: TAG_RESIDENT });
     }
     if p.multicast {
-        let n = multicast_count(cx, p, pre_all);
+        let n = multicast_count(cx, p, keep);
         if n > 0 {
             v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + n });
         }
@@ -1409,7 +1537,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
     let slot = |t: usize, k: usize| if p.out_shared[k] { shared_base + p.out_slot[k] } else { base(t) + p.out_slot[k] };
     let issue_in = |v: &mut Vec<Instr>, t: usize| {
         for &(val, ia, slot) in &p.sliced {
-            if pre_slice(val, ia).is_some() {
+            if pre_slice(val, ia).is_some() || act_slice(val, ia).is_some() {
                 continue;
             }
             let (b, o) = loc(val);
@@ -1448,13 +1576,16 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
                 .map(|(i, &val)| {
                     let dt = cx.dtype(val);
                     match p.srcs[k][i] {
-                        Src::Resident(j) => Tile::vtcm(pre_whole(val).unwrap_or(p.resident[j].1), dt, tile_shape(cx.shape(val), None, r)),
+                        Src::Resident(j) => Tile::vtcm(act(val).or(pre_whole(val)).unwrap_or(p.resident[j].1), dt, tile_shape(cx.shape(val), None, r)),
                         Src::Sliced(j) => {
                             let ia = p.sliced[j].1;
-                            let at = match pre_slice(val, ia) {
+                            let inner = elems(&cx.shape(val)[ia + 1..]) * es(dt);
+                            let at = match (act_slice(val, ia), pre_slice(val, ia)) {
+                                // The whole activation is in this core's VTCM.
+                                (Some(x), _) => x + r.0 as u64 * inner,
                                 // The core's slice is preloaded whole; this tile is a sub-range.
-                                Some(off) => off + (r.0 - crange.0) as u64 * elems(&cx.shape(val)[ia + 1..]) * es(dt),
-                                None => base(t) + p.sliced[j].2,
+                                (None, Some(off)) => off + (r.0 - crange.0) as u64 * inner,
+                                (None, None) => base(t) + p.sliced[j].2,
                             };
                             Tile::vtcm(at, dt, tile_shape(cx.shape(val), Some(ia), r))
                         }
@@ -1482,12 +1613,22 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
             }
             let val = ln[m].output;
             let (b, o) = loc(val);
-            if let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, slot(t, k), false, 2 + (t % 2) as u8) {
-                if producer.1 {
-                    d.signal = Some(SemSignal { sem: SEM_PRODUCED, add: 1 });
-                }
-                v.push(Instr::Dma(d));
+            let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, slot(t, k), false, 2 + (t % 2) as u8) else { continue };
+            if producer.1 {
+                d.signal = Some(SemSignal { sem: SEM_PRODUCED, add: 1 });
             }
+            if let Some(x) = act(val) {
+                // The same descriptor, landing in every core's window instead of DDR.
+                let mut mc = d.clone();
+                mc.dst = Space::Vtcm;
+                mc.dst_offset = x + (d.dst_offset - o);
+                mc.multicast = Some(all);
+                v.push(Instr::Dma(mc));
+                if !keep.act_ddr.contains(&cx.r(val)) {
+                    continue;
+                }
+            }
+            v.push(Instr::Dma(d));
         }
     }
     if !producer.1 {

@@ -136,6 +136,11 @@ pub struct CodegenOptions {
     /// inference, as far as they fit beside the layers' working sets (default on;
     /// docs/virtual-aic100.md §8).
     pub preload_weights: bool,
+    /// Pass activations between layers in VTCM: the producing cores multicast their output
+    /// slices into a window every core reads, instead of storing them to DDR for the next
+    /// layer to load, as far as the windows fit beside the layers' working sets (default on;
+    /// docs/virtual-aic100.md §8).
+    pub keep_activations: bool,
 }
 
 impl Default for CodegenOptions {
@@ -155,6 +160,7 @@ impl Default for CodegenOptions {
             convert_to_fp16: false,
             bindings: Bindings::new(),
             preload_weights: true,
+            keep_activations: true,
         }
     }
 }

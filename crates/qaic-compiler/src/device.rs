@@ -78,6 +78,7 @@ pub fn codegen_options(cfg: &ExecConfig) -> Result<CodegenOptions, RunError> {
         convert_to_fp16: false,
         bindings: qaic_ir::Bindings::new(),
         preload_weights: defaults.preload_weights,
+        keep_activations: defaults.keep_activations,
     })
 }
 

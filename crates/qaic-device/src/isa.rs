@@ -518,17 +518,23 @@ impl Program {
         if self.num_semaphores as u32 > device.num_semaphores {
             return lim(format!("program uses {} semaphores, device has {}", self.num_semaphores, device.num_semaphores));
         }
+        // A multicast goes through a table entry (MCID) of the issuing core: a window whose
+        // base is `multicast_align`-aligned, a receiver mask and a size; the DMA writes at an
+        // offset inside the window (UMD-MD). Each distinct (core, mask, aligned window start)
+        // takes one entry, and the device has `multicast_ids` of them.
+        let mut entries = std::collections::BTreeSet::new();
         for (c, core) in self.cores.iter().enumerate() {
             for (i, ins) in core.instrs.iter().enumerate() {
                 if let Instr::Dma(Dma { multicast: Some(m), dst_offset, .. }) = ins {
                     if m.0 >> device.multicast_mask_bits.min(63) != 0 {
                         return lim(format!("core {c} [{i}]: multicast mask {:#x} wider than {} bits", m.0, device.multicast_mask_bits));
                     }
-                    if dst_offset % device.multicast_align.max(1) != 0 {
-                        return lim(format!("core {c} [{i}]: multicast destination vtcm+{dst_offset:#x} not {}-byte aligned", device.multicast_align));
-                    }
+                    entries.insert((c, m.0, dst_offset / device.multicast_align.max(1)));
                 }
             }
+        }
+        if entries.len() as u64 > device.multicast_ids as u64 {
+            return lim(format!("program needs {} multicast table entries, device has {}", entries.len(), device.multicast_ids));
         }
         Ok(())
     }
