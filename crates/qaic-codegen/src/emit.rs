@@ -789,6 +789,32 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             reason: if n.domain.is_empty() || n.domain == "ai.onnx" { String::new() } else { format!("domain `{}`", n.domain) },
         })
         .collect();
+    // With every graph input's shape known, a value without a static shape comes from a node
+    // whose output shape depends on run-time data (a Reshape/Expand shape, Resize sizes, Reduce
+    // axes... fed by an input or a computed value): the device needs static shapes, so those
+    // nodes are listed as unsupported, each naming the non-constant integer inputs that decide it.
+    let unknown = |v: ValueId| concrete_shape(g, v).is_none();
+    if by_type.is_empty() && used.iter().any(|&v| unknown(v)) && g.inputs.iter().all(|&v| g.value(v).constant.is_some() || !unknown(v)) {
+        let dynamic: Vec<UnsupportedOp> = g
+            .nodes
+            .iter()
+            .filter(|n| n.outputs.iter().flatten().any(|&o| unknown(o)) && n.inputs.iter().flatten().all(|&i| !unknown(i)))
+            .map(|n| {
+                let deciding: Vec<String> = n
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .filter(|&&i| g.value(i).constant.is_none() && dtype_of(g, i).is_some_and(|d| d.is_int()))
+                    .map(|&i| format!("`{}`", g.value(i).name))
+                    .collect();
+                let why = if deciding.is_empty() { String::new() } else { format!(" (decided by the run-time value of {})", deciding.join(", ")) };
+                UnsupportedOp { op_type: n.op_type.clone(), node: n.display_name(g), reason: format!("output shape depends on run-time data{why}; the device needs static shapes") }
+            })
+            .collect();
+        if !dynamic.is_empty() {
+            return Err(CodegenError::Unsupported(dynamic));
+        }
+    }
     for &v in &used {
         let name = &g.value(v).name;
         let known = concrete_shape(g, v)
