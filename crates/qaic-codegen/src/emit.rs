@@ -870,32 +870,64 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
 
     // Group: element-wise followers always, conv/pool chains along the batch with depth-first.
     let axes_of = |l: &LNode| -> Vec<usize> { (0..cx.shape(l.output).len()).filter(|&a| mapping(&cx, l, a).is_some()).collect() };
-    let mut groups: Vec<Group> = Vec::new();
-    for (i, l) in lnodes.iter().enumerate() {
-        if let Some(gr) = groups.last_mut() {
-            // Depth-first: a layer joins the running group when it reads a member's output (any
-            // member, so residual blocks and their skip branches fuse) or a value the group
-            // already reads, and every member output it reads follows the group's split axis;
-            // outputs also read outside the group are still written to DDR.
-            if o.depth_first && (DEPTH_FIRST_OPS.contains(&l.op.as_str()) || is_elementwise(l)) {
-                let member = |v: ValueId| gr.members.iter().any(|&m| lnodes[m].output == cx.r(v));
-                let shared = |v: ValueId| !cx.is_const(v) && gr.members.iter().any(|&m| lnodes[m].inputs.iter().any(|&u| cx.r(u) == cx.r(v)));
-                if l.inputs.iter().any(|&v| member(v) || shared(v)) {
+    // Groups for a layer budget and a depth-first budget.
+    let group_all = |budget: u64, df_budget: u64| -> Vec<Group> {
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, l) in lnodes.iter().enumerate() {
+            if let Some(gr) = groups.last_mut() {
+                // Depth-first: a layer joins the running group when it reads a member's output (any
+                // member, so residual blocks and their skip branches fuse) or a value the group
+                // already reads, and every member output it reads follows the group's split axis;
+                // outputs also read outside the group are still written to DDR.
+                if o.depth_first && (DEPTH_FIRST_OPS.contains(&l.op.as_str()) || is_elementwise(l)) {
+                    let member = |v: ValueId| gr.members.iter().any(|&m| lnodes[m].output == cx.r(v));
+                    let shared = |v: ValueId| !cx.is_const(v) && gr.members.iter().any(|&m| lnodes[m].inputs.iter().any(|&u| cx.r(u) == cx.r(v)));
+                    if l.inputs.iter().any(|&v| member(v) || shared(v)) {
+                        let axes: Vec<usize> = gr
+                            .axes
+                            .iter()
+                            .copied()
+                            .filter(|&a| {
+                                mapping(&cx, l, a).is_some_and(|m| {
+                                    l.inputs.iter().enumerate().all(|(k, &v)| {
+                                        !member(v) || (m[k] == Slice::Same(a) && cx.shape(v) == cx.shape(cx.r(v)) && cx.shape(l.output).get(a) == cx.shape(v).get(a))
+                                    })
+                                })
+                            })
+                            .collect();
+                        if !axes.is_empty() {
+                            let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
+                            if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget {
+                                gr.members.push(i);
+                                gr.axes = axes;
+                                continue;
+                            }
+                        }
+                    }
+                }
+                let last = &lnodes[*gr.members.last().unwrap_or(&0)];
+                let lv = last.output;
+                let single = readers.get(&lv).is_some_and(|r| r.len() == 1 && r[0] == i) && !outputs_root.contains(&lv);
+                let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
+                    || o.depth_first && DEPTH_FIRST_OPS.contains(&l.op.as_str());
+                if single && follower_ok {
+                    // The follower must read the producer's output with the producer's shape (an
+                    // alias with another shape would slice different bytes along the same axis).
+                    let idx = l.inputs.iter().position(|&v| cx.r(v) == lv && cx.shape(v) == cx.shape(lv));
                     let axes: Vec<usize> = gr
                         .axes
                         .iter()
                         .copied()
-                        .filter(|&a| {
-                            mapping(&cx, l, a).is_some_and(|m| {
-                                l.inputs.iter().enumerate().all(|(k, &v)| {
-                                    !member(v) || (m[k] == Slice::Same(a) && cx.shape(v) == cx.shape(cx.r(v)) && cx.shape(l.output).get(a) == cx.shape(v).get(a))
-                                })
-                            })
+                        .filter(|&a| match (mapping(&cx, l, a), idx) {
+                            (Some(m), Some(k)) => m[k] == Slice::Same(a) && cx.shape(l.output).get(a) == cx.shape(lv).get(a),
+                            _ => false,
                         })
                         .collect();
-                    if !axes.is_empty() {
+                    // Depth-first groups must keep a split axis; element-wise ones may run unsplit.
+                    if idx.is_some() && (!axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty())) {
                         let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
-                        if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget {
+                        let lim = if is_elementwise(l) { budget } else { df_budget };
+                        if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= lim {
                             gr.members.push(i);
                             gr.axes = axes;
                             continue;
@@ -903,42 +935,17 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                     }
                 }
             }
-            let last = &lnodes[*gr.members.last().unwrap_or(&0)];
-            let lv = last.output;
-            let single = readers.get(&lv).is_some_and(|r| r.len() == 1 && r[0] == i) && !outputs_root.contains(&lv);
-            let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
-                || o.depth_first && DEPTH_FIRST_OPS.contains(&l.op.as_str());
-            if single && follower_ok {
-                // The follower must read the producer's output with the producer's shape (an
-                // alias with another shape would slice different bytes along the same axis).
-                let idx = l.inputs.iter().position(|&v| cx.r(v) == lv && cx.shape(v) == cx.shape(lv));
-                let axes: Vec<usize> = gr
-                    .axes
-                    .iter()
-                    .copied()
-                    .filter(|&a| match (mapping(&cx, l, a), idx) {
-                        (Some(m), Some(k)) => m[k] == Slice::Same(a) && cx.shape(l.output).get(a) == cx.shape(lv).get(a),
-                        _ => false,
-                    })
-                    .collect();
-                // Depth-first groups must keep a split axis; element-wise ones may run unsplit.
-                if idx.is_some() && (!axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty())) {
-                    let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
-                    let lim = if is_elementwise(l) { budget } else { df_budget };
-                    if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= lim {
-                        gr.members.push(i);
-                        gr.axes = axes;
-                        continue;
-                    }
-                }
-            }
+            groups.push(Group { members: vec![i], axes: axes_of(l) });
         }
-        groups.push(Group { members: vec![i], axes: axes_of(l) });
-    }
+        groups
+    };
 
     // Plan tiles per group.
     let gran = o.size_split_granularity_kib as u64 * 1024;
+    // Groups and their plans for a working-set budget (depth-first groups are bounded by the
+    // smaller of it and the depth-first memory).
     let plan_all = |budget: u64| -> Result<Vec<Plan>, CodegenError> {
+        let groups = group_all(budget, df_budget.min(budget));
         groups.iter().map(|gr| plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o, dev)).collect()
     };
     // The program for a set of plans and residency decisions.
