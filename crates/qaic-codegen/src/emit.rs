@@ -91,6 +91,9 @@ impl Ctx<'_> {
     pub(crate) fn shape(&self, v: ValueId) -> &[usize] {
         self.shapes.get(&v).map_or(&[], |s| s.as_slice())
     }
+    pub(crate) fn set_dtype(&mut self, v: ValueId, d: DType) {
+        self.dtypes.insert(v, d);
+    }
     pub(crate) fn dtype(&self, v: ValueId) -> DType {
         self.dtypes.get(&v).copied().unwrap_or(DType::F32)
     }
@@ -807,8 +810,8 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                     .filter(|&&i| g.value(i).constant.is_none() && dtype_of(g, i).is_some_and(|d| d.is_int()))
                     .map(|&i| format!("`{}`", g.value(i).name))
                     .collect();
-                let why = if deciding.is_empty() { String::new() } else { format!(" (decided by the run-time value of {})", deciding.join(", ")) };
-                UnsupportedOp { op_type: n.op_type.clone(), node: n.display_name(g), reason: format!("output shape depends on run-time data{why}; the device needs static shapes") }
+                let why = if deciding.is_empty() { String::new() } else { format!(", decided by the value of {}", deciding.join(", ")) };
+                UnsupportedOp { op_type: n.op_type.clone(), node: n.display_name(g), reason: format!("output shape not known at compile time{why}; the device needs static shapes") }
             })
             .collect();
         if !dynamic.is_empty() {
@@ -854,7 +857,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     // DDR locations, constants, group membership) goes through the alias root `cx.r`.
     let outputs_root: Vec<ValueId> = g.outputs.iter().map(|&v| cx.r(v)).collect();
     // Float islands between 8-bit values become 8-bit ops (same bits; see fold_int8.rs).
-    let lnodes = crate::fold_int8::fold(&cx, lnodes, &outputs_root);
+    let lnodes = crate::fold_int8::fold(&mut cx, lnodes, &outputs_root);
     let budget = (dev.vtcm_bytes as f64 * o.vtcm_working_set_limit_ratio) as u64;
     let df_budget = o.depth_first_mem_kib.map_or(budget, |k| (k * 1024).min(budget));
     let ncores = o.num_cores;

@@ -18,6 +18,11 @@
 //!   scale and zero point as attributes; the simulator dequantizes, applies the (exact, IEEE)
 //!   float op and quantizes with the same kernels, so the bits are the interpreter's.
 //!
+//! * `MaxPool` between a dequantize and a quantize pools the 8-bit codes instead:
+//!   `MaxPool(DequantizeLinear(x)) = DequantizeLinear(MaxPool(x))` exactly, as dequantizing
+//!   (`(q − zp) · scale`, scale > 0) never reverses an order and padding is ignored either way;
+//!   the rest of the island becomes a `QTable` after the 8-bit pool.
+//!
 //! The folded ops are 8-bit vector ops for the cost model (512 lanes per cycle instead of 128),
 //! and their operands stay 8-bit wherever they are stored.
 
@@ -101,7 +106,7 @@ fn qparams(n: &LNode) -> Option<(f32, i32)> {
 
 /// Rewrites `ln` (topologically ordered layer nodes) with the two folds; `outputs` are the
 /// graph outputs' root values (never folded away).
-pub(crate) fn fold(cx: &Ctx<'_>, ln: Vec<LNode>, outputs: &[ValueId]) -> Vec<LNode> {
+pub(crate) fn fold(cx: &mut Ctx<'_>, ln: Vec<LNode>, outputs: &[ValueId]) -> Vec<LNode> {
     let producer: BTreeMap<ValueId, usize> = ln.iter().enumerate().map(|(i, l)| (l.output, i)).collect();
     let mut readers: BTreeMap<ValueId, Vec<usize>> = BTreeMap::new();
     for (i, l) in ln.iter().enumerate() {
@@ -121,6 +126,8 @@ pub(crate) fn fold(cx: &Ctx<'_>, ln: Vec<LNode>, outputs: &[ValueId]) -> Vec<LNo
     };
     let mut removed: BTreeSet<usize> = BTreeSet::new();
     let mut replace: BTreeMap<usize, LNode> = BTreeMap::new();
+    // Max pools that now pool 8-bit codes: (node, element type of their output).
+    let mut int_pools: Vec<(usize, DType)> = Vec::new();
     for (qi, q) in ln.iter().enumerate() {
         if q.op != "QuantizeGlow" || !is_q8(cx.dtype(q.output)) {
             continue;
@@ -143,6 +150,9 @@ pub(crate) fn fold(cx: &Ctx<'_>, ln: Vec<LNode>, outputs: &[ValueId]) -> Vec<LNo
             if n.op == "DequantizeLinear" {
                 break Some(p);
             }
+            if n.op == "MaxPool" && n.inputs.len() == 1 && private(n.inputs[0], p) && deq_of(n.inputs[0]).is_some() {
+                break Some(p);
+            }
             if EXACT_UNARY.contains(&n.op.as_str()) && cx.shape(n.inputs[0]) == cx.shape(n.output) {
                 chain.push(p);
                 cur_v = n.inputs[0];
@@ -157,7 +167,20 @@ pub(crate) fn fold(cx: &Ctx<'_>, ln: Vec<LNode>, outputs: &[ValueId]) -> Vec<LNo
         let Some(h) = head else { continue };
         let hn = &ln[h];
         chain.reverse();
-        if hn.op == "DequantizeLinear" {
+        if hn.op == "MaxPool" {
+            let Some(d) = deq_of(hn.inputs[0]) else { continue };
+            let Some(xq) = qparams(&ln[d]) else { continue };
+            let x = ln[d].inputs[0];
+            let ops: Vec<&LNode> = chain.iter().map(|&c| &ln[c]).collect();
+            let Some(t) = table((cx.dtype(x), xq.0, xq.1), &ops, y) else { continue };
+            tracing::debug!("int8 fold: `{}` (MaxPool on 8-bit codes, {} float op(s)) -> QTable", q.name, ops.len() + 2);
+            let mut pool = hn.clone();
+            pool.inputs = vec![x];
+            int_pools.push((h, cx.dtype(x)));
+            replace.insert(h, pool);
+            replace.insert(qi, LNode { name: q.name.clone(), op: "QTable".into(), inputs: vec![hn.output], output: q.output, attrs: vec![("table".into(), AttrValue::Ints(t))] });
+            removed.extend(chain.iter().copied());
+        } else if hn.op == "DequantizeLinear" {
             let Some(d) = deq_of(hn.output) else { continue };
             let Some(xq) = qparams(&ln[d]) else { continue };
             let x = ln[d].inputs[0];
@@ -194,6 +217,9 @@ pub(crate) fn fold(cx: &Ctx<'_>, ln: Vec<LNode>, outputs: &[ValueId]) -> Vec<LNo
     }
     if replace.is_empty() {
         return ln;
+    }
+    for (p, d) in int_pools {
+        cx.set_dtype(ln[p].output, d);
     }
     let mut out: Vec<LNode> = ln.into_iter().enumerate().filter(|(i, _)| !removed.contains(i)).map(|(i, l)| replace.remove(&i).unwrap_or(l)).collect();
     // Drop what nothing reads any more (the folded islands' dequantizes), to a fixed point.

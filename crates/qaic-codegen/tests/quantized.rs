@@ -111,7 +111,7 @@ fn per_axis_quantization_is_refused_naming_the_node() {
     assert!(e.contains("QuantizeLinear") && e.contains("DequantizeLinear"), "{e}");
 }
 
-/// Float x[1,4,9,9] → Conv 3x3 → Relu → residual block (Conv 3x3, Add, Relu) → depthwise Conv
+/// Float x[1,4,9,9] → Conv 3x3 → Relu → residual block (Conv 3x3, Add, Relu) → MaxPool → depthwise Conv
 /// 3x3 (stride 2) → Conv 1x1 → Clip → Reshape → MatMul + Add: quantized by qaic-quant, its
 /// matrix ops become `qaic.quant.QConv` / `QMatMul`, its Relu/Clip and residual Add float
 /// islands the device's 8-bit `QTable` / `QBinaryGlow`.
@@ -131,8 +131,9 @@ fn float_net() -> Graph {
     let c1b = b.node("", "Conv", &[r1, w1b], vt(DType::F32, &[1, 8, 9, 9]), &[pads.clone()]);
     let sum = b.node("", "Add", &[c1b, r1], vt(DType::F32, &[1, 8, 9, 9]), &[]);
     let r2 = b.node("", "Relu", &[sum], vt(DType::F32, &[1, 8, 9, 9]), &[]);
+    let mp = b.node("", "MaxPool", &[r2], vt(DType::F32, &[1, 8, 9, 9]), &[("kernel_shape", Attr::Ints(vec![3, 3])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
     let w2 = b.cst(Tensor::from_vec(vec![8, 1, 3, 3], f(72, 3)).unwrap());
-    let c2 = b.node("", "Conv", &[r2, w2], vt(DType::F32, &[1, 8, 5, 5]), &[pads, ("group", Attr::Int(8)), ("strides", Attr::Ints(vec![2, 2]))]);
+    let c2 = b.node("", "Conv", &[mp, w2], vt(DType::F32, &[1, 8, 5, 5]), &[pads, ("group", Attr::Int(8)), ("strides", Attr::Ints(vec![2, 2]))]);
     let w3 = b.cst(Tensor::from_vec(vec![6, 8, 1, 1], f(48, 4)).unwrap());
     let b3 = b.cst(Tensor::from_vec(vec![6], f(6, 5)).unwrap());
     let c3 = b.node("", "Conv", &[c2, w3, b3], vt(DType::F32, &[1, 6, 5, 5]), &[]);
@@ -171,6 +172,8 @@ fn integer_matrix_ops_are_bit_exact_with_the_interpreter() {
             // The Relu/Clip islands and the residual sum run as 8-bit ops, not in float.
             assert!(listing.contains("op QTable") && listing.contains("op QBinaryGlow"), "{listing}");
             assert!(!listing.contains("op Relu") && !listing.contains("op Add") && !listing.contains("op Clip"), "{listing}");
+            // The max pool pools the 8-bit codes.
+            assert!(listing.contains("op MaxPool i8") || listing.contains("op MaxPool u8"), "{listing}");
             let sim = Simulator::new(c.program.clone(), c.constants.clone(), DeviceModel::aic100(Variant::Pro16)).unwrap();
             for i in 0..3 {
                 let xt = sample(10 + i);

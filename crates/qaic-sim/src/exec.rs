@@ -194,6 +194,25 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
         "QuantizeGlow" | "DequantizeLinear" => return run_qdq(op, inputs, out),
         "QConvGlow" | "QMatMulGlow" => return run_qlinear(op, inputs, out),
         "QTable" => return run_qtable(op, inputs, out),
+        // A max pool of 8-bit codes (codegen pools the codes of a quantized tensor, which
+        // equals pooling the dequantized values): widened exactly, pooled, narrowed back.
+        "MaxPool" | "GlobalMaxPool" if matches!(out_t.dtype, DType::I8 | DType::U8) => {
+            let x_t = op.inputs.first().ok_or("needs 1 input")?;
+            if x_t.dtype != out_t.dtype {
+                return Err(format!("{} of {:?} into {:?}", op.op, x_t.dtype, out_t.dtype));
+            }
+            let wide: Vec<f32> = inputs[0].iter().map(|&b| if x_t.dtype == DType::I8 { b as i8 as f32 } else { b as f32 }).collect();
+            let mut f = op.clone();
+            f.inputs[0].dtype = DType::F32;
+            f.outputs[0].dtype = DType::F32;
+            scratch.clear();
+            scratch.resize(out_t.elements() as usize, 0.0);
+            run_float(k, &f, &[bytemuck::cast_slice(&wide)], scratch, None)?;
+            for (o, &v) in out.iter_mut().zip(scratch.iter()) {
+                *o = if out_t.dtype == DType::I8 { v as i8 as u8 } else { v as u8 };
+            }
+            return Ok(());
+        }
         "QBinaryGlow" => return run_qbinary(k, op, inputs, out),
         _ => {}
     }
