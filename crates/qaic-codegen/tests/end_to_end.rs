@@ -343,10 +343,18 @@ fn lower_vtcm_ratio_gives_more_tiles() {
 #[test]
 fn depth_first_lowers_ddr_traffic_on_a_conv_chain() {
     let g = conv_net(4, 16);
+    let t = |r: &SimRun| r.stats.ddr_read_bytes + r.stats.ddr_write_bytes;
+    // With activations passed through DDR, depth-first keeps the chain's intermediates in VTCM.
+    let via_ddr = CodegenOptions { keep_activations: false, ..opts(4) };
+    let (_, plain) = check(&g, &via_ddr);
+    let (_, df) = check(&g, &CodegenOptions { depth_first: true, ..via_ddr.clone() });
+    assert!(t(&df) < t(&plain), "{} vs {}", t(&df), t(&plain));
+    // By default this small chain's activations already stay in VTCM: only the network's input
+    // and output cross DDR, with or without depth-first.
     let (_, plain) = check(&g, &opts(4));
     let (_, df) = check(&g, &CodegenOptions { depth_first: true, ..opts(4) });
-    let t = |r: &SimRun| r.stats.ddr_read_bytes + r.stats.ddr_write_bytes;
-    assert!(t(&df) < t(&plain), "{} vs {}", t(&df), t(&plain));
+    assert!(t(&df) <= t(&plain), "{} vs {}", t(&df), t(&plain));
+    assert_eq!(t(&plain), 2 * 4 * 8 * 16 * 16 * 4, "input x[4,8,16,16] and output y[4,32,8,8], f32");
 }
 
 #[test]
