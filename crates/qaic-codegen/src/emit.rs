@@ -900,7 +900,8 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                             .collect();
                         if !axes.is_empty() {
                             let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
-                            if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget {
+                            // A small margin: the plan's first-fit layout may fragment a little more.
+                        if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget / 32 * 31 {
                                 gr.members.push(i);
                                 gr.axes = axes;
                                 continue;
@@ -1203,9 +1204,13 @@ fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize], 
         Some(&m) == members.last() || outs.contains(&v) || readers.get(&v).is_some_and(|r| r.iter().any(|i| !members.contains(i)))
     };
     for a in cands {
-        let mut tot = 0u64;
+        // The plan's layout (plan_group): whole operands 4 KiB-aligned, sliced operands and
+        // outputs leaving the group in each of two tile halves, intermediates in one region
+        // reused first fit after their last reader.
+        let (mut fixed, mut half, mut shared) = (0u64, 0u64, 0u64);
         let mut seen: Vec<ValueId> = Vec::new();
-        for &m in members {
+        let mut slots: Vec<(u64, u64, usize)> = Vec::new();
+        for (j, &m) in members.iter().enumerate() {
             let l = &ln[m];
             let map = a.and_then(|a| mapping(cx, l, a));
             for (k, &v) in l.inputs.iter().enumerate() {
@@ -1214,18 +1219,34 @@ fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize], 
                 }
                 seen.push(cx.r(v));
                 let b = cx.bytes(v);
-                tot += match (map.as_ref().map(|m| m[k]), a) {
-                    (Some(Slice::Same(ia)), Some(_)) => 2 * b / cx.shape(v)[ia].max(1) as u64,
-                    _ => b,
-                };
+                match (map.as_ref().map(|m| m[k]), a) {
+                    (Some(Slice::Same(ia)), Some(_)) => half += align(b / cx.shape(v)[ia].max(1) as u64, SLOT_ALIGN),
+                    _ => fixed += align(b, 4096),
+                }
             }
-            let ob = cx.bytes(l.output);
-            let copies = if leaves(m) { 2 } else { 1 };
-            tot += match a {
-                Some(a) => copies * ob / cx.shape(l.output)[a].max(1) as u64,
-                None => ob,
+            let ob = match a {
+                Some(a) => cx.bytes(l.output) / cx.shape(l.output)[a].max(1) as u64,
+                None => cx.bytes(l.output),
             };
+            if leaves(m) {
+                half += align(ob, SLOT_ALIGN);
+                continue;
+            }
+            let last = members.iter().enumerate().filter(|(_, r)| ln[**r].inputs.iter().any(|&v| cx.r(v) == l.output)).map(|(i, _)| i).max().unwrap_or(j);
+            let mut live: Vec<(u64, u64)> = slots.iter().filter(|x| x.2 >= j).map(|x| (x.0, x.1)).collect();
+            live.sort();
+            let size = align(ob.max(1), SLOT_ALIGN);
+            let mut off = 0u64;
+            for (o, sz) in live {
+                if off + size <= o {
+                    break;
+                }
+                off = off.max(o + sz);
+            }
+            shared = shared.max(off + size);
+            slots.push((off, size, last));
         }
+        let tot = fixed + if a.is_some() { 2 * align(half, 4096) } else { align(half, 4096) } + align(shared, 4096);
         best = best.min(tot);
     }
     best
