@@ -135,7 +135,8 @@ fn instances_raise_throughput_until_cores_run_out() {
     let f = Fixture::new();
     f.compile("qpc", &[]);
     let rate = |a: &str| -> f64 {
-        let out = ok(&f.runner(&["-t", "qpc", "-n", "8", "-a", a, "--stats-json", "s.json"]));
+        // Enough inferences that TotalDuration (whole µs) resolves the rate: one is ≈ 4.5 µs.
+        let out = ok(&f.runner(&["-t", "qpc", "-n", "64", "-a", a, "--stats-json", "s.json"]));
         let j: serde_json::Value = serde_json::from_slice(&std::fs::read(f.dir.path().join("s.json")).unwrap()).unwrap();
         assert_eq!(j["schema"], "qaic-rs.runner-stats");
         assert_eq!(j["version"], 1);
@@ -694,9 +695,9 @@ fn runner_device_map() {
 fn runner_periodic_stats_over_simulated_time() {
     let f = Fixture::new();
     f.compile("qpc", &[]);
-    let run = || ok(&f.runner(&["-t", "qpc", "-n", "400", "-s", "-r", "1"]));
+    let run = || ok(&f.runner(&["-t", "qpc", "-n", "600", "-s", "-r", "1"]));
     let out = run();
-    check_stats(&out, 400, 2);
+    check_stats(&out, 600, 2);
     let stats: Vec<&str> = out.lines().filter(|l| l.starts_with("Stats: ")).collect();
     // One line per millisecond of simulated device time passed (an inference is far shorter
     // than 1 ms here, so no period is skipped).
@@ -799,7 +800,7 @@ graph {
   node { input: "s" output: "r" op_type: "Relu" name: "relu0" }
   node { input: "r" output: "y" op_type: "ReduceMean" name: "mean0"
          attribute { name: "axes" ints: 2 ints: 3 type: INTS } }
-  initializer { dims: 4 data_type: 7 name: "shape" int64_data: 1 int64_data: 64 int64_data: 128 int64_data: 128 }
+  initializer { dims: 4 data_type: 7 name: "shape" int64_data: 1 int64_data: 64 int64_data: 256 int64_data: 128 }
   input { name: "x" type { tensor_type { elem_type: 1 shape { dim { dim_value: 1 } dim { dim_value: 64 } dim { dim_value: 1 } dim { dim_value: 1 } } } } }
   output { name: "y" type { tensor_type { elem_type: 1 } } }
 }

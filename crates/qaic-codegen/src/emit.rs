@@ -44,6 +44,8 @@ const UNARY: &[&str] = &[
 ];
 const BINARY: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu"];
 const MOVES: &[&str] = &["Transpose", "Concat"];
+/// Layers that fuse along the batch axis under `-aic-enable-depth-first` (besides element-wise ones).
+const DEPTH_FIRST_OPS: &[&str] = &["Conv", "QConvGlow", "MaxPool", "AveragePool", "GlobalAveragePool"];
 
 /// Tags: 0/1 input halves, 2/3 output halves, 4 resident operands.
 const TAG_RESIDENT: u8 = 4;
@@ -55,12 +57,12 @@ const SEM_PRODUCED: u16 = 1;
 const SLOT_ALIGN: u64 = 128;
 
 #[derive(Clone, Debug)]
-struct LNode {
-    name: String,
-    op: String,
-    inputs: Vec<ValueId>,
-    output: ValueId,
-    attrs: Vec<(String, AttrValue)>,
+pub(crate) struct LNode {
+    pub(crate) name: String,
+    pub(crate) op: String,
+    pub(crate) inputs: Vec<ValueId>,
+    pub(crate) output: ValueId,
+    pub(crate) attrs: Vec<(String, AttrValue)>,
 }
 
 /// How an op input follows a split of the output along one axis.
@@ -70,7 +72,7 @@ enum Slice {
     Same(usize),
 }
 
-struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     g: &'a Graph,
     shapes: BTreeMap<ValueId, Vec<usize>>,
     dtypes: BTreeMap<ValueId, DType>,
@@ -79,17 +81,20 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn r(&self, v: ValueId) -> ValueId {
+    pub(crate) fn r(&self, v: ValueId) -> ValueId {
         let mut v = v;
         while let Some(&p) = self.root.get(&v) {
             v = p;
         }
         v
     }
-    fn shape(&self, v: ValueId) -> &[usize] {
+    pub(crate) fn shape(&self, v: ValueId) -> &[usize] {
         self.shapes.get(&v).map_or(&[], |s| s.as_slice())
     }
-    fn dtype(&self, v: ValueId) -> DType {
+    pub(crate) fn set_dtype(&mut self, v: ValueId, d: DType) {
+        self.dtypes.insert(v, d);
+    }
+    pub(crate) fn dtype(&self, v: ValueId) -> DType {
         self.dtypes.get(&v).copied().unwrap_or(DType::F32)
     }
     fn bytes(&self, v: ValueId) -> u64 {
@@ -480,14 +485,14 @@ fn mapping(cx: &Ctx<'_>, n: &LNode, a: usize) -> Option<Vec<Slice>> {
         "Resize" => {
             if ish(0).get(a) == Some(&os[a]) { Some(vec![Slice::Same(a)]) } else { None }
         }
-        o if UNARY.contains(&o) || o == "QuantizeGlow" || o == "DequantizeLinear" => Some(vec![Slice::Same(a)]),
-        o if BINARY.contains(&o) => n.inputs.iter().map(|&v| bcast(cx.shape(v), os, a)).collect(),
+        o if UNARY.contains(&o) || matches!(o, "QuantizeGlow" | "DequantizeLinear" | "QTable") => Some(vec![Slice::Same(a)]),
+        o if BINARY.contains(&o) || o == "QBinaryGlow" => n.inputs.iter().map(|&v| bcast(cx.shape(v), os, a)).collect(),
         _ => None,
     }
 }
 
 fn is_elementwise(n: &LNode) -> bool {
-    UNARY.contains(&n.op.as_str()) || BINARY.contains(&n.op.as_str()) || matches!(n.op.as_str(), "QuantizeGlow" | "DequantizeLinear")
+    UNARY.contains(&n.op.as_str()) || BINARY.contains(&n.op.as_str()) || matches!(n.op.as_str(), "QuantizeGlow" | "DequantizeLinear" | "QTable" | "QBinaryGlow")
 }
 
 #[derive(Clone, Debug)]
@@ -520,6 +525,11 @@ struct Plan {
     /// Per member: input sources and output slot offset in a half.
     srcs: Vec<Vec<Src>>,
     out_slot: Vec<u64>,
+    /// Per member: its output lives in the region shared by all tiles (never written to DDR;
+    /// `out_slot` is then relative to that region) instead of the tile's half.
+    out_shared: Vec<bool>,
+    /// Bytes of the shared region, after the half or halves.
+    shared: u64,
     /// Members whose output goes to DDR.
     written: Vec<bool>,
     half: u64,
@@ -563,6 +573,199 @@ fn slice_dma(buf: u32, off: u64, shape: &[usize], e: u64, ax: Option<usize>, r: 
     Some(Dma { src, src_offset: so, dst, dst_offset: dso, shape: DmaShape { run_bytes: run, dims }, multicast: None, tag, signal: None })
 }
 
+/// A constant a core keeps in its preloaded VTCM region: the value and, for a slice along an
+/// axis, (axis, start, end); `None` for the whole tensor.
+type PreKey = (ValueId, Option<(usize, usize, usize)>);
+/// One core's preloaded constants → VTCM offset.
+type Preloaded = BTreeMap<PreKey, u64>;
+
+/// Per core, the constants its layers load from DDR that could stay resident instead, with
+/// their bytes: weight/bias slices along a leading axis (contiguous in DDR and VTCM) and whole
+/// constant operands of layers without multicast. Whole constants of multicast layers are
+/// listed apart, with their participants: they are preloaded on all of them or on none.
+fn preload_candidates(cx: &Ctx<'_>, plans: &[Plan], ncores: u32) -> (Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>) {
+    let mut out: Vec<Vec<(PreKey, u64)>> = vec![Vec::new(); ncores as usize];
+    let mut shared: Vec<(PreKey, u64, Vec<u32>)> = Vec::new();
+    for p in plans {
+        if p.multicast {
+            for &(val, _) in &p.resident {
+                let v = cx.r(val);
+                if cx.is_const(v) && cx.bytes(val) > 0 {
+                    shared.push(((v, None), cx.bytes(val), p.participants.clone()));
+                }
+            }
+        }
+        for (c, tiles) in p.tiles.iter().enumerate() {
+            let (Some(first), Some(last)) = (tiles.first(), tiles.last()) else { continue };
+            let list = &mut out[c];
+            for &(val, ia, _) in &p.sliced {
+                let (v, sh) = (cx.r(val), cx.shape(val));
+                if !cx.is_const(v) || elems(&sh[..ia]) != 1 {
+                    continue;
+                }
+                let key = (v, Some((ia, first.0, last.1)));
+                let bytes = (last.1 - first.0) as u64 * elems(&sh[ia + 1..]) * es(cx.dtype(val));
+                if bytes > 0 && !list.iter().any(|(k, _)| *k == key) {
+                    list.push((key, bytes));
+                }
+            }
+            if !p.multicast {
+                for &(val, _) in &p.resident {
+                    let v = cx.r(val);
+                    let key = (v, None);
+                    if cx.is_const(v) && cx.bytes(val) > 0 && !list.iter().any(|(k, _)| *k == key) {
+                        list.push((key, cx.bytes(val)));
+                    }
+                }
+            }
+        }
+    }
+    (out, shared)
+}
+
+/// Chooses what each core preloads within `room` bytes: first the whole constants of
+/// multicast layers (on all their participants, or not at all, so the multicast stays
+/// consistent), then each core's own, the smallest first (each saves a DMA and its setup per
+/// inference; the bytes saved are the same whichever fill the room), in a deterministic order.
+/// Returns per core the chosen keys with offsets from the region start, and the region size.
+fn choose_preloads(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>), room: u64) -> (Vec<Vec<(PreKey, u64)>>, u64) {
+    let n = c.0.len();
+    let mut off = vec![0u64; n];
+    let mut chosen: Vec<Vec<(PreKey, u64)>> = vec![Vec::new(); n];
+    let has = |chosen: &Vec<Vec<(PreKey, u64)>>, p: usize, k: &PreKey| chosen[p].iter().any(|(x, _)| x == k);
+    let mut shared: Vec<&(PreKey, u64, Vec<u32>)> = c.1.iter().collect();
+    shared.sort_by_key(|(k, b, _)| (*b, *k));
+    for (k, b, parts) in shared {
+        let lacking: Vec<usize> = parts.iter().map(|&p| p as usize).filter(|&p| p < n && !has(&chosen, p, k)).collect();
+        if lacking.iter().all(|&p| off[p] + b <= room) {
+            for p in lacking {
+                chosen[p].push((*k, off[p]));
+                off[p] = align(off[p] + b, SLOT_ALIGN);
+            }
+        }
+    }
+    // A constant some multicast layer shares is decided above only: were its first
+    // participant to preload it alone, the others would wait for a multicast never sent.
+    let in_shared = |k: &PreKey| c.1.iter().any(|(x, _, _)| x == k);
+    for (p, list) in c.0.iter().enumerate() {
+        let mut l: Vec<&(PreKey, u64)> = list.iter().collect();
+        l.sort_by_key(|(k, b)| (*b, *k));
+        for (k, b) in l {
+            if !in_shared(k) && !has(&chosen, p, k) && off[p] + b <= room {
+                chosen[p].push((*k, off[p]));
+                off[p] = align(off[p] + b, SLOT_ALIGN);
+            }
+        }
+    }
+    let used = off.into_iter().max().unwrap_or(0);
+    (chosen, align(used, 4096))
+}
+
+/// Whole operands a multicast layer's first participant still multicasts (those it has not
+/// preloaded); every participant waits for this many landings.
+fn multicast_count(cx: &Ctx<'_>, p: &Plan, keep: &Keep) -> u32 {
+    let first = p.participants.first().and_then(|&c| keep.pre.get(c as usize));
+    p.resident
+        .iter()
+        .filter(|(v, _)| !keep.act.contains_key(&cx.r(*v)) && first.is_none_or(|m| !m.contains_key(&(cx.r(*v), None))))
+        .count() as u32
+}
+
+/// What stays in VTCM instead of crossing DDR.
+#[derive(Default)]
+struct Keep {
+    /// Per core: preloaded constants.
+    pre: Vec<Preloaded>,
+    /// Activations passed between layers in VTCM: root value → start of its window, at the
+    /// same offset on every core. The producing cores multicast their output slices into it.
+    act: BTreeMap<ValueId, u64>,
+    /// Of those, the ones also stored to DDR (a reader slices them along an axis whose slices
+    /// are not contiguous, so it still loads them).
+    act_ddr: std::collections::BTreeSet<ValueId>,
+    /// End of the working region (layers' working sets and activation windows): the preload
+    /// region starts here.
+    top: u64,
+    /// Bytes of the preload region.
+    pre_bytes: u64,
+}
+
+/// Whether slices of `v` along axis `ia` are contiguous runs (every outer dim is 1).
+fn contiguous_slices(cx: &Ctx<'_>, v: ValueId, ia: usize) -> bool {
+    elems(&cx.shape(v)[..ia]) == 1
+}
+
+/// Activations kept in VTCM between layers: every value a layer stores and later layers
+/// load (not a graph output) gets a window in a region starting at `base`, allocated first
+/// fit by liveness (from its producing layer to its last reader) with 4 KiB-aligned windows (a
+/// multicast table entry's base must be), as long as the region stays within `room` bytes.
+/// Returns the windows, the values also needed in DDR, and the region size. Reusing a window
+/// after its last reader is safe because a layer starts only when every core has finished
+/// the earlier layers (barrier, or with `-use-producer-dma` the count of landed outputs,
+/// which includes these multicasts).
+fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId], base: u64, room: u64) -> (BTreeMap<ValueId, u64>, std::collections::BTreeSet<ValueId>, u64) {
+    let mut prod: BTreeMap<ValueId, usize> = BTreeMap::new();
+    for (gi, p) in plans.iter().enumerate() {
+        for (k, &m) in p.members.iter().enumerate() {
+            if p.written[k] {
+                prod.insert(ln[m].output, gi);
+            }
+        }
+    }
+    let mut last: BTreeMap<ValueId, usize> = BTreeMap::new();
+    let mut ddr = std::collections::BTreeSet::new();
+    for (gi, p) in plans.iter().enumerate() {
+        for (k, &m) in p.members.iter().enumerate() {
+            for (i, &v) in ln[m].inputs.iter().enumerate() {
+                let r = cx.r(v);
+                if !prod.contains_key(&r) {
+                    continue;
+                }
+                match p.srcs[k][i] {
+                    Src::Member(_) => continue,
+                    Src::Resident(_) => {}
+                    Src::Sliced(j) => {
+                        if !contiguous_slices(cx, v, p.sliced[j].1) {
+                            ddr.insert(r);
+                        }
+                    }
+                }
+                let e = last.entry(r).or_insert(gi);
+                *e = (*e).max(gi);
+            }
+        }
+    }
+    let mut act = BTreeMap::new();
+    let mut live: Vec<(u64, u64, usize)> = Vec::new();
+    let mut size = 0u64;
+    for (gi, p) in plans.iter().enumerate() {
+        live.retain(|&(_, _, f)| f >= gi);
+        for (k, &m) in p.members.iter().enumerate() {
+            let v = ln[m].output;
+            let Some(&f) = last.get(&v) else { continue };
+            if !p.written[k] || outs.contains(&v) || f <= gi {
+                continue;
+            }
+            let bytes = align(cx.bytes(v).max(1), 4096);
+            live.sort();
+            let mut off = 0u64;
+            for &(o, s, _) in &live {
+                if off + bytes <= o {
+                    break;
+                }
+                off = off.max(o + s);
+            }
+            if off + bytes > room {
+                continue;
+            }
+            live.push((off, bytes, f));
+            size = size.max(off + bytes);
+            act.insert(v, base + off);
+        }
+    }
+    ddr.retain(|v| act.contains_key(v));
+    (act, ddr, size)
+}
+
 struct Layout {
     /// value root → (buffer, offset)
     loc: BTreeMap<ValueId, (u32, u64)>,
@@ -589,6 +792,32 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             reason: if n.domain.is_empty() || n.domain == "ai.onnx" { String::new() } else { format!("domain `{}`", n.domain) },
         })
         .collect();
+    // With every graph input's shape known, a value without a static shape comes from a node
+    // whose output shape depends on run-time data (a Reshape/Expand shape, Resize sizes, Reduce
+    // axes... fed by an input or a computed value): the device needs static shapes, so those
+    // nodes are listed as unsupported, each naming the non-constant integer inputs that decide it.
+    let unknown = |v: ValueId| concrete_shape(g, v).is_none();
+    if by_type.is_empty() && used.iter().any(|&v| unknown(v)) && g.inputs.iter().all(|&v| g.value(v).constant.is_some() || !unknown(v)) {
+        let dynamic: Vec<UnsupportedOp> = g
+            .nodes
+            .iter()
+            .filter(|n| n.outputs.iter().flatten().any(|&o| unknown(o)) && n.inputs.iter().flatten().all(|&i| !unknown(i)))
+            .map(|n| {
+                let deciding: Vec<String> = n
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .filter(|&&i| g.value(i).constant.is_none() && dtype_of(g, i).is_some_and(|d| d.is_int()))
+                    .map(|&i| format!("`{}`", g.value(i).name))
+                    .collect();
+                let why = if deciding.is_empty() { String::new() } else { format!(", decided by the value of {}", deciding.join(", ")) };
+                UnsupportedOp { op_type: n.op_type.clone(), node: n.display_name(g), reason: format!("output shape not known at compile time{why}; the device needs static shapes") }
+            })
+            .collect();
+        if !dynamic.is_empty() {
+            return Err(CodegenError::Unsupported(dynamic));
+        }
+    }
     for &v in &used {
         let name = &g.value(v).name;
         let known = concrete_shape(g, v)
@@ -626,7 +855,9 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     }
     // Inputs keep the alias values (their shapes are the ones the ops see); identity (readers,
     // DDR locations, constants, group membership) goes through the alias root `cx.r`.
-    let lnodes = lnodes;
+    let outputs_root: Vec<ValueId> = g.outputs.iter().map(|&v| cx.r(v)).collect();
+    // Float islands between 8-bit values become 8-bit ops (same bits; see fold_int8.rs).
+    let lnodes = crate::fold_int8::fold(&mut cx, lnodes, &outputs_root);
     let budget = (dev.vtcm_bytes as f64 * o.vtcm_working_set_limit_ratio) as u64;
     let df_budget = o.depth_first_mem_kib.map_or(budget, |k| (k * 1024).min(budget));
     let ncores = o.num_cores;
@@ -639,241 +870,383 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             readers.entry(cx.r(v)).or_default().push(i);
         }
     }
-    let outputs_root: Vec<ValueId> = g.outputs.iter().map(|&v| cx.r(v)).collect();
 
     // Group: element-wise followers always, conv/pool chains along the batch with depth-first.
     let axes_of = |l: &LNode| -> Vec<usize> { (0..cx.shape(l.output).len()).filter(|&a| mapping(&cx, l, a).is_some()).collect() };
-    let mut groups: Vec<Group> = Vec::new();
-    for (i, l) in lnodes.iter().enumerate() {
-        if let Some(gr) = groups.last_mut() {
-            let last = &lnodes[*gr.members.last().unwrap_or(&0)];
-            let lv = last.output;
-            let single = readers.get(&lv).is_some_and(|r| r.len() == 1 && r[0] == i) && !outputs_root.contains(&lv);
-            let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
-                || o.depth_first && matches!(l.op.as_str(), "Conv" | "QConvGlow" | "MaxPool" | "AveragePool" | "GlobalAveragePool");
-            if single && follower_ok {
-                // The follower must read the producer's output with the producer's shape (an
-                // alias with another shape would slice different bytes along the same axis).
-                let idx = l.inputs.iter().position(|&v| cx.r(v) == lv && cx.shape(v) == cx.shape(lv));
-                let axes: Vec<usize> = gr
-                    .axes
-                    .iter()
-                    .copied()
-                    .filter(|&a| match (mapping(&cx, l, a), idx) {
-                        (Some(m), Some(k)) => m[k] == Slice::Same(a) && cx.shape(l.output).get(a) == cx.shape(lv).get(a),
-                        _ => false,
-                    })
-                    .collect();
-                // Depth-first groups must keep a split axis; element-wise ones may run unsplit.
-                if idx.is_some() && (!axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty())) {
-                    let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
-                    let lim = if is_elementwise(l) { budget } else { df_budget };
-                    if min_footprint(&cx, &lnodes, &trial, &axes) <= lim {
-                        gr.members.push(i);
-                        gr.axes = axes;
-                        continue;
+    // Groups for a layer budget and a depth-first budget.
+    let group_all = |budget: u64, df_budget: u64| -> Vec<Group> {
+        let mut groups: Vec<Group> = Vec::new();
+        for (i, l) in lnodes.iter().enumerate() {
+            if let Some(gr) = groups.last_mut() {
+                // Depth-first: a layer joins the running group when it reads a member's output (any
+                // member, so residual blocks and their skip branches fuse) or a value the group
+                // already reads, and every member output it reads follows the group's split axis;
+                // outputs also read outside the group are still written to DDR.
+                if o.depth_first && (DEPTH_FIRST_OPS.contains(&l.op.as_str()) || is_elementwise(l)) {
+                    let member = |v: ValueId| gr.members.iter().any(|&m| lnodes[m].output == cx.r(v));
+                    let shared = |v: ValueId| !cx.is_const(v) && gr.members.iter().any(|&m| lnodes[m].inputs.iter().any(|&u| cx.r(u) == cx.r(v)));
+                    if l.inputs.iter().any(|&v| member(v) || shared(v)) {
+                        let axes: Vec<usize> = gr
+                            .axes
+                            .iter()
+                            .copied()
+                            .filter(|&a| {
+                                mapping(&cx, l, a).is_some_and(|m| {
+                                    l.inputs.iter().enumerate().all(|(k, &v)| {
+                                        !member(v) || (m[k] == Slice::Same(a) && cx.shape(v) == cx.shape(cx.r(v)) && cx.shape(l.output).get(a) == cx.shape(v).get(a))
+                                    })
+                                })
+                            })
+                            .collect();
+                        if !axes.is_empty() {
+                            let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
+                            // A small margin: the plan's first-fit layout may fragment a little more.
+                        if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget / 32 * 31 {
+                                gr.members.push(i);
+                                gr.axes = axes;
+                                continue;
+                            }
+                        }
+                    }
+                }
+                let last = &lnodes[*gr.members.last().unwrap_or(&0)];
+                let lv = last.output;
+                let single = readers.get(&lv).is_some_and(|r| r.len() == 1 && r[0] == i) && !outputs_root.contains(&lv);
+                let follower_ok = is_elementwise(l) && cx.shape(l.output) == cx.shape(lv)
+                    || o.depth_first && DEPTH_FIRST_OPS.contains(&l.op.as_str());
+                if single && follower_ok {
+                    // The follower must read the producer's output with the producer's shape (an
+                    // alias with another shape would slice different bytes along the same axis).
+                    let idx = l.inputs.iter().position(|&v| cx.r(v) == lv && cx.shape(v) == cx.shape(lv));
+                    let axes: Vec<usize> = gr
+                        .axes
+                        .iter()
+                        .copied()
+                        .filter(|&a| match (mapping(&cx, l, a), idx) {
+                            (Some(m), Some(k)) => m[k] == Slice::Same(a) && cx.shape(l.output).get(a) == cx.shape(lv).get(a),
+                            _ => false,
+                        })
+                        .collect();
+                    // Depth-first groups must keep a split axis; element-wise ones may run unsplit.
+                    if idx.is_some() && (!axes.is_empty() || (is_elementwise(l) && gr.axes.is_empty())) {
+                        let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
+                        let lim = if is_elementwise(l) { budget } else { df_budget };
+                        if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= lim {
+                            gr.members.push(i);
+                            gr.axes = axes;
+                            continue;
+                        }
                     }
                 }
             }
+            groups.push(Group { members: vec![i], axes: axes_of(l) });
         }
-        groups.push(Group { members: vec![i], axes: axes_of(l) });
-    }
+        groups
+    };
 
     // Plan tiles per group.
-    let mut plans = Vec::new();
     let gran = o.size_split_granularity_kib as u64 * 1024;
-    for gr in &groups {
-        plans.push(plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o, dev)?);
-    }
-
-    // DDR layout: inputs, outputs, constants, scratch.
-    let mut program = Program::new(&g.name, dev.hw_version, ncores as usize, 0);
-    let mut lay = Layout { loc: BTreeMap::new() };
-    let mut io = Vec::new();
-    let mut binding = 0u32;
-    for &v in &g.inputs {
-        if g.value(v).constant.is_some() {
-            continue;
+    // Groups and their plans for a working-set budget (depth-first groups are bounded by the
+    // smaller of it and the depth-first memory).
+    let plan_all = |budget: u64| -> Result<Vec<Plan>, CodegenError> {
+        let groups = group_all(budget, df_budget.min(budget));
+        groups.iter().map(|gr| plan_group(&cx, &lnodes, gr, &readers, &outputs_root, budget, gran, ncores, mos, o, dev)).collect()
+    };
+    // The program for a set of plans and residency decisions.
+    let assemble = |plans: Vec<Plan>, keep: Keep| -> Result<Compiled, CodegenError> {
+        let vtcm_top = keep.top;
+        // DDR layout: inputs, outputs, constants, scratch.
+        let mut program = Program::new(&g.name, dev.hw_version, ncores as usize, 0);
+        let mut lay = Layout { loc: BTreeMap::new() };
+        let mut io = Vec::new();
+        let mut binding = 0u32;
+        for &v in &g.inputs {
+            if g.value(v).constant.is_some() {
+                continue;
+            }
+            let b = program.buffers.len() as u32;
+            program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Input, size: cx.bytes(v), binding: Some(binding) });
+            io.push(IoBinding { name: g.value(v).name.clone(), is_input: true, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
+            binding += 1;
+            lay.loc.insert(v, (b, 0));
         }
-        let b = program.buffers.len() as u32;
-        program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Input, size: cx.bytes(v), binding: Some(binding) });
-        io.push(IoBinding { name: g.value(v).name.clone(), is_input: true, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
-        binding += 1;
-        lay.loc.insert(v, (b, 0));
-    }
-    // Graph outputs computed by a layer are written straight into their output buffer; the
-    // others (an input, a constant, or a second name for the same bytes) are copied at the end.
-    let mut copies: Vec<(ValueId, u32)> = Vec::new();
-    for &v in &g.outputs {
-        let b = program.buffers.len() as u32;
-        program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Output, size: cx.bytes(v), binding: Some(binding) });
-        io.push(IoBinding { name: g.value(v).name.clone(), is_input: false, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
-        binding += 1;
-        let r = cx.r(v);
-        let produced = lnodes.iter().any(|l| l.output == r);
-        if produced && !lay.loc.contains_key(&r) {
-            lay.loc.insert(r, (b, 0));
-        } else {
-            copies.push((r, b));
-        }
-    }
-    let cbuf = program.buffers.len() as u32;
-    let mut constants = Vec::new();
-    for l in &lnodes {
-        for &v in &l.inputs {
-            let v = cx.r(v);
-            if cx.is_const(v) && !lay.loc.contains_key(&v) {
-                let off = align(constants.len() as u64, 64);
-                constants.resize(off as usize, 0);
-                let t = g.value(v).constant.as_ref().ok_or_else(|| CodegenError::Graph("constant vanished".into()))?;
-                let raw = t.raw_bytes().map_err(|e| CodegenError::Graph(format!("constant `{}`: {e}", g.value(v).name)))?;
-                constants.extend_from_slice(raw);
-                lay.loc.insert(v, (cbuf, off));
+        // Graph outputs computed by a layer are written straight into their output buffer; the
+        // others (an input, a constant, or a second name for the same bytes) are copied at the end.
+        let mut copies: Vec<(ValueId, u32)> = Vec::new();
+        for &v in &g.outputs {
+            let b = program.buffers.len() as u32;
+            program.buffers.push(Buffer { name: g.value(v).name.clone(), kind: BufferKind::Output, size: cx.bytes(v), binding: Some(binding) });
+            io.push(IoBinding { name: g.value(v).name.clone(), is_input: false, dtype: cx.dtype(v), shape: cx.shape(v).to_vec(), buffer: b, offset: 0, size: cx.bytes(v), binding });
+            binding += 1;
+            let r = cx.r(v);
+            let produced = lnodes.iter().any(|l| l.output == r);
+            if produced && !lay.loc.contains_key(&r) {
+                lay.loc.insert(r, (b, 0));
+            } else {
+                copies.push((r, b));
             }
         }
-    }
-    for (r, _) in &copies {
-        if cx.is_const(*r) && !lay.loc.contains_key(r) {
-            let off = align(constants.len() as u64, 64);
-            constants.resize(off as usize, 0);
-            if let Some(t) = g.value(*r).constant.as_ref() {
-                constants.extend_from_slice(t.raw_bytes().map_err(|e| CodegenError::Graph(e.to_string()))?);
-            }
-            lay.loc.insert(*r, (cbuf, off));
-        }
-    }
-    let cbytes = align(constants.len() as u64, 64);
-    constants.resize(cbytes as usize, 0);
-    program.buffers.push(Buffer { name: "constants".into(), kind: BufferKind::Constants, size: cbytes, binding: None });
-    let sbuf = program.buffers.len() as u32;
-    let scratch = alloc_scratch(&cx, &lnodes, &plans, &mut lay, sbuf, &copies, o.allocator_dealloc_delay as usize);
-    program.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: scratch.max(64), binding: None });
-
-    // Multicast counts per group (prefix sums keep the semaphore targets independent of threads).
-    let mut mc_base = Vec::with_capacity(plans.len());
-    let mut acc = 0u32;
-    for p in &plans {
-        mc_base.push(acc);
-        if p.multicast {
-            acc += p.resident.len() as u32;
-        }
-    }
-    program.num_semaphores = if o.use_producer_dma { 2 } else { 1 };
-    // Emit every group (in parallel when asked; results are joined in order).
-    let emit_one = |gi: usize| -> Vec<Vec<Instr>> {
-        let run = |end: bool| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi], (o.use_producer_dma, end))).collect() };
-        let v = run(o.use_producer_dma);
-        // Producer DMA ends a layer without a barrier only if every working core's last
-        // instruction is a signalled output DMA (issued after all its reads); else barrier.
-        if o.use_producer_dma && !v.iter().all(|c| !c.iter().any(|i| matches!(i, Instr::Op(_))) || producer_signalled(c.last())) {
-            return run(false);
-        }
-        v
-    };
-    let per_group: Vec<Vec<Vec<Instr>>> = if o.compile_threads == 1 {
-        (0..plans.len()).map(emit_one).collect()
-    } else {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(o.compile_threads).build().map_err(|e| CodegenError::Option { option: "-compile-threads", msg: e.to_string() })?;
-        pool.install(|| {
-            use rayon::prelude::*;
-            (0..plans.len()).into_par_iter().map(emit_one).collect()
-        })
-    };
-    // Producer DMA: each layer's wait is for the output DMAs of all earlier layers (a serial
-    // prefix sum, so the targets never depend on threads); a wait for 0 is dropped.
-    let mut produced = 0u32;
-    for mut gi in per_group {
-        if o.use_producer_dma {
-            let landed: usize = gi.iter().map(|c| c.iter().filter(|i| producer_signalled(Some(i))).count()).sum();
-            for c in gi.iter_mut() {
-                c.retain(|i| !matches!(i, Instr::SemWait { sem: SEM_PRODUCED, .. }) || produced > 0);
-                for i in c.iter_mut() {
-                    if let Instr::SemWait { sem: SEM_PRODUCED, at_least } = i {
-                        *at_least = produced;
-                    }
+        let cbuf = program.buffers.len() as u32;
+        let mut constants = Vec::new();
+        for l in &lnodes {
+            for &v in &l.inputs {
+                let v = cx.r(v);
+                if cx.is_const(v) && !lay.loc.contains_key(&v) {
+                    let off = align(constants.len() as u64, 64);
+                    constants.resize(off as usize, 0);
+                    let t = g.value(v).constant.as_ref().ok_or_else(|| CodegenError::Graph("constant vanished".into()))?;
+                    let raw = t.raw_bytes().map_err(|e| CodegenError::Graph(format!("constant `{}`: {e}", g.value(v).name)))?;
+                    constants.extend_from_slice(raw);
+                    lay.loc.insert(v, (cbuf, off));
                 }
             }
-            produced += landed as u32;
         }
-        for (c, v) in gi.into_iter().enumerate() {
-            program.cores[c].instrs.extend(v);
-        }
-    }
-    if o.use_producer_dma && produced > 0 {
-        // Every output has landed before the final copies and `End`.
-        for c in 0..ncores as usize {
-            program.cores[c].instrs.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: produced });
-        }
-    }
-    // Output copies (aliases of inputs/constants/other outputs) on core 0.
-    if !copies.is_empty() {
-        for c in 0..ncores as usize {
-            program.cores[c].instrs.push(Instr::Layer { name: "output_copies".into() });
-        }
-        for (r, b) in &copies {
-            let (sb, so) = lay.loc.get(r).copied().ok_or_else(|| CodegenError::Graph(format!("output `{}` has no producer", g.value(*r).name)))?;
-            let n = cx.bytes(*r);
-            if n > 0 {
-                program.cores[0].instrs.push(Instr::Dma(Dma { src: Space::Ddr(sb), src_offset: so, dst: Space::Ddr(*b), dst_offset: 0, shape: DmaShape::contiguous(n), multicast: None, tag: 5, signal: None }));
+        for (r, _) in &copies {
+            if cx.is_const(*r) && !lay.loc.contains_key(r) {
+                let off = align(constants.len() as u64, 64);
+                constants.resize(off as usize, 0);
+                if let Some(t) = g.value(*r).constant.as_ref() {
+                    constants.extend_from_slice(t.raw_bytes().map_err(|e| CodegenError::Graph(e.to_string()))?);
+                }
+                lay.loc.insert(*r, (cbuf, off));
             }
         }
-        program.cores[0].instrs.push(Instr::DmaWait { tag: 5 });
-    }
-    for c in 0..ncores as usize {
-        program.cores[c].instrs.push(Instr::End);
-    }
-    program.vtcm_bytes = plans.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096);
-    program.validate_for(dev).map_err(|e| CodegenError::Program(e.to_string()))?;
+        let cbytes = align(constants.len() as u64, 64);
+        constants.resize(cbytes as usize, 0);
+        program.buffers.push(Buffer { name: "constants".into(), kind: BufferKind::Constants, size: cbytes, binding: None });
+        let sbuf = program.buffers.len() as u32;
+        let scratch = alloc_scratch(&cx, &lnodes, &plans, &mut lay, sbuf, &copies, o.allocator_dealloc_delay as usize);
+        program.buffers.push(Buffer { name: "scratch".into(), kind: BufferKind::Scratch, size: scratch.max(64), binding: None });
 
-    // Report.
-    let costs = dev.core_costs(&program);
-    let mut report = Report { constants_bytes: cbytes, scratch_bytes: scratch, ..Default::default() };
-    for c in &costs {
-        report.macs += c.macs;
-        report.cores.push(CoreMetrics { macs: c.macs, vtcm_bytes: c.vtcm_high_water, ddr_read_bytes: c.ddr_read_bytes, ddr_write_bytes: c.ddr_write_bytes, instructions: c.instructions });
-    }
-    for p in &plans {
-        let per = p.tiles.iter().map(|t| t.len()).max().unwrap_or(0) as u32;
-        report.layers.push(LayerPlacement {
-            name: p.name.clone(),
-            nodes: p.members.iter().map(|&m| lnodes[m].name.clone()).collect(),
-            axis: p.axis,
-            cores: p.participants.len() as u32,
-            tiles_per_core: per,
-            vtcm_bytes: p.vtcm,
-        });
-        if per > o.ols {
-            report.warnings.push(format!("layer `{}` spills: split into {per} tiles per core to fit {budget} bytes of VTCM", p.name));
+        // Multicast counts per group (prefix sums keep the semaphore targets independent of threads).
+        let mut mc_base = Vec::with_capacity(plans.len());
+        let mut acc = 0u32;
+        for p in &plans {
+            mc_base.push(acc);
+            if p.multicast {
+                acc += multicast_count(&cx, p, &keep);
+            }
         }
-        if (p.participants.len() as u32) < ncores {
-            report.warnings.push(format!("layer `{}` uses {} of {ncores} cores ({} idle)", p.name, p.participants.len(), ncores - p.participants.len() as u32));
+        program.num_semaphores = if o.use_producer_dma { 2 } else { 1 };
+        // Emit every group (in parallel when asked; results are joined in order).
+        let emit_one = |gi: usize| -> Vec<Vec<Instr>> {
+            let run = |end: bool| -> Vec<Vec<Instr>> { (0..ncores).map(|c| emit(&cx, &lnodes, &plans[gi], &lay, c, ncores, mc_base[gi], (o.use_producer_dma, end), &keep)).collect() };
+            let v = run(o.use_producer_dma);
+            // Producer DMA ends a layer without a barrier only if every working core's last
+            // instruction is a signalled output DMA (issued after all its reads); else barrier.
+            if o.use_producer_dma && !v.iter().all(|c| !c.iter().any(|i| matches!(i, Instr::Op(_))) || producer_signalled(c.last())) {
+                return run(false);
+            }
+            v
+        };
+        let per_group: Vec<Vec<Vec<Instr>>> = if o.compile_threads == 1 {
+            (0..plans.len()).map(emit_one).collect()
+        } else {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(o.compile_threads).build().map_err(|e| CodegenError::Option { option: "-compile-threads", msg: e.to_string() })?;
+            pool.install(|| {
+                use rayon::prelude::*;
+                (0..plans.len()).into_par_iter().map(emit_one).collect()
+            })
+        };
+        // Producer DMA: each layer's wait is for the output DMAs of all earlier layers (a serial
+        // prefix sum, so the targets never depend on threads); a wait for 0 is dropped.
+        let mut produced = 0u32;
+        for mut gi in per_group {
+            if o.use_producer_dma {
+                let landed: usize = gi.iter().map(|c| c.iter().filter(|i| producer_signalled(Some(i))).count()).sum();
+                for c in gi.iter_mut() {
+                    c.retain(|i| !matches!(i, Instr::SemWait { sem: SEM_PRODUCED, .. }) || produced > 0);
+                    for i in c.iter_mut() {
+                        if let Instr::SemWait { sem: SEM_PRODUCED, at_least } = i {
+                            *at_least = produced;
+                        }
+                    }
+                }
+                produced += landed as u32;
+            }
+            for (c, v) in gi.into_iter().enumerate() {
+                program.cores[c].instrs.extend(v);
+            }
+        }
+        if o.use_producer_dma && produced > 0 {
+            // Every output has landed before the final copies and `End`.
+            for c in 0..ncores as usize {
+                program.cores[c].instrs.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: produced });
+            }
+        }
+        // Output copies (aliases of inputs/constants/other outputs) on core 0.
+        if !copies.is_empty() {
+            for c in 0..ncores as usize {
+                program.cores[c].instrs.push(Instr::Layer { name: "output_copies".into() });
+            }
+            for (r, b) in &copies {
+                let (sb, so) = lay.loc.get(r).copied().ok_or_else(|| CodegenError::Graph(format!("output `{}` has no producer", g.value(*r).name)))?;
+                let n = cx.bytes(*r);
+                if n > 0 {
+                    program.cores[0].instrs.push(Instr::Dma(Dma { src: Space::Ddr(sb), src_offset: so, dst: Space::Ddr(*b), dst_offset: 0, shape: DmaShape::contiguous(n), multicast: None, tag: 5, signal: None }));
+                }
+            }
+            program.cores[0].instrs.push(Instr::DmaWait { tag: 5 });
+        }
+        for c in 0..ncores as usize {
+            program.cores[c].instrs.push(Instr::End);
+        }
+        program.vtcm_bytes = vtcm_top;
+        program.preload_bytes = keep.pre_bytes;
+        for (c, m) in keep.pre.iter().enumerate() {
+            for (&(val, slice), &off) in m {
+                let (b, so) = lay.loc.get(&val).copied().ok_or_else(|| CodegenError::Graph(format!("preloaded constant `{}` has no DDR location", g.value(val).name)))?;
+                let (ax, r) = match slice {
+                    Some((ia, r0, r1)) => (Some(ia), (r0, r1)),
+                    None => (None, (0, 1)),
+                };
+                if let Some(d) = slice_dma(b, so, cx.shape(val), es(cx.dtype(val)), ax, r, off, true, 0) {
+                    program.cores[c].preload.push(d);
+                }
+            }
+        }
+        program.validate_for(dev).map_err(|e| CodegenError::Program(e.to_string()))?;
+
+        // Report.
+        let costs = dev.core_costs(&program);
+        let mut report = Report { constants_bytes: cbytes, scratch_bytes: scratch, ..Default::default() };
+        for c in &costs {
+            report.macs += c.macs;
+            report.cores.push(CoreMetrics { macs: c.macs, vtcm_bytes: c.vtcm_high_water, ddr_read_bytes: c.ddr_read_bytes, ddr_write_bytes: c.ddr_write_bytes, instructions: c.instructions });
+        }
+        for p in &plans {
+            let per = p.tiles.iter().map(|t| t.len()).max().unwrap_or(0) as u32;
+            report.layers.push(LayerPlacement {
+                name: p.name.clone(),
+                nodes: p.members.iter().map(|&m| lnodes[m].name.clone()).collect(),
+                axis: p.axis,
+                cores: p.participants.len() as u32,
+                tiles_per_core: per,
+                vtcm_bytes: p.vtcm,
+            });
+            if per > o.ols {
+                report.warnings.push(format!("layer `{}` spills: split into {per} tiles per core to fit {budget} bytes of VTCM", p.name));
+            }
+            if (p.participants.len() as u32) < ncores {
+                report.warnings.push(format!("layer `{}` uses {} of {ncores} cores ({} idle)", p.name, p.participants.len(), ncores - p.participants.len() as u32));
+            }
+        }
+        Ok(Compiled { program, constants, io, report })
+    };
+    // What stays in VTCM for a set of plans: activations between layers (multicast by their
+    // producers) where they fit beside the largest working set, then the weights' preload
+    // region in the room left.
+    let top = |ps: &[Plan]| align(ps.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096), 4096);
+    let decide = |plans: &[Plan]| -> (Keep, bool) {
+        let a0 = top(plans);
+        let (act, act_ddr, act_bytes) = if o.keep_activations {
+            plan_activations(&cx, &lnodes, plans, &outputs_root, a0, budget.saturating_sub(a0))
+        } else {
+            (BTreeMap::new(), Default::default(), 0)
+        };
+        let vtcm_top = align(a0 + act_bytes, 4096);
+        let mut complete = !o.keep_activations || act.len() == plan_activations(&cx, &lnodes, plans, &outputs_root, 0, u64::MAX).0.len();
+        let mut pre = vec![Preloaded::new(); ncores as usize];
+        let mut pre_bytes = 0;
+        if o.preload_weights {
+            let cands = preload_candidates(&cx, plans, ncores);
+            let (chosen, used) = choose_preloads(&cands, budget.saturating_sub(vtcm_top));
+            pre_bytes = used;
+            let all = choose_preloads(&cands, u64::MAX).0;
+            complete &= chosen.iter().map(|l| l.len()).sum::<usize>() == all.iter().map(|l| l.len()).sum::<usize>();
+            pre = chosen.iter().map(|l| l.iter().map(|&(k, off)| (k, vtcm_top + off)).collect()).collect();
+        }
+        (Keep { pre, act, act_ddr, top: vtcm_top, pre_bytes }, complete)
+    };
+    // The layers' working-set budget trades tile size against what can stay in VTCM: when not
+    // everything fits beside the full-budget plan, half and a quarter of it are tried too and
+    // the program with the lowest estimated time (device cost model: per core compute and DMA
+    // overlapped, all cores sharing DDR and the NoC) is kept.
+    let plans0 = plan_all(budget)?;
+    let (keep0, complete) = decide(&plans0);
+    let mut best = (0u64, assemble(plans0, keep0)?);
+    if !complete {
+        best.0 = estimate_program(&best.1.program, dev);
+        for b in [budget / 2, budget / 4] {
+            let Ok(plans) = plan_all(b) else { continue };
+            let (keep, _) = decide(&plans);
+            let c = assemble(plans, keep)?;
+            let est = estimate_program(&c.program, dev);
+            tracing::debug!(working_set_budget = b, estimate_ps = est, "codegen: budget candidate");
+            if est < best.0 {
+                best = (est, c);
+            }
         }
     }
-    Ok(Compiled { program, constants, io, report })
+    Ok(best.1)
 }
 
-/// Smallest per-core working set of a candidate group (one slice of 1 along its best axis).
-fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize]) -> u64 {
+/// Estimated time of a whole program (ps) from the device's static per-core costs: per core,
+/// compute and DMA overlapped; all cores sharing the sustained DDR bandwidth and the NoC.
+fn estimate_program(p: &Program, dev: &DeviceModel) -> u64 {
+    let costs = dev.core_costs(p);
+    let core = costs.iter().map(|k| k.serial_ps.saturating_sub(k.dma_ps).max(k.dma_ps)).max().unwrap_or(0);
+    let ddr: u64 = costs.iter().map(|k| k.ddr_read_bytes.saturating_add(k.ddr_write_bytes)).sum();
+    let noc: u64 = costs.iter().map(|k| k.noc_bytes).sum();
+    core.max(DeviceModel::transfer_ps(ddr, dev.ddr_sustained_bytes_per_s())).max(DeviceModel::transfer_ps(noc, dev.noc_bytes_per_s))
+}
+
+
+/// Smallest per-core working set of a candidate group (one slice of 1 along its best axis):
+/// operands loaded per tile and outputs leaving the group count twice (double buffering),
+/// intermediates that stay in VTCM once, operands produced inside the group not again.
+fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize], readers: &BTreeMap<ValueId, Vec<usize>>, outs: &[ValueId]) -> u64 {
     let mut best = u64::MAX;
     let cands: Vec<Option<usize>> = if axes.is_empty() { vec![None] } else { axes.iter().map(|&a| Some(a)).collect() };
+    let inside = |v: ValueId| members.iter().any(|&m| ln[m].output == cx.r(v));
+    let leaves = |m: usize| {
+        let v = ln[m].output;
+        Some(&m) == members.last() || outs.contains(&v) || readers.get(&v).is_some_and(|r| r.iter().any(|i| !members.contains(i)))
+    };
     for a in cands {
-        let mut tot = 0u64;
-        for &m in members {
+        // The plan's layout (plan_group): whole operands 4 KiB-aligned, sliced operands and
+        // outputs leaving the group in each of two tile halves, intermediates in one region
+        // reused first fit after their last reader.
+        let (mut fixed, mut half, mut shared) = (0u64, 0u64, 0u64);
+        let mut seen: Vec<ValueId> = Vec::new();
+        let mut slots: Vec<(u64, u64, usize)> = Vec::new();
+        for (j, &m) in members.iter().enumerate() {
             let l = &ln[m];
             let map = a.and_then(|a| mapping(cx, l, a));
             for (k, &v) in l.inputs.iter().enumerate() {
+                if inside(v) || seen.contains(&cx.r(v)) {
+                    continue;
+                }
+                seen.push(cx.r(v));
                 let b = cx.bytes(v);
-                tot += match (map.as_ref().map(|m| m[k]), a) {
-                    (Some(Slice::Same(ia)), Some(_)) => 2 * b / cx.shape(v)[ia].max(1) as u64,
-                    _ => b,
-                };
+                match (map.as_ref().map(|m| m[k]), a) {
+                    (Some(Slice::Same(ia)), Some(_)) => half += align(b / cx.shape(v)[ia].max(1) as u64, SLOT_ALIGN),
+                    _ => fixed += align(b, 4096),
+                }
             }
-            let ob = cx.bytes(l.output);
-            tot += match a {
-                Some(a) => 2 * ob / cx.shape(l.output)[a].max(1) as u64,
-                None => ob,
+            let ob = match a {
+                Some(a) => cx.bytes(l.output) / cx.shape(l.output)[a].max(1) as u64,
+                None => cx.bytes(l.output),
             };
+            if leaves(m) {
+                half += align(ob, SLOT_ALIGN);
+                continue;
+            }
+            let last = members.iter().enumerate().filter(|(_, r)| ln[**r].inputs.iter().any(|&v| cx.r(v) == l.output)).map(|(i, _)| i).max().unwrap_or(j);
+            let mut live: Vec<(u64, u64)> = slots.iter().filter(|x| x.2 >= j).map(|x| (x.0, x.1)).collect();
+            live.sort();
+            let size = align(ob.max(1), SLOT_ALIGN);
+            let mut off = 0u64;
+            for (o, sz) in live {
+                if off + size <= o {
+                    break;
+                }
+                off = off.max(o + sz);
+            }
+            shared = shared.max(off + size);
+            slots.push((off, size, last));
         }
+        let tot = fixed + if a.is_some() { 2 * align(half, 4096) } else { align(half, 4096) } + align(shared, 4096);
         best = best.min(tot);
     }
     best
@@ -957,20 +1330,45 @@ fn plan_group(
             }
             srcs.push(s);
         }
+        // Outputs written to DDR live in the double-buffered half (their store DMAs run while
+        // the next tile computes); intermediates that never leave VTCM go to one region shared
+        // by all tiles, reused first-fit once their last reader in the group has run.
         let mut out_slot = Vec::new();
-        for &m in &members {
+        let mut shared_slot: Vec<Option<(u64, u64, usize)>> = Vec::new(); // (offset, size, last reader)
+        let mut shared = 0u64;
+        for (k, &m) in members.iter().enumerate() {
             let v = ln[m].output;
             let b = match axis {
                 Some(a) => cx.bytes(v) / cx.shape(v)[a].max(1) as u64 * c,
                 None => cx.bytes(v),
             };
-            out_slot.push(half);
-            half = align(half + b, SLOT_ALIGN);
+            if written[k] {
+                out_slot.push(half);
+                shared_slot.push(None);
+                half = align(half + b, SLOT_ALIGN);
+                continue;
+            }
+            let last_reader = srcs.iter().enumerate().filter(|(_, s)| s.contains(&Src::Member(k))).map(|(j, _)| j).max().unwrap_or(k);
+            let mut live: Vec<(u64, u64)> = shared_slot.iter().flatten().filter(|x| x.2 >= k).map(|x| (x.0, x.1)).collect();
+            live.sort();
+            let size = align(b.max(1), SLOT_ALIGN);
+            let mut off = 0u64;
+            for (o, sz) in live {
+                if off + size <= o {
+                    break;
+                }
+                off = off.max(o + sz);
+            }
+            shared = shared.max(off + size);
+            out_slot.push(off);
+            shared_slot.push(Some((off, size, last_reader)));
         }
+        let out_shared: Vec<bool> = shared_slot.iter().map(|x| x.is_some()).collect();
         let half = align(half.max(SLOT_ALIGN), 4096);
+        let shared = align(shared, 4096);
         let half_base = align(res_off, 4096);
         let ntiles = tiles.iter().map(|t| t.len()).max().unwrap_or(1);
-        let vtcm = half_base + if ntiles > 1 { 2 * half } else { half };
+        let vtcm = half_base + if ntiles > 1 { 2 * half } else { half } + shared;
         let participants: Vec<u32> = (0..tiles.len() as u32).filter(|&p| !tiles[p as usize].is_empty()).collect();
         let multicast = o.multicast_weights && participants.len() > 1 && !resident.is_empty();
         Plan {
@@ -981,6 +1379,8 @@ fn plan_group(
             sliced,
             srcs,
             out_slot,
+            out_shared,
+            shared,
             written: written.clone(),
             half,
             half_base,
@@ -1008,7 +1408,7 @@ fn plan_group(
             }
             if chunk == 1 {
                 // Last resort before giving up: single-buffered tiles (no load/compute overlap).
-                let single = p.half_base + p.half;
+                let single = p.half_base + p.half + p.shared;
                 smallest = smallest.min(single);
                 if single <= budget {
                     break Some(Plan { single: true, vtcm: single, ..p });
@@ -1024,7 +1424,7 @@ fn plan_group(
             let single = plan.single;
             plan = build(Some(a), c2, parts);
             if single {
-                plan.vtcm = plan.half_base + plan.half;
+                plan.vtcm = plan.half_base + plan.half + plan.shared;
                 plan.single = true;
             }
         }
@@ -1055,7 +1455,7 @@ fn estimate_ps(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, dev: &DeviceModel, ncores: 
     let lay = Layout { loc: BTreeMap::new() };
     let mut prog = Program::new("estimate", dev.hw_version, ncores as usize, 0);
     for c in 0..ncores {
-        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0, (false, false));
+        prog.cores[c as usize].instrs = emit(cx, ln, p, &lay, c, ncores, 0, (false, false), &Keep::default());
     }
     let costs = dev.core_costs(&prog);
     let mut worst = 0u64;
@@ -1124,7 +1524,7 @@ fn producer_signalled(i: Option<&Instr>) -> bool {
 /// output DMAs of all earlier layers have landed (a [`SEM_PRODUCED`] wait whose target the
 /// caller fills in), and its output DMAs signal [`SEM_PRODUCED`] themselves.
 #[allow(clippy::too_many_arguments)]
-fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32, producer: (bool, bool)) -> Vec<Instr> {
+fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32, mc_base: u32, producer: (bool, bool), keep: &Keep) -> Vec<Instr> {
     let mut v = vec![Instr::Layer { name: p.name.clone() }];
     let all = CoreMask::first(ncores);
     let Some(tiles) = p.tiles.get(c as usize).filter(|t| !t.is_empty()) else {
@@ -1134,12 +1534,25 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         return v;
     };
     let loc = |x: ValueId| lay.loc.get(&cx.r(x)).copied().unwrap_or((0, 0));
+    // Constants this core keeps in its preloaded VTCM region are neither loaded nor waited for.
+    let empty = Preloaded::new();
+    let pre_all = &keep.pre;
+    let pre = pre_all.get(c as usize).unwrap_or(&empty);
+    // Activations kept in VTCM: read where they landed, never loaded.
+    let act = |val: ValueId| keep.act.get(&cx.r(val)).copied();
+    let act_slice = |val: ValueId, ia: usize| act(val).filter(|_| contiguous_slices(cx, val, ia));
+    let crange = (tiles[0].0, tiles[tiles.len() - 1].1);
+    let pre_whole = |val: ValueId| pre.get(&(cx.r(val), None)).copied();
+    // In a multicast layer the first participant multicasts what it has not preloaded; a
+    // receiver that preloaded the same constant reads its own copy.
+    let issuer_has = |val: ValueId| p.participants.first().and_then(|&f| pre_all.get(f as usize)).is_some_and(|m| m.contains_key(&(cx.r(val), None)));
+    let pre_slice = |val: ValueId, ia: usize| pre.get(&(cx.r(val), Some((ia, crange.0, crange.1)))).copied();
     // Operands every tile uses: once per layer (multicast from the first core when enabled).
     let mut local = false;
     // Producer DMA: constants this core loads itself need no wait (its own DMA engine runs
     // in order, after its previous output DMAs); everything else waits for earlier layers.
     let early = |val: ValueId| producer.0 && !p.multicast && cx.is_const(cx.r(val));
-    for &(val, off) in p.resident.iter().filter(|r| early(r.0)) {
+    for &(val, off) in p.resident.iter().filter(|r| early(r.0) && pre_whole(r.0).is_none() && act(r.0).is_none()) {
         let (b, o) = loc(val);
         if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), None, (0, 1), off, true, TAG_RESIDENT) {
             v.push(Instr::Dma(d));
@@ -1150,7 +1563,7 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::SemWait { sem: SEM_PRODUCED, at_least: 0 });
     }
     for (i, &(val, off)) in p.resident.iter().enumerate() {
-        if early(val) {
+        if early(val) || act(val).is_some() || (!p.multicast && pre_whole(val).is_some()) || (p.multicast && issuer_has(val)) {
             continue;
         }
         let (b, o) = loc(val);
@@ -1171,11 +1584,19 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
         v.push(Instr::DmaWait { tag: TAG_RESIDENT });
     }
     if p.multicast {
-        v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + p.resident.len() as u32 });
+        let n = multicast_count(cx, p, keep);
+        if n > 0 {
+            v.push(Instr::SemWait { sem: SEM_MCAST, at_least: mc_base + n });
+        }
     }
     let base = |t: usize| if p.single { p.half_base } else { p.half_base + (t % 2) as u64 * p.half };
+    let shared_base = p.half_base + if p.single || p.tiles.iter().map(|t| t.len()).max().unwrap_or(1) <= 1 { p.half } else { 2 * p.half };
+    let slot = |t: usize, k: usize| if p.out_shared[k] { shared_base + p.out_slot[k] } else { base(t) + p.out_slot[k] };
     let issue_in = |v: &mut Vec<Instr>, t: usize| {
         for &(val, ia, slot) in &p.sliced {
+            if pre_slice(val, ia).is_some() || act_slice(val, ia).is_some() {
+                continue;
+            }
             let (b, o) = loc(val);
             if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), Some(ia), tiles[t], base(t) + slot, true, (t % 2) as u8) {
                 v.push(Instr::Dma(d));
@@ -1212,16 +1633,27 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
                 .map(|(i, &val)| {
                     let dt = cx.dtype(val);
                     match p.srcs[k][i] {
-                        Src::Resident(j) => Tile::vtcm(p.resident[j].1, dt, tile_shape(cx.shape(val), None, r)),
-                        Src::Sliced(j) => Tile::vtcm(base(t) + p.sliced[j].2, dt, tile_shape(cx.shape(val), Some(p.sliced[j].1), r)),
+                        Src::Resident(j) => Tile::vtcm(act(val).or(pre_whole(val)).unwrap_or(p.resident[j].1), dt, tile_shape(cx.shape(val), None, r)),
+                        Src::Sliced(j) => {
+                            let ia = p.sliced[j].1;
+                            let inner = elems(&cx.shape(val)[ia + 1..]) * es(dt);
+                            let at = match (act_slice(val, ia), pre_slice(val, ia)) {
+                                // The whole activation is in this core's VTCM.
+                                (Some(x), _) => x + r.0 as u64 * inner,
+                                // The core's slice is preloaded whole; this tile is a sub-range.
+                                (None, Some(off)) => off + (r.0 - crange.0) as u64 * inner,
+                                (None, None) => base(t) + p.sliced[j].2,
+                            };
+                            Tile::vtcm(at, dt, tile_shape(cx.shape(val), Some(ia), r))
+                        }
                         Src::Member(pm) => {
                             let ax = map.as_ref().and_then(|mm| if let Slice::Same(a) = mm[i] { Some(a) } else { None });
-                            Tile::vtcm(base(t) + p.out_slot[pm], dt, tile_shape(cx.shape(val), ax.or(p.axis), r))
+                            Tile::vtcm(slot(t, pm), dt, tile_shape(cx.shape(val), ax.or(p.axis), r))
                         }
                     }
                 })
                 .collect();
-            let out = Tile::vtcm(base(t) + p.out_slot[k], cx.dtype(l.output), tile_shape(cx.shape(l.output), p.axis, r));
+            let out = Tile::vtcm(slot(t, k), cx.dtype(l.output), tile_shape(cx.shape(l.output), p.axis, r));
             let mut op = Op::new(&l.op, cx.dtype(l.output), inputs, vec![out]);
             for (a, val) in &l.attrs {
                 op.set_attr(a, val.clone());
@@ -1238,12 +1670,22 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
             }
             let val = ln[m].output;
             let (b, o) = loc(val);
-            if let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, base(t) + p.out_slot[k], false, 2 + (t % 2) as u8) {
-                if producer.1 {
-                    d.signal = Some(SemSignal { sem: SEM_PRODUCED, add: 1 });
-                }
-                v.push(Instr::Dma(d));
+            let Some(mut d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), p.axis, r, slot(t, k), false, 2 + (t % 2) as u8) else { continue };
+            if producer.1 {
+                d.signal = Some(SemSignal { sem: SEM_PRODUCED, add: 1 });
             }
+            if let Some(x) = act(val) {
+                // The same descriptor, landing in every core's window instead of DDR.
+                let mut mc = d.clone();
+                mc.dst = Space::Vtcm;
+                mc.dst_offset = x + (d.dst_offset - o);
+                mc.multicast = Some(all);
+                v.push(Instr::Dma(mc));
+                if !keep.act_ddr.contains(&cx.r(val)) {
+                    continue;
+                }
+            }
+            v.push(Instr::Dma(d));
         }
     }
     if !producer.1 {

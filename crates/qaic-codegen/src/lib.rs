@@ -46,6 +46,7 @@
 //! ```
 
 mod emit;
+mod fold_int8;
 mod prepare;
 
 use qaic_device::{DeviceModel, Program};
@@ -130,6 +131,16 @@ pub struct CodegenOptions {
     pub convert_to_fp16: bool,
     /// Symbol bindings applied before shape inference (`-onnx-define-symbol`, batch size).
     pub bindings: Bindings,
+    /// Keep constants (weights, biases, requantization parameters) resident in each core's
+    /// VTCM, preloaded once when the program is loaded instead of DMA'd from DDR on every
+    /// inference, as far as they fit beside the layers' working sets (default on;
+    /// docs/virtual-aic100.md §8).
+    pub preload_weights: bool,
+    /// Pass activations between layers in VTCM: the producing cores multicast their output
+    /// slices into a window every core reads, instead of storing them to DDR for the next
+    /// layer to load, as far as the windows fit beside the layers' working sets (default on;
+    /// docs/virtual-aic100.md §8).
+    pub keep_activations: bool,
 }
 
 impl Default for CodegenOptions {
@@ -148,6 +159,8 @@ impl Default for CodegenOptions {
             compile_threads: 1,
             convert_to_fp16: false,
             bindings: Bindings::new(),
+            preload_weights: true,
+            keep_activations: true,
         }
     }
 }

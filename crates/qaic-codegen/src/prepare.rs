@@ -13,7 +13,16 @@ pub(crate) fn prepare(graph: &Graph, bindings: &Bindings) -> Result<Graph, Codeg
     qaic_ir::bind_symbols(&mut g, bindings);
     qaic_ir::infer_shapes(&mut g, bindings).map_err(|e| CodegenError::Graph(e.to_string()))?;
     g.sort_topologically().map_err(|e| CodegenError::Graph(e.to_string()))?;
-    fold_constants(&mut g)?;
+    // Folding makes shape inputs constant (Reshape shapes computed from `Shape`), which lets
+    // shape inference resolve more values, whose `Shape`s fold in turn: to a fixed point.
+    for _ in 0..8 {
+        let before = g.values.iter().filter(|v| v.constant.is_some()).count();
+        fold_constants(&mut g)?;
+        if g.values.iter().filter(|v| v.constant.is_some()).count() == before {
+            break;
+        }
+        qaic_ir::infer_shapes(&mut g, bindings).map_err(|e| CodegenError::Graph(e.to_string()))?;
+    }
     fold_batch_norms(&mut g)?;
     // Drop nodes whose outputs are all constants now.
     let keep: Vec<bool> = g.nodes.iter().map(|n| !n.outputs.iter().flatten().all(|o| g.value(*o).constant.is_some())).collect();
@@ -63,7 +72,10 @@ fn fold_constants(g: &mut Graph) -> Result<(), CodegenError> {
                 }
             }
         }
-        let all_const = !node.inputs.is_empty() && node.inputs.iter().flatten().all(|i| g.value(*i).constant.is_some());
+        // A `Constant` node has no inputs and is a constant itself (function bodies expanded
+        // from ONNX functions are full of them, feeding shape computations).
+        let is_constant_op = node.op_type == "Constant" && node.domain.is_empty();
+        let all_const = (is_constant_op || !node.inputs.is_empty()) && node.inputs.iter().flatten().all(|i| g.value(*i).constant.is_some());
         let no_subgraph = !node.attrs.values().any(|a| matches!(a, qaic_ir::Attr::Graph(_) | qaic_ir::Attr::Graphs(_)));
         if !all_const || !no_subgraph || matches!(node.op_type.as_str(), "RandomNormal" | "RandomUniform" | "RandomNormalLike" | "RandomUniformLike" | "Multinomial" | "Bernoulli") {
             continue;

@@ -111,8 +111,10 @@ fn per_axis_quantization_is_refused_naming_the_node() {
     assert!(e.contains("QuantizeLinear") && e.contains("DequantizeLinear"), "{e}");
 }
 
-/// Float x[1,4,9,9] → Conv 3x3 → Relu → depthwise Conv 3x3 (stride 2) → Conv 1x1 → Reshape →
-/// MatMul + Add: quantized by qaic-quant, its matrix ops become `qaic.quant.QConv` / `QMatMul`.
+/// Float x[1,4,9,9] → Conv 3x3 → Relu → residual block (Conv 3x3, Add, Relu) → MaxPool → depthwise Conv
+/// 3x3 (stride 2) → Conv 1x1 → Clip → Reshape → MatMul + Add: quantized by qaic-quant, its
+/// matrix ops become `qaic.quant.QConv` / `QMatMul`, its Relu/Clip and residual Add float
+/// islands the device's 8-bit `QTable` / `QBinaryGlow`.
 fn float_net() -> Graph {
     let mut g = Graph::new("fnet");
     g.set_opset("", 17);
@@ -124,13 +126,21 @@ fn float_net() -> Graph {
     let pads = ("pads", Attr::Ints(vec![1, 1, 1, 1]));
     let c1 = b.node("", "Conv", &[x, w1, b1], vt(DType::F32, &[1, 8, 9, 9]), &[pads.clone()]);
     let r1 = b.node("", "Relu", &[c1], vt(DType::F32, &[1, 8, 9, 9]), &[]);
+    // A residual block: Conv → Add(·, r1) → Relu, as in ResNet.
+    let w1b = b.cst(Tensor::from_vec(vec![8, 8, 3, 3], f(576, 8)).unwrap());
+    let c1b = b.node("", "Conv", &[r1, w1b], vt(DType::F32, &[1, 8, 9, 9]), &[pads.clone()]);
+    let sum = b.node("", "Add", &[c1b, r1], vt(DType::F32, &[1, 8, 9, 9]), &[]);
+    let r2 = b.node("", "Relu", &[sum], vt(DType::F32, &[1, 8, 9, 9]), &[]);
+    let mp = b.node("", "MaxPool", &[r2], vt(DType::F32, &[1, 8, 9, 9]), &[("kernel_shape", Attr::Ints(vec![3, 3])), ("pads", Attr::Ints(vec![1, 1, 1, 1]))]);
     let w2 = b.cst(Tensor::from_vec(vec![8, 1, 3, 3], f(72, 3)).unwrap());
-    let c2 = b.node("", "Conv", &[r1, w2], vt(DType::F32, &[1, 8, 5, 5]), &[pads, ("group", Attr::Int(8)), ("strides", Attr::Ints(vec![2, 2]))]);
+    let c2 = b.node("", "Conv", &[mp, w2], vt(DType::F32, &[1, 8, 5, 5]), &[pads, ("group", Attr::Int(8)), ("strides", Attr::Ints(vec![2, 2]))]);
     let w3 = b.cst(Tensor::from_vec(vec![6, 8, 1, 1], f(48, 4)).unwrap());
     let b3 = b.cst(Tensor::from_vec(vec![6], f(6, 5)).unwrap());
     let c3 = b.node("", "Conv", &[c2, w3, b3], vt(DType::F32, &[1, 6, 5, 5]), &[]);
+    let (lo, hi) = (b.cst(Tensor::from_vec(vec![], vec![-0.1f32]).unwrap()), b.cst(Tensor::from_vec(vec![], vec![0.2f32]).unwrap()));
+    let cl = b.node("", "Clip", &[c3, lo, hi], vt(DType::F32, &[1, 6, 5, 5]), &[]);
     let shape = b.cst(Tensor::from_vec(vec![2], vec![1i64, 150]).unwrap());
-    let fl = b.node("", "Reshape", &[c3, shape], vt(DType::F32, &[1, 150]), &[]);
+    let fl = b.node("", "Reshape", &[cl, shape], vt(DType::F32, &[1, 150]), &[]);
     let w4 = b.cst(Tensor::from_vec(vec![150, 5], f(750, 6)).unwrap());
     let mm = b.node("", "MatMul", &[fl, w4], vt(DType::F32, &[1, 5]), &[]);
     let b4 = b.cst(Tensor::from_vec(vec![5], f(5, 7)).unwrap());
@@ -151,7 +161,7 @@ fn integer_matrix_ops_are_bit_exact_with_the_interpreter() {
     for (schema, per_channel) in [(Schema::Asymmetric, false), (Schema::SymmetricWithUint8, true)] {
         let cfg = QuantConfig { schema_activations: schema, schema_constants: schema, channelwise: per_channel, rowwise: per_channel, ..Default::default() };
         let r = apply_precision(&g, Some(&prof), &cfg).unwrap();
-        assert_eq!(r.integer_ops, 4, "{schema:?}: three convolutions and the MatMul");
+        assert_eq!(r.integer_ops, 5, "{schema:?}: four convolutions and the MatMul");
         let mut q = r.graph;
         q.prune(&[]);
         let plan = qaic_interp::Plan::with_registry(q.clone(), &qaic_quant::registry(), &qaic_interp::PlanOptions::default()).unwrap();
@@ -159,6 +169,11 @@ fn integer_matrix_ops_are_bit_exact_with_the_interpreter() {
             let c = compile(&q, &DeviceModel::aic100(Variant::Pro16), &CodegenOptions { num_cores: cores, ..Default::default() }).unwrap();
             let listing = c.program.listing();
             assert!(listing.contains("op QConvGlow") && listing.contains("op QMatMulGlow"), "{listing}");
+            // The Relu/Clip islands and the residual sum run as 8-bit ops, not in float.
+            assert!(listing.contains("op QTable") && listing.contains("op QBinaryGlow"), "{listing}");
+            assert!(!listing.contains("op Relu") && !listing.contains("op Add") && !listing.contains("op Clip"), "{listing}");
+            // The max pool pools the 8-bit codes.
+            assert!(listing.contains("op MaxPool i8") || listing.contains("op MaxPool u8"), "{listing}");
             let sim = Simulator::new(c.program.clone(), c.constants.clone(), DeviceModel::aic100(Variant::Pro16)).unwrap();
             for i in 0..3 {
                 let xt = sample(10 + i);

@@ -77,6 +77,8 @@ pub fn codegen_options(cfg: &ExecConfig) -> Result<CodegenOptions, RunError> {
         // Applied to the graph by the precision pass before code generation (compile_with_events).
         convert_to_fp16: false,
         bindings: qaic_ir::Bindings::new(),
+        preload_weights: defaults.preload_weights,
+        keep_activations: defaults.keep_activations,
     })
 }
 

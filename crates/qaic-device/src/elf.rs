@@ -8,6 +8,7 @@
 //! | `.qaic.header` | `SHT_PROGBITS` | format version, device version, name, VTCM bytes, semaphores, core count, buffer table |
 //! | `.qaic.strtab` | `SHT_STRTAB` | NUL-terminated strings referenced by offset from the header and the cores |
 //! | `.qaic.core.N` | `SHT_PROGBITS` | instruction stream of core N (`sh_info` = N) |
+//! | `.qaic.preload` | `SHT_PROGBITS` | only when weights are preloaded: preloaded VTCM bytes per core, then per core the count and the DMAs run once at load |
 //! | `.shstrtab` | `SHT_STRTAB` | section names |
 //!
 //! `e_machine` = [`EM_QDSP6`] (164, Hexagon: the NSPs are Hexagon cores), but the contents are
@@ -37,6 +38,7 @@ const NOTE_SECTION: &str = ".note.qaic";
 const HEADER_SECTION: &str = ".qaic.header";
 const STRTAB_SECTION: &str = ".qaic.strtab";
 const CORE_PREFIX: &str = ".qaic.core.";
+const PRELOAD_SECTION: &str = ".qaic.preload";
 
 fn note_bytes() -> Vec<u8> {
     let name = format!("{NOTE_OWNER}\0");
@@ -84,7 +86,16 @@ impl Program {
             })
             .collect();
         let note = note_bytes();
-        let core_names: Vec<String> = (0..cores.len()).map(|i| format!("{CORE_PREFIX}{i}")).collect();
+        let mut core_names: Vec<String> = (0..cores.len()).map(|i| format!("{CORE_PREFIX}{i}")).collect();
+        // The preload section exists only when there is something to preload, so programs
+        // without it keep their bytes (and older readers, which skip unknown sections).
+        let mut cores = cores;
+        if self.preload_bytes > 0 {
+            let mut e = Enc { out: Vec::new(), strs: &mut strs };
+            e.preload(self);
+            cores.push(e.out);
+            core_names.push(PRELOAD_SECTION.to_string());
+        }
 
         let mut out = Vec::new();
         {
@@ -149,7 +160,8 @@ impl Program {
             w.write_section_header(&sect(header_name, elf::SHT_PROGBITS, header_off, header.len(), 8, 0));
             w.write_section_header(&sect(strtab_name, elf::SHT_STRTAB, strtab_off, strs.bytes.len(), 1, 0));
             for (i, (id, off)) in core_ids.iter().zip(&core_offs).enumerate() {
-                w.write_section_header(&sect(*id, elf::SHT_PROGBITS, *off, cores[i].len(), 8, i as u32));
+                let info = if i < self.cores.len() { i as u32 } else { 0 };
+                w.write_section_header(&sect(*id, elf::SHT_PROGBITS, *off, cores[i].len(), 8, info));
             }
             w.write_shstrtab_section_header();
         }
@@ -189,6 +201,7 @@ impl Program {
         let mut header = None;
         let mut strtab = None;
         let mut cores: Vec<(usize, &[u8])> = Vec::new();
+        let mut preload = None;
         for sh in sections.iter() {
             let name = sections.section_name(endian, sh).map_err(bad)?;
             let Ok(name) = std::str::from_utf8(name) else { continue };
@@ -209,6 +222,8 @@ impl Program {
                 header = Some(bytes()?);
             } else if name == STRTAB_SECTION {
                 strtab = Some(bytes()?);
+            } else if name == PRELOAD_SECTION {
+                preload = Some(bytes()?);
             } else if let Some(n) = name.strip_prefix(CORE_PREFIX) {
                 let idx: usize = n
                     .parse()
@@ -238,6 +253,13 @@ impl Program {
         for (i, bytes) in cores {
             let core = Dec { section: format!("{CORE_PREFIX}{i}"), data: bytes, pos: 0, strs: &strs }.core()?;
             program.cores.push(core);
+        }
+        if let Some(bytes) = preload {
+            let (size, lists) = Dec { section: PRELOAD_SECTION.into(), data: bytes, pos: 0, strs: &strs }.preload(ncores)?;
+            program.preload_bytes = size;
+            for (c, l) in program.cores.iter_mut().zip(lists) {
+                c.preload = l;
+            }
         }
         program.validate()?;
         Ok(program)
@@ -294,8 +316,54 @@ mod tests {
         assert_eq!(names, ["", ".note.qaic", ".qaic.header", ".qaic.strtab", ".qaic.core.0", ".qaic.core.1", ".shstrtab"]);
         // Fixed header prefix: major, minor, core count, semaphores, VTCM bytes.
         let header = sections.section_by_name(LittleEndian, b".qaic.header").unwrap().1.data(LittleEndian, &*bytes).unwrap();
-        assert_eq!(&header[..8], &[1, 0, 0, 0, 2, 0, 2, 0]);
+        assert_eq!(&header[..8], &[1, 0, 1, 0, 2, 0, 2, 0]);
         assert_eq!(u64::from_le_bytes(header[8..16].try_into().unwrap()), 1 << 20);
+    }
+
+    #[test]
+    fn preloads_round_trip_and_their_region_is_read_only() {
+        use qaic_tensor::DType;
+        let mut p = sample();
+        let cbuf = p.buffers.iter().position(|b| b.kind == BufferKind::Constants).unwrap() as u32;
+        p.preload_bytes = 4096;
+        let vt = p.vtcm_bytes;
+        p.cores[1].preload.push(Dma {
+            src: Space::Ddr(cbuf),
+            src_offset: 0,
+            dst: Space::Vtcm,
+            dst_offset: vt,
+            shape: DmaShape::contiguous(576),
+            multicast: None,
+            tag: 0,
+            signal: None,
+        });
+        // An op may read the preloaded bytes.
+        let read = Instr::Op(Op::new("Relu", DType::F16, vec![Tile::vtcm(vt, DType::F16, vec![288])], vec![Tile::vtcm(0, DType::F16, vec![288])]));
+        p.cores[1].instrs.insert(0, read);
+        p.validate().unwrap();
+        let bytes = p.to_elf();
+        let back = Program::from_elf(&bytes).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.to_elf(), bytes);
+        assert!(p.listing().contains("core 1: preload [0] dma.ddr->vtcm constants:constants+0x0 -> vtcm+0x100000 len=576"), "{}", p.listing());
+        // Writing into the region is refused, by an op or a DMA (here a peer's).
+        let mut w = p.clone();
+        w.cores[1].instrs.insert(0, Instr::Op(Op::new("Relu", DType::F16, vec![Tile::vtcm(0, DType::F16, vec![8])], vec![Tile::vtcm(vt, DType::F16, vec![8])])));
+        assert!(w.validate().unwrap_err().to_string().contains("preloaded region"), "{}", w.validate().unwrap_err());
+        let mut w = p.clone();
+        w.cores[0].instrs.insert(0, Instr::Dma(Dma { src: Space::Vtcm, src_offset: 0, dst: Space::PeerVtcm(1), dst_offset: vt, shape: DmaShape::contiguous(64), multicast: None, tag: 0, signal: None }));
+        assert!(w.validate().unwrap_err().to_string().contains("preloaded region"));
+        // A preload must copy constants into the region.
+        let mut w = p.clone();
+        w.cores[1].preload[0].src = Space::Ddr(0);
+        assert!(w.validate().unwrap_err().to_string().contains("constants buffer"));
+        let mut w = p.clone();
+        w.cores[1].preload[0].dst_offset = 0;
+        assert!(w.validate().unwrap_err().to_string().contains("outside the preloaded region"));
+        // The device must hold both regions.
+        let mut dev = crate::DeviceModel::aic100(crate::Variant::Pro16);
+        dev.vtcm_bytes = vt + 1024;
+        assert!(p.validate_for(&dev).is_err());
     }
 
     /// A minimal 32-bit Hexagon ELF header such as a vendor `network.elf` starts with.

@@ -207,6 +207,17 @@ impl Enc<'_> {
             self.instr(i);
         }
     }
+
+    /// The preload section: region size, then per core its DMAs (as `dma` instructions).
+    pub fn preload(&mut self, p: &Program) {
+        self.var(p.preload_bytes);
+        for c in &p.cores {
+            self.var(c.preload.len() as u64);
+            for d in &c.preload {
+                self.instr(&Instr::Dma(d.clone()));
+            }
+        }
+    }
 }
 
 /// Reads the string table section.
@@ -460,7 +471,28 @@ impl Dec<'_> {
         if !self.at_end() {
             return self.err(format!("{} trailing bytes after the last instruction", self.remaining()));
         }
-        Ok(CoreProgram { instrs })
+        Ok(CoreProgram { instrs, preload: Vec::new() })
+    }
+
+    /// Decodes the preload section of a program with `ncores` cores.
+    pub fn preload(&mut self, ncores: usize) -> R<(u64, Vec<Vec<Dma>>)> {
+        let size = self.var()?;
+        let mut lists = Vec::with_capacity(ncores);
+        for _ in 0..ncores {
+            let n = self.count("preload DMA")?;
+            let mut l = Vec::with_capacity(n);
+            for _ in 0..n {
+                match self.instr()? {
+                    Instr::Dma(d) => l.push(d),
+                    other => return self.err(format!("preload holds a non-DMA instruction (opcode {})", other.opcode())),
+                }
+            }
+            lists.push(l);
+        }
+        if !self.at_end() {
+            return self.err(format!("{} trailing bytes after the preload lists", self.remaining()));
+        }
+        Ok((size, lists))
     }
 
     /// Decodes the header; returns the program with `num_cores` empty core slots.
@@ -502,7 +534,7 @@ impl Dec<'_> {
         if !self.at_end() {
             return self.err("trailing bytes after the header");
         }
-        let p = Program { device_version, name, vtcm_bytes, num_semaphores, buffers, cores: Vec::new() };
+        let p = Program { device_version, name, vtcm_bytes, preload_bytes: 0, num_semaphores, buffers, cores: Vec::new() };
         Ok((p, num_cores as usize))
     }
 }

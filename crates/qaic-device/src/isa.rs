@@ -18,7 +18,8 @@ use crate::ProgramError;
 /// Major version of the program format; a reader refuses other majors.
 pub const FORMAT_MAJOR: u16 = 1;
 /// Minor version of the program format; a reader accepts any minor of its major.
-pub const FORMAT_MINOR: u16 = 0;
+/// 1: optional `.qaic.preload` section (weights preloaded into VTCM once per load).
+pub const FORMAT_MINOR: u16 = 1;
 /// Name of the format, stored in the `.note.qaic` ELF note.
 pub const FORMAT_NAME: &str = "qaic-rs tile program";
 /// Most dimensions a [`DmaShape`] may have (outer dims after the contiguous run: 3 ⇒ 4-D).
@@ -394,6 +395,11 @@ impl Instr {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct CoreProgram {
     pub instrs: Vec<Instr>,
+    /// Loads run once when the program is loaded (activated), not per inference: constants
+    /// copied from the `Constants` buffer into this core's preloaded VTCM region
+    /// `[vtcm_bytes, vtcm_bytes + preload_bytes)`, which instructions may read but never write
+    /// (weights kept resident across inferences).
+    pub preload: Vec<Dma>,
 }
 
 /// A complete program: the contents of the `network.elf` segment of a QPC.
@@ -407,6 +413,9 @@ pub struct Program {
     pub vtcm_bytes: u64,
     /// Number of device semaphores used (indices `0..num_semaphores`).
     pub num_semaphores: u16,
+    /// Bytes of each core's preloaded (read-only) VTCM region, right above `vtcm_bytes`;
+    /// filled by the cores' [`CoreProgram::preload`] loads.
+    pub preload_bytes: u64,
     /// DDR buffers.
     pub buffers: Vec<Buffer>,
     /// One program per core; core i runs `cores[i]`.
@@ -420,6 +429,7 @@ impl Program {
             device_version: device_version.to_string(),
             name: name.to_string(),
             vtcm_bytes,
+            preload_bytes: 0,
             num_semaphores: 0,
             buffers: Vec::new(),
             cores: vec![CoreProgram::default(); num_cores],
@@ -445,6 +455,9 @@ impl Program {
         }
         let all = CoreMask::first(ncores as u32);
         for (c, core) in self.cores.iter().enumerate() {
+            for (i, d) in core.preload.iter().enumerate() {
+                self.check_preload(d).map_err(|m| ProgramError::Invalid(format!("core {c}: preload {i}: {m}")))?;
+            }
             let err = |i: usize, msg: String| ProgramError::InvalidInstr { core: c, index: i, msg };
             match core.instrs.last() {
                 Some(Instr::End) => {}
@@ -462,6 +475,9 @@ impl Program {
                         }
                         for t in op.inputs.iter().chain(&op.outputs) {
                             self.check_tile(t).map_err(|m| err(i, format!("{}: {m}", op.op)))?;
+                        }
+                        for t in &op.outputs {
+                            self.check_not_preloaded(t.space, t.offset, t.bytes()).map_err(|m| err(i, format!("{}: {m}", op.op)))?;
                         }
                         if op.outputs.iter().any(|t| self.is_constants(t.space)) {
                             return Err(err(i, format!("{} writes into the read-only constants buffer", op.op)));
@@ -496,23 +512,29 @@ impl Program {
         if self.cores.len() > device.num_cores as usize {
             return lim(format!("program needs {} cores, device has {}", self.cores.len(), device.num_cores));
         }
-        if self.vtcm_bytes > device.vtcm_bytes {
-            return lim(format!("program uses {} B of VTCM per core, device has {}", self.vtcm_bytes, device.vtcm_bytes));
+        if self.vtcm_bytes.saturating_add(self.preload_bytes) > device.vtcm_bytes {
+            return lim(format!("program uses {} B of VTCM per core ({} preloaded), device has {}", self.vtcm_bytes.saturating_add(self.preload_bytes), self.preload_bytes, device.vtcm_bytes));
         }
         if self.num_semaphores as u32 > device.num_semaphores {
             return lim(format!("program uses {} semaphores, device has {}", self.num_semaphores, device.num_semaphores));
         }
+        // A multicast goes through a table entry (MCID) of the issuing core: a window whose
+        // base is `multicast_align`-aligned, a receiver mask and a size; the DMA writes at an
+        // offset inside the window (UMD-MD). Each distinct (core, mask, aligned window start)
+        // takes one entry, and the device has `multicast_ids` of them.
+        let mut entries = std::collections::BTreeSet::new();
         for (c, core) in self.cores.iter().enumerate() {
             for (i, ins) in core.instrs.iter().enumerate() {
                 if let Instr::Dma(Dma { multicast: Some(m), dst_offset, .. }) = ins {
                     if m.0 >> device.multicast_mask_bits.min(63) != 0 {
                         return lim(format!("core {c} [{i}]: multicast mask {:#x} wider than {} bits", m.0, device.multicast_mask_bits));
                     }
-                    if dst_offset % device.multicast_align.max(1) != 0 {
-                        return lim(format!("core {c} [{i}]: multicast destination vtcm+{dst_offset:#x} not {}-byte aligned", device.multicast_align));
-                    }
+                    entries.insert((c, m.0, dst_offset / device.multicast_align.max(1)));
                 }
             }
+        }
+        if entries.len() as u64 > device.multicast_ids as u64 {
+            return lim(format!("program needs {} multicast table entries, device has {}", entries.len(), device.multicast_ids));
         }
         Ok(())
     }
@@ -524,10 +546,10 @@ impl Program {
                 .get(b as usize)
                 .map(|b| b.size)
                 .ok_or_else(|| format!("DDR buffer {b} does not exist ({} buffers)", self.buffers.len())),
-            Space::Vtcm => Ok(self.vtcm_bytes),
+            Space::Vtcm => Ok(self.vtcm_bytes.saturating_add(self.preload_bytes)),
             Space::PeerVtcm(c) => {
                 if (c as usize) < self.cores.len() {
-                    Ok(self.vtcm_bytes)
+                    Ok(self.vtcm_bytes.saturating_add(self.preload_bytes))
                 } else {
                     Err(format!("peer core {c} does not exist ({} cores)", self.cores.len()))
                 }
@@ -571,7 +593,36 @@ impl Program {
             return Err("DMA writes into the read-only constants buffer".into());
         }
         self.check_range(d.src, d.src_offset, d.shape.src_extent(), "source")?;
-        self.check_range(d.dst, d.dst_offset, d.shape.dst_extent(), "destination")
+        self.check_range(d.dst, d.dst_offset, d.shape.dst_extent(), "destination")?;
+        self.check_not_preloaded(d.dst, d.dst_offset, d.shape.dst_extent())
+    }
+
+    /// Writes (op outputs, DMA destinations) must stay below `vtcm_bytes`: the preloaded
+    /// region above it holds the same bytes for every inference.
+    fn check_not_preloaded(&self, s: Space, offset: u64, extent: Option<u64>) -> Result<(), String> {
+        if self.preload_bytes == 0 || !matches!(s, Space::Vtcm | Space::PeerVtcm(_)) {
+            return Ok(());
+        }
+        match extent.and_then(|e| offset.checked_add(e)) {
+            Some(end) if end <= self.vtcm_bytes => Ok(()),
+            _ => Err(format!("writes {}+{offset:#x} inside the preloaded region (from {:#x})", space_name(self, s), self.vtcm_bytes)),
+        }
+    }
+
+    /// A preload: a plain copy from the constants buffer into the preloaded VTCM region.
+    fn check_preload(&self, d: &Dma) -> Result<(), String> {
+        if !self.is_constants(d.src) || d.dst != Space::Vtcm || d.multicast.is_some() || d.signal.is_some() {
+            return Err("must copy from the constants buffer into vtcm, without multicast or semaphore".into());
+        }
+        if d.shape.dims.len() > MAX_DMA_DIMS {
+            return Err(format!("DMA has {} dims; at most {MAX_DMA_DIMS}", d.shape.dims.len()));
+        }
+        self.check_range(d.src, d.src_offset, d.shape.src_extent(), "source")?;
+        let end = d.shape.dst_extent().and_then(|e| d.dst_offset.checked_add(e));
+        match end {
+            Some(end) if d.dst_offset >= self.vtcm_bytes && end <= self.vtcm_bytes.saturating_add(self.preload_bytes) => Ok(()),
+            _ => Err(format!("destination vtcm+{:#x} outside the preloaded region [{:#x}, {:#x})", d.dst_offset, self.vtcm_bytes, self.vtcm_bytes.saturating_add(self.preload_bytes))),
+        }
     }
 
     fn is_constants(&self, s: Space) -> bool {

@@ -95,6 +95,9 @@ impl Program {
             self.vtcm_bytes,
             self.num_semaphores
         );
+        if self.preload_bytes > 0 {
+            let _ = writeln!(s, "preloaded vtcm: {} B/core at vtcm+{:#x} (loaded once, read-only)", self.preload_bytes, self.vtcm_bytes);
+        }
         let _ = writeln!(s, "buffers:");
         for (i, b) in self.buffers.iter().enumerate() {
             let _ = write!(s, "  #{i} {} {:?} {} B", b.kind.name(), b.name, b.size);
@@ -104,6 +107,9 @@ impl Program {
             s.push('\n');
         }
         for (c, core) in self.cores.iter().enumerate() {
+            for (i, d) in core.preload.iter().enumerate() {
+                let _ = writeln!(s, "core {c}: preload [{i}] {}", self.instr_text(&Instr::Dma(d.clone())));
+            }
             let _ = writeln!(s, "core {c}: {} instructions", core.instrs.len());
             for (i, ins) in core.instrs.iter().enumerate() {
                 let _ = writeln!(s, "core {c}: [{i}] {}", self.instr_text(ins));

@@ -138,6 +138,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
     "ReduceMin", "Transpose", "Concat", "Copy", "Resize", "QuantizeGlow", "DequantizeLinear", "QConvGlow", "QMatMulGlow", "Cast",
+    "QTable", "QBinaryGlow",
 ];
 
 /// Executes `op`: `inputs` are the input tiles' bytes, `out` the output tile's bytes (exactly
@@ -192,6 +193,27 @@ pub(crate) fn run_op(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8], scr
         }
         "QuantizeGlow" | "DequantizeLinear" => return run_qdq(op, inputs, out),
         "QConvGlow" | "QMatMulGlow" => return run_qlinear(op, inputs, out),
+        "QTable" => return run_qtable(op, inputs, out),
+        // A max pool of 8-bit codes (codegen pools the codes of a quantized tensor, which
+        // equals pooling the dequantized values): widened exactly, pooled, narrowed back.
+        "MaxPool" | "GlobalMaxPool" if matches!(out_t.dtype, DType::I8 | DType::U8) => {
+            let x_t = op.inputs.first().ok_or("needs 1 input")?;
+            if x_t.dtype != out_t.dtype {
+                return Err(format!("{} of {:?} into {:?}", op.op, x_t.dtype, out_t.dtype));
+            }
+            let wide: Vec<f32> = inputs[0].iter().map(|&b| if x_t.dtype == DType::I8 { b as i8 as f32 } else { b as f32 }).collect();
+            let mut f = op.clone();
+            f.inputs[0].dtype = DType::F32;
+            f.outputs[0].dtype = DType::F32;
+            scratch.clear();
+            scratch.resize(out_t.elements() as usize, 0.0);
+            run_float(k, &f, &[bytemuck::cast_slice(&wide)], scratch, None)?;
+            for (o, &v) in out.iter_mut().zip(scratch.iter()) {
+                *o = if out_t.dtype == DType::I8 { v as i8 as u8 } else { v as u8 };
+            }
+            return Ok(());
+        }
+        "QBinaryGlow" => return run_qbinary(k, op, inputs, out),
         _ => {}
     }
     let on = out_t.elements() as usize;
@@ -310,6 +332,66 @@ fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> 
         m.run(inputs[0], &xs, out).map_err(e)?;
     }
     Ok(())
+}
+
+/// `QTable`: each 8-bit code of the input is replaced by `table[byte]` (an 8-bit float island
+/// folded at compile time; codegen's fold_int8.rs).
+fn run_qtable(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
+    let (x_t, out_t) = (op.inputs.first().ok_or("needs 1 input")?, op.outputs.first().ok_or("op without outputs")?);
+    if !matches!(x_t.dtype, DType::I8 | DType::U8) || !matches!(out_t.dtype, DType::I8 | DType::U8) {
+        return Err(format!("QTable maps 8-bit tiles, not {:?} -> {:?}", x_t.dtype, out_t.dtype));
+    }
+    let table = ints(op, "table").ok_or("QTable without `table`")?;
+    if table.len() != 256 {
+        return Err(format!("QTable `table` has {} entries, not 256", table.len()));
+    }
+    let (lo, hi) = if out_t.dtype == DType::I8 { (-128, 127) } else { (0, 255) };
+    if let Some(v) = table.iter().find(|&&v| v < lo || v > hi) {
+        return Err(format!("QTable entry {v} is outside {:?}", out_t.dtype));
+    }
+    let t: Vec<u8> = table.iter().map(|&v| v as u8).collect();
+    if inputs[0].len() != out.len() {
+        return Err(format!("QTable of {} codes into {}", inputs[0].len(), out.len()));
+    }
+    out.iter_mut().zip(inputs[0]).for_each(|(o, &x)| *o = t[x as usize]);
+    Ok(())
+}
+
+/// `QBinaryGlow`: `quantize(dequantize(a) <op> dequantize(b))` on two 8-bit tiles, with the
+/// kernels the interpreter runs for the `DequantizeLinear`s, the float op and the Glow
+/// `Quantize` it replaces (so the same bits). Attributes: `op` (Add, Sub, Mul, Max, Min),
+/// `a_scale`, `a_zero_point`, `b_scale`, `b_zero_point`, `scale`, `zero_point`.
+fn run_qbinary(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
+    if inputs.len() != 2 || op.inputs.len() != 2 {
+        return Err(format!("needs 2 inputs, has {}", inputs.len()));
+    }
+    let fl = |n: &str| match op.attr(n) {
+        Some(AttrValue::Float(v)) => Ok(*v),
+        _ => Err(format!("missing attribute {n}")),
+    };
+    let name = match op.attr("op") {
+        Some(AttrValue::Str(s)) if matches!(s.as_str(), "Add" | "Sub" | "Mul" | "Max" | "Min") => s.clone(),
+        other => return Err(format!("QBinaryGlow op {other:?} (Add, Sub, Mul, Max or Min)")),
+    };
+    let out_t = op.outputs.first().ok_or("op without outputs")?;
+    let deq = |i: usize, s: &str, z: &str| -> Result<Vec<u8>, String> {
+        let t = &op.inputs[i];
+        let mut d = Op::new("DequantizeLinear", DType::F32, vec![t.clone()], vec![Tile { dtype: DType::F32, ..t.clone() }]);
+        d.set_attr("scale", AttrValue::Float(fl(s)?));
+        d.set_attr("zero_point", AttrValue::Int(int(op, z, 0)));
+        let mut o = vec![0u8; t.elements() as usize * 4];
+        run_qdq(&d, &inputs[i..=i], &mut o)?;
+        Ok(o)
+    };
+    let (a, b) = (deq(0, "a_scale", "a_zero_point")?, deq(1, "b_scale", "b_zero_point")?);
+    let f32_tile = |t: &Tile| Tile { dtype: DType::F32, ..t.clone() };
+    let bin = Op::new(&name, DType::F32, vec![f32_tile(&op.inputs[0]), f32_tile(&op.inputs[1])], vec![f32_tile(out_t)]);
+    let mut y = vec![0f32; out_t.elements() as usize];
+    run_float(k, &bin, &[&a, &b], &mut y, None)?;
+    let mut q = Op::new("QuantizeGlow", out_t.dtype, vec![f32_tile(out_t)], vec![out_t.clone()]);
+    q.set_attr("scale", AttrValue::Float(fl("scale")?));
+    q.set_attr("zero_point", AttrValue::Int(int(op, "zero_point", 0)));
+    run_qdq(&q, &[bytemuck::cast_slice(&y)], out)
 }
 
 /// Per-tensor `QuantizeGlow` (f32 → int, Glow rounding: zero point added in float before

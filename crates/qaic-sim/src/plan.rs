@@ -115,6 +115,9 @@ pub(crate) struct Plan {
     levels: Vec<usize>,
     /// Loads read and stores written in place.
     redirect: Redirects,
+    /// Per core: the preload runs (constants offset, VTCM offset, bytes), copied once into a
+    /// workspace's VTCM when it is created (the region is read-only, so they persist).
+    preload: Vec<Vec<(usize, usize, usize)>>,
 }
 
 /// Arrays reused across inferences.
@@ -145,10 +148,30 @@ struct Record {
     key: LoadKey,
 }
 
+/// VTCM bytes `[start, end)` of a core were landed by the dense VTCM→VTCM DMA (or multicast)
+/// `pc` of `core`: cores holding the same landing hold the same bytes there.
+#[derive(Debug, Clone, Copy)]
+struct Landed {
+    start: u64,
+    end: u64,
+    core: u32,
+    pc: u32,
+}
+
+/// Where a tile's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum XSrc {
+    /// Inside the image of one DDR load (`rel` = offset in it).
+    Load(LoadKey),
+    /// Exactly covered by these VTCM landings ((core, pc, start, end), in address order;
+    /// `rel` = the tile's VTCM offset): activations multicast between layers.
+    Cover(Vec<(u32, u32, u64, u64)>),
+}
+
 /// Identity of a tile's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct TileKey {
-    load: LoadKey,
+    load: XSrc,
     rel: u64,
     dtype: DType,
     shape: Vec<u64>,
@@ -307,6 +330,16 @@ impl Plan {
 
         // Pass 1: content identity of VTCM bytes, and convolution groups.
         let mut records: Vec<Vec<Record>> = vec![Vec::new(); ncores];
+        let mut landed: Vec<Vec<Landed>> = vec![Vec::new(); ncores];
+        // The preloaded region holds its constants for the whole run (nothing writes it).
+        for (c, core) in p.cores.iter().enumerate() {
+            for d in &core.preload {
+                if let (Space::Ddr(b), true) = (d.src, dense_dst(&d.shape)) {
+                    let ext = d.shape.dst_extent().unwrap_or(0);
+                    records[c].push(Record { start: d.dst_offset, end: d.dst_offset + ext, key: LoadKey { buf: b, src_offset: d.src_offset, shape: d.shape.clone(), version: 0 } });
+                }
+            }
+        }
         let mut ddr_writes: Vec<Vec<(u64, u64, u64)>> = vec![Vec::new(); nbuf];
         let mut seq = 0u64;
         let mut group_of: HashMap<GroupKey, usize> = HashMap::new();
@@ -318,6 +351,7 @@ impl Plan {
         let mut cands: Vec<Cand> = Vec::new();
         let mut member_of: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
         let invalidate = |recs: &mut Vec<Record>, s: u64, e: u64| recs.retain(|r| r.end <= s || r.start >= e);
+        let invalidate_landed = |recs: &mut Vec<Landed>, s: u64, e: u64| recs.retain(|r| r.end <= s || r.start >= e);
         let gather = |key: &LoadKey, rel: u64, len: u64| -> Option<Vec<u8>> {
             let base = const_base[key.buf as usize];
             let ext = key.shape.dst_extent()? as usize;
@@ -351,6 +385,12 @@ impl Plan {
                     };
                     for &c in &receivers {
                         invalidate(&mut records[c], d.dst_offset, d.dst_offset + ext);
+                        invalidate_landed(&mut landed[c], d.dst_offset, d.dst_offset + ext);
+                    }
+                    if matches!(d.src, Space::Vtcm) && dense_dst(&d.shape) && ext > 0 {
+                        for &c in &receivers {
+                            landed[c].push(Landed { start: d.dst_offset, end: d.dst_offset + ext, core, pc });
+                        }
                     }
                     if let Space::Ddr(b) = d.src
                         && dense_dst(&d.shape)
@@ -374,6 +414,21 @@ impl Plan {
                         let len = tile_len(t);
                         recs.iter().find(|r| r.start <= t.offset && t.offset + len <= r.end).map(|r| (r.key.clone(), t.offset - r.start))
                     };
+                    // A tile exactly covered by VTCM landings, contiguous in address order.
+                    let cover = |t: &Tile| -> Option<(XSrc, u64)> {
+                        let (s0, e0) = (t.offset, t.offset + tile_len(t));
+                        let mut l: Vec<&Landed> = landed[core as usize].iter().filter(|r| r.start < e0 && s0 < r.end).collect();
+                        l.sort_by_key(|r| r.start);
+                        let mut at = s0;
+                        for r in &l {
+                            if r.start > at {
+                                return None;
+                            }
+                            at = at.max(r.end);
+                        }
+                        (at >= e0 && !l.is_empty()).then(|| (XSrc::Cover(l.iter().map(|r| (r.core, r.pc, r.start, r.end)).collect()), s0))
+                    };
+                    let xsrc = |t: &Tile| -> Option<(XSrc, u64)> { find(t).map(|(k, rel)| (XSrc::Load(k), rel)).or_else(|| cover(t)) };
                     // Constant operand bytes: a VTCM tile loaded from `Constants`, or a DDR tile in it.
                     let const_bytes = |t: &Tile| -> Option<Vec<u8>> {
                         match t.space {
@@ -400,7 +455,7 @@ impl Plan {
                         && op.inputs[1].shape.len() == op.inputs[0].shape.len()
                         && op.outputs[0].shape.len() == op.inputs[0].shape.len();
                     if candidate
-                        && let Some((xload, xrel)) = find(&op.inputs[0])
+                        && let Some((xload, xrel)) = xsrc(&op.inputs[0])
                         && let Some(w) = const_bytes(&op.inputs[1])
                     {
                         let b = match op.inputs.get(2) {
@@ -433,7 +488,10 @@ impl Plan {
                                 seq += 1;
                                 ddr_writes[b as usize].push((t.offset, t.offset + len, seq));
                             }
-                            _ => invalidate(&mut records[core as usize], t.offset, t.offset + len),
+                            _ => {
+                                invalidate(&mut records[core as usize], t.offset, t.offset + len);
+                                invalidate_landed(&mut landed[core as usize], t.offset, t.offset + len);
+                            }
                         }
                     }
                 }
@@ -812,7 +870,35 @@ impl Plan {
         let steps = forward_stores(p, nbuf, ncores, &groups, &mut redirect, steps);
         let (steps, levels) = level_order(p, nbuf, ncores, &groups, &redirect, steps);
         tracing::debug!(levels = levels.len() - 1, loads_read_in_place = redirect.inputs.len(), stores_written_in_place = redirect.outputs.len(), "simulator plan levels");
-        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels, redirect })
+        // The preloaded VTCM region is filled once per workspace, not zeroed per run.
+        let mut preload = vec![Vec::new(); ncores];
+        if p.preload_bytes > 0 {
+            let (lo, hi) = (p.vtcm_bytes, p.vtcm_bytes + p.preload_bytes);
+            for c in 0..ncores {
+                let m = nbuf + c;
+                live_in[m] = live_in[m].iter().flat_map(|&(s, e)| [(s, e.min(lo)), (s.max(hi), e)]).filter(|(s, e)| s < e).collect();
+            }
+            let mut const_base = vec![0usize; nbuf];
+            let mut off = 0usize;
+            for (i, b) in p.buffers.iter().enumerate() {
+                if b.kind == BufferKind::Constants {
+                    const_base[i] = off;
+                    off += b.size as usize;
+                }
+            }
+            for (c, core) in p.cores.iter().enumerate() {
+                for d in &core.preload {
+                    let Space::Ddr(b) = d.src else { continue };
+                    let base = const_base.get(b as usize).copied().unwrap_or(0);
+                    let run = d.shape.run_bytes as usize;
+                    for_each_run_of(&d.shape, base + d.src_offset as usize, d.dst_offset as usize, &mut |so, dof| preload[c].push((so, dof, run)));
+                }
+                if preload[c].iter().any(|&(so, _, n)| so + n > constants.len()) {
+                    return Err(SimError::Op { core: c, index: 0, op: "preload".into(), msg: "preload reads past the constants".into() });
+                }
+            }
+        }
+        Ok(Plan { stats, steps, groups, slot_sizes, live_in, input_written, levels, redirect, preload })
     }
 
     /// Replays one inference on `inputs`, reusing `ws`; returns the output buffers' bytes.
@@ -820,7 +906,12 @@ impl Plan {
         let nbuf = p.buffers.len();
         let ncores = p.cores.len();
         if ws.vtcm.len() != ncores {
-            ws.vtcm = vec![vec![0u8; p.vtcm_bytes as usize]; ncores];
+            ws.vtcm = vec![vec![0u8; (p.vtcm_bytes + p.preload_bytes) as usize]; ncores];
+            for (v, runs) in ws.vtcm.iter_mut().zip(&self.preload) {
+                for &(so, dof, n) in runs {
+                    v[dof..dof + n].copy_from_slice(&constants[so..so + n]);
+                }
+            }
         }
         if ws.ddr.len() != nbuf {
             ws.ddr = vec![Vec::new(); nbuf];
