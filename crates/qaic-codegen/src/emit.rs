@@ -689,6 +689,20 @@ struct Keep {
     pre_bytes: u64,
 }
 
+/// First-fit placement: the lowest offset where `size` bytes fit between the `live` ranges
+/// (offset, size), which are sorted here.
+fn first_fit(live: &mut [(u64, u64)], size: u64) -> u64 {
+    live.sort();
+    let mut off = 0u64;
+    for &(o, s) in live.iter() {
+        if off + size <= o {
+            break;
+        }
+        off = off.max(o + s);
+    }
+    off
+}
+
 /// Whether slices of `v` along axis `ia` are contiguous runs (every outer dim is 1).
 fn contiguous_slices(cx: &Ctx<'_>, v: ValueId, ia: usize) -> bool {
     elems(&cx.shape(v)[..ia]) == 1
@@ -746,14 +760,7 @@ fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId]
                 continue;
             }
             let bytes = align(cx.bytes(v).max(1), 4096);
-            live.sort();
-            let mut off = 0u64;
-            for &(o, s, _) in &live {
-                if off + bytes <= o {
-                    break;
-                }
-                off = off.max(o + s);
-            }
+            let off = first_fit(&mut live.iter().map(|&(o, s, _)| (o, s)).collect::<Vec<_>>(), bytes);
             if off + bytes > room {
                 continue;
             }
@@ -1233,16 +1240,8 @@ fn min_footprint(cx: &Ctx<'_>, ln: &[LNode], members: &[usize], axes: &[usize], 
                 continue;
             }
             let last = members.iter().enumerate().filter(|(_, r)| ln[**r].inputs.iter().any(|&v| cx.r(v) == l.output)).map(|(i, _)| i).max().unwrap_or(j);
-            let mut live: Vec<(u64, u64)> = slots.iter().filter(|x| x.2 >= j).map(|x| (x.0, x.1)).collect();
-            live.sort();
             let size = align(ob.max(1), SLOT_ALIGN);
-            let mut off = 0u64;
-            for (o, sz) in live {
-                if off + size <= o {
-                    break;
-                }
-                off = off.max(o + sz);
-            }
+            let off = first_fit(&mut slots.iter().filter(|x| x.2 >= j).map(|x| (x.0, x.1)).collect::<Vec<_>>(), size);
             shared = shared.max(off + size);
             slots.push((off, size, last));
         }
@@ -1349,16 +1348,8 @@ fn plan_group(
                 continue;
             }
             let last_reader = srcs.iter().enumerate().filter(|(_, s)| s.contains(&Src::Member(k))).map(|(j, _)| j).max().unwrap_or(k);
-            let mut live: Vec<(u64, u64)> = shared_slot.iter().flatten().filter(|x| x.2 >= k).map(|x| (x.0, x.1)).collect();
-            live.sort();
             let size = align(b.max(1), SLOT_ALIGN);
-            let mut off = 0u64;
-            for (o, sz) in live {
-                if off + size <= o {
-                    break;
-                }
-                off = off.max(o + sz);
-            }
+            let off = first_fit(&mut shared_slot.iter().flatten().filter(|x| x.2 >= k).map(|x| (x.0, x.1)).collect::<Vec<_>>(), size);
             shared = shared.max(off + size);
             out_slot.push(off);
             shared_slot.push(Some((off, size, last_reader)));
@@ -1496,14 +1487,7 @@ fn alloc_scratch(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], lay: &mut Layout, s
                 continue;
             }
             let size = align(cx.bytes(v).max(1), 64);
-            live.sort();
-            let mut off = 0u64;
-            for &(o, s, _) in &live {
-                if off + size <= o {
-                    break;
-                }
-                off = off.max(o + s);
-            }
+            let off = first_fit(&mut live.iter().map(|&(o, s, _)| (o, s)).collect::<Vec<_>>(), size);
             let free = last_use.get(&v).copied().unwrap_or(gi).max(gi);
             live.push((off, size, free));
             top = top.max(off + size);

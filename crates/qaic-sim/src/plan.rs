@@ -878,14 +878,6 @@ impl Plan {
                 let m = nbuf + c;
                 live_in[m] = live_in[m].iter().flat_map(|&(s, e)| [(s, e.min(lo)), (s.max(hi), e)]).filter(|(s, e)| s < e).collect();
             }
-            let mut const_base = vec![0usize; nbuf];
-            let mut off = 0usize;
-            for (i, b) in p.buffers.iter().enumerate() {
-                if b.kind == BufferKind::Constants {
-                    const_base[i] = off;
-                    off += b.size as usize;
-                }
-            }
             for (c, core) in p.cores.iter().enumerate() {
                 for d in &core.preload {
                     let Space::Ddr(b) = d.src else { continue };
