@@ -274,12 +274,49 @@ fn cached(op: &Op, inputs: &[&[u8]], make: impl FnOnce() -> Result<Prepared, Str
     Ok(p)
 }
 
+/// The integer convolution of a `QConvGlow` op with its constant operands given as bytes
+/// (weights `[M, C/g, k...]` of `w_shape`, int32 bias, f32 multipliers, weight zero points):
+/// per-call (cached) for single ops, once per loaded program for merged ones (plan.rs).
+pub(crate) fn qconv_kernel(op: &Op, w: &[u8], w_shape: &[usize], bias: &[u8], mult: &[u8], wz: &[u8]) -> Result<qaic_kernels::quant::QConvGlow, String> {
+    use qaic_kernels::quant::{IntPath, QConvGlow, Q8};
+    if op.inputs.len() != 5 || op.outputs.is_empty() {
+        return Err(format!("needs 5 inputs, has {}", op.inputs.len()));
+    }
+    let q8 = |d: DType| match d {
+        DType::I8 => Ok(Q8::I8),
+        DType::U8 => Ok(Q8::U8),
+        d => Err(format!("element type {d:?} (int8 and uint8 are supported)")),
+    };
+    let (xt, wt, yt) = (q8(op.inputs[0].dtype)?, q8(op.inputs[1].dtype)?, q8(op.outputs[0].dtype)?);
+    if op.inputs[2].dtype != DType::I32 || op.inputs[3].dtype != DType::F32 || op.inputs[4].dtype != op.inputs[1].dtype {
+        return Err("bias must be int32, multiplier float32, weight zero points of the weights' type".into());
+    }
+    let bias: Vec<i32> = bias.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let mult: Vec<f32> = mult.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let wz: Vec<i32> = wz.iter().map(|&b| if wt == Q8::I8 { b as i8 as i32 } else { b as i32 }).collect();
+    let int = |n: &str| match op.attr(n) {
+        Some(AttrValue::Int(v)) => Ok(*v as i32),
+        _ => Err(format!("missing attribute {n}")),
+    };
+    let (xz, yz) = (int("x_zero_point")?, int("y_zero_point")?);
+    let r = w_shape.len().saturating_sub(2);
+    let list = |n: &str, d: usize, len: usize| -> Vec<usize> { ints(op, n).map(|v| v.iter().map(|&x| x.max(0) as usize).collect()).unwrap_or_else(|| vec![d; len]) };
+    let params = ConvParams {
+        kernel: list("kernel_shape", 1, r),
+        strides: list("strides", 1, r),
+        dilations: list("dilations", 1, r),
+        pads: list("pads", 0, 2 * r),
+        group: op.attr_int("group", 1).max(1) as usize,
+    };
+    QConvGlow::new(IntPath::current(), params, xt, xz, wt, w, w_shape, &wz, &bias, &mult, yt, yz).map_err(|e| e.to_string())
+}
+
 /// `QConvGlow` / `QMatMulGlow`: the integer convolution / matrix product of quantized graphs,
 /// with the kernels the interpreter runs for `qaic.quant.QConv` / `QMatMul` (same bits).
 /// Inputs: x, w, bias (i32), multiplier (f32), w_zero_point; attributes `x_zero_point`,
 /// `y_zero_point` and, for the convolution, Conv's.
 fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
-    use qaic_kernels::quant::{IntPath, QConvGlow, QMatMulGlow, Q8};
+    use qaic_kernels::quant::{IntPath, QMatMulGlow, Q8};
     if inputs.len() != 5 || op.inputs.len() != 5 {
         return Err(format!("needs 5 inputs, has {}", inputs.len()));
     }
@@ -303,16 +340,7 @@ fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> 
     let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
     let e = |e: qaic_kernels::KernelError| e.to_string();
     if op.op == "QConvGlow" {
-        let r = ws.len().saturating_sub(2);
-        let list = |n: &str, d: usize, len: usize| -> Vec<usize> { ints(op, n).map(|v| v.iter().map(|&x| x.max(0) as usize).collect()).unwrap_or_else(|| vec![d; len]) };
-        let params = ConvParams {
-            kernel: list("kernel_shape", 1, r),
-            strides: list("strides", 1, r),
-            dilations: list("dilations", 1, r),
-            pads: list("pads", 0, 2 * r),
-            group: op.attr_int("group", 1).max(1) as usize,
-        };
-        let c = cached(op, inputs, || QConvGlow::new(IntPath::current(), params, xt, xz, wt, inputs[1], &ws, &wz, &bias, &mult, yt, yz).map(Prepared::Conv).map_err(e))?;
+        let c = cached(op, inputs, || qconv_kernel(op, inputs[1], &ws, inputs[2], inputs[3], inputs[4]).map(Prepared::Conv))?;
         let Prepared::Conv(c) = &*c else { return Err("prepared op of another kind".into()) };
         let shape = c.output_shape(&xs).map_err(e)?;
         if shape != dims(&op.outputs[0]) {
@@ -349,10 +377,12 @@ fn run_qtable(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
     if let Some(v) = table.iter().find(|&&v| v < lo || v > hi) {
         return Err(format!("QTable entry {v} is outside {:?}", out_t.dtype));
     }
-    let t: Vec<u8> = table.iter().map(|&v| v as u8).collect();
+    let mut t = [0u8; 256];
+    t.iter_mut().zip(&table).for_each(|(d, &v)| *d = v as u8);
     if inputs[0].len() != out.len() {
         return Err(format!("QTable of {} codes into {}", inputs[0].len(), out.len()));
     }
+    // A [u8; 256] indexed by a byte needs no bounds check.
     out.iter_mut().zip(inputs[0]).for_each(|(o, &x)| *o = t[x as usize]);
     Ok(())
 }

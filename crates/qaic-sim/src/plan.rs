@@ -78,8 +78,7 @@ struct ConvGroup {
     params: ConvParams,
     act: Activation,
     x_shape: Vec<usize>,
-    weights: PackedConvWeights,
-    bias: Option<Vec<f32>>,
+    kernel: GroupKernel,
     /// `[N, M_total, spatial...]`.
     out_shape: Vec<usize>,
     /// (core, pc, first channel, channels) per member, in execution order.
@@ -91,8 +90,24 @@ struct ConvGroup {
     slot: usize,
 }
 
-/// A candidate member of a convolution group: core, pc, weight bytes, bias bytes.
-type CandMember = (u32, u32, Vec<u8>, Option<Vec<u8>>);
+/// The merged convolution of a group.
+enum GroupKernel {
+    /// `Conv` (float32): packed weights and bias; the result is float32.
+    F32 { weights: PackedConvWeights, bias: Option<Vec<f32>> },
+    /// `QConvGlow` (8-bit codes, the interpreter's integer kernel); the result is 8-bit.
+    Q(Box<qaic_kernels::quant::QConvGlow>),
+}
+
+impl ConvGroup {
+    /// Bytes per element of the merged result.
+    fn elem(&self) -> usize {
+        if matches!(self.kernel, GroupKernel::Q(_)) { 1 } else { 4 }
+    }
+}
+
+/// A candidate member of a convolution group: core, pc, weight bytes, bias bytes, and for
+/// `QConvGlow` the multiplier and weight zero-point bytes.
+type CandMember = (u32, u32, Vec<u8>, Option<Vec<u8>>, Vec<Vec<u8>>);
 
 /// A group whose members all fuse a follower: group, activation, targets, follower steps.
 type GroupFusion = (usize, Activation, Vec<(u32, u32)>, Vec<usize>);
@@ -454,7 +469,15 @@ impl Plan {
                         && op.inputs[0].shape.len() >= 3
                         && op.inputs[1].shape.len() == op.inputs[0].shape.len()
                         && op.outputs[0].shape.len() == op.inputs[0].shape.len();
-                    if candidate
+                    let qcandidate = op.op == "QConvGlow"
+                        && op.inputs.len() == 5
+                        && op.outputs.len() == 1
+                        && matches!(op.inputs[0].dtype, DType::I8 | DType::U8)
+                        && op.inputs[0].shape.len() >= 3
+                        && op.inputs[1].shape.len() == op.inputs[0].shape.len()
+                        && op.outputs[0].shape.len() == op.inputs[0].shape.len()
+                        && op.attr_int("group", 1) == 1;
+                    if (candidate || qcandidate)
                         && let Some((xload, xrel)) = xsrc(&op.inputs[0])
                         && let Some(w) = const_bytes(&op.inputs[1])
                     {
@@ -462,7 +485,8 @@ impl Plan {
                             Some(t) => const_bytes(t).map(Some),
                             None => Some(None),
                         };
-                        if let Some(b) = b {
+                        let extra: Option<Vec<Vec<u8>>> = if qcandidate { op.inputs[3..5].iter().map(const_bytes).collect() } else { Some(Vec::new()) };
+                        if let (Some(b), Some(extra)) = (b, extra) {
                             let x = &op.inputs[0];
                             let o = &op.outputs[0];
                             let key = GroupKey {
@@ -478,7 +502,7 @@ impl Plan {
                                 cands.len() - 1
                             });
                             member_of.insert((core, pc), (g, cands[g].members.len()));
-                            cands[g].members.push((core, pc, w, b));
+                            cands[g].members.push((core, pc, w, b, extra));
                         }
                     }
                     for t in &op.outputs {
@@ -723,7 +747,7 @@ impl Plan {
             }
         }
         for (gi, g) in groups.iter().enumerate() {
-            if g.act != Activation::None || member_steps[gi].len() != g.members.len() {
+            if g.act != Activation::None || g.elem() != 4 || member_steps[gi].len() != g.members.len() {
                 continue;
             }
             let mut acts = Vec::new();
@@ -1034,21 +1058,37 @@ impl Plan {
                 // SAFETY: validated ranges; the output slice is only taken when it does not
                 // overlap the input tile; no step of the same level touches them (plan time).
                 let xb = unsafe { mem_ref(mems, xm, xo as usize, tile_len(x) as usize) }.map_err(err)?;
-                let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
                 let overlap = xm == om && xo < oo + tile_len(o) && oo < xo + tile_len(x);
-                if g.members.len() == 1 && !overlap {
-                    let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
-                    if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
-                        k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
-                        return Ok(());
+                let n: usize = g.out_shape.iter().product();
+                match &g.kernel {
+                    GroupKernel::Q(q) => {
+                        if g.members.len() == 1 && !overlap {
+                            let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
+                            q.run(xb, &g.x_shape, ob).map_err(|e| err(e.to_string()))?;
+                            return Ok(());
+                        }
+                        // SAFETY: the group's result buffer is written by this step alone in its level.
+                        let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
+                        let bytes: &mut [u8] = bytemuck::cast_slice_mut(slot);
+                        q.run(xb, &g.x_shape, &mut bytes[..n]).map_err(|e| err(e.to_string()))?;
+                        scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
+                    }
+                    GroupKernel::F32 { weights, bias } => {
+                        let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
+                        if g.members.len() == 1 && !overlap {
+                            let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
+                            if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
+                                k.conv_packed(&g.params, &xf, &g.x_shape, weights, bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
+                                return Ok(());
+                            }
+                        }
+                        // SAFETY: the group's result buffer is written by this step alone in its level.
+                        let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
+                        k.conv_packed(&g.params, &xf, &g.x_shape, weights, bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
+                        drop(xf);
+                        scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
                     }
                 }
-                let n: usize = g.out_shape.iter().product();
-                // SAFETY: the group's result buffer is written by this step alone in its level.
-                let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
-                k.conv_packed(&g.params, &xf, &g.x_shape, &g.weights, g.bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
-                drop(xf);
-                scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
             }
             Step::Scatter { group, member } => {
                 let g = &self.groups[group as usize];
@@ -1445,10 +1485,11 @@ fn scatter(mems: &[(*mut u8, usize)], nbuf: usize, p: &Program, g: &ConvGroup, m
     let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }?;
     let (n, mt) = (g.out_shape[0], g.out_shape[1]);
     let s: usize = g.out_shape[2..].iter().product();
-    let run = ch * s;
+    let (run, es) = (ch * s, g.elem());
+    let merged: &[u8] = bytemuck::cast_slice(merged);
     for b in 0..n {
-        let src = &merged[(b * mt + ch0) * s..(b * mt + ch0) * s + run];
-        ob[b * run * 4..(b + 1) * run * 4].copy_from_slice(bytemuck::cast_slice(src));
+        let at = (b * mt + ch0) * s * es;
+        ob.get_mut(b * run * es..(b + 1) * run * es).ok_or("member tile too small")?.copy_from_slice(merged.get(at..at + run * es).ok_or("merged result too small")?);
     }
     Ok(())
 }
@@ -1462,11 +1503,13 @@ fn make_group(k: &Kernels, p: &Program, leader: (u32, u32), members: &[CandMembe
     let spatial = x_shape.len() - 2;
     let params = exec::conv_params(op, spatial, &w_rest[1..]).ok()?;
     let ospatial = params.output_spatial(&x_shape[2..], false).ok()?;
-    let mut w: Vec<f32> = Vec::new();
-    let mut bias: Option<Vec<f32>> = if op.inputs.len() > 2 { Some(Vec::new()) } else { None };
+    let quant = op.op == "QConvGlow";
+    let mut w: Vec<u8> = Vec::new();
+    let mut bias: Option<Vec<u8>> = if op.inputs.len() > 2 { Some(Vec::new()) } else { None };
+    let mut extra: Vec<Vec<u8>> = vec![Vec::new(); if quant { 2 } else { 0 }];
     let mut out = Vec::new();
     let mut total = 0usize;
-    for (c, pc, wb, bb) in members {
+    for (c, pc, wb, bb, ex) in members {
         let Instr::Op(mo) = &p.cores[*c as usize].instrs[*pc as usize] else { return None };
         let ch = mo.inputs[1].shape[0] as usize;
         let o = &mo.outputs[0];
@@ -1474,23 +1517,36 @@ fn make_group(k: &Kernels, p: &Program, leader: (u32, u32), members: &[CandMembe
             return None;
         }
         // Grouped convolutions split by output channels would change the group count.
-        if params.group != 1 {
+        if params.group != 1 || ex.len() != extra.len() {
             return None;
         }
-        w.extend_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(wb));
+        w.extend_from_slice(wb);
         match (&mut bias, bb) {
-            (Some(b), Some(bb)) => b.extend_from_slice(&bytemuck::pod_collect_to_vec::<u8, f32>(bb)),
+            (Some(b), Some(bb)) => b.extend_from_slice(bb),
             (None, None) => {}
             _ => return None,
+        }
+        for (e, x) in extra.iter_mut().zip(ex) {
+            e.extend_from_slice(x);
         }
         out.push((*c, *pc, total, ch));
         total += ch;
     }
     let mut w_shape = vec![total];
     w_shape.extend_from_slice(&w_rest);
-    let weights = k.pack_conv_weights(&w, &w_shape, 1).ok()?;
+    let kernel = if quant {
+        // Per-channel parameters concatenate like the weights; the zero points and every
+        // attribute are the members' (equal: they are part of the group key).
+        let b = bias.as_deref()?;
+        GroupKernel::Q(Box::new(exec::qconv_kernel(op, &w, &w_shape, b, &extra[0], &extra[1]).ok()?))
+    } else {
+        let wf: Vec<f32> = bytemuck::pod_collect_to_vec::<u8, f32>(&w);
+        let weights = k.pack_conv_weights(&wf, &w_shape, 1).ok()?;
+        GroupKernel::F32 { weights, bias: bias.map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(&b)) }
+    };
     let mut out_shape = vec![x_shape[0], total];
     out_shape.extend_from_slice(&ospatial);
     let targets = out.iter().map(|m| (m.0, m.1)).collect();
-    Some(ConvGroup { leader, params, act: exec::conv_activation(op), x_shape, weights, bias, out_shape, members: out, targets, slot: 0 })
+    let act = if quant { Activation::None } else { exec::conv_activation(op) };
+    Some(ConvGroup { leader, params, act, x_shape, kernel, out_shape, members: out, targets, slot: 0 })
 }
