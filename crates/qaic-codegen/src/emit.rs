@@ -11,7 +11,7 @@ use crate::{CodegenError, CodegenOptions, Compiled, CoreMetrics, IoBinding, Laye
 
 /// ONNX op types the code generator lowers (compute ops plus reshape-like aliases).
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Conv", "MatMul", "Gemm", "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal",
+    "Conv", "ConvTranspose", "MatMul", "Gemm", "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal",
     "Floor", "Ceil", "Softplus", "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Add", "Sub",
     "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
@@ -265,6 +265,38 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
         "Conv" | "MatMul" | "Gemm" | "BatchNormalization" | "PRelu" | "Concat" => {
             inputs.extend(ins.iter().skip(1).flatten());
         }
+        "ConvTranspose" => {
+            // The output tile's shape carries the output size; explicit pads and
+            // output_padding are what shape inference used.
+            // The output tile carries the output size, so `output_shape` needs nothing more;
+            // SAME_* padding is resolved here as the interpreter resolves it.
+            inputs.extend(ins.iter().skip(1).flatten());
+            let ws = cx.shape(inputs[1]).to_vec();
+            let (xs, ys) = (cx.shape(first).to_vec(), cx.shape(out).to_vec());
+            let r = xs.len().saturating_sub(2);
+            if !n.attrs.contains_key("kernel_shape") {
+                set(&mut attrs, "kernel_shape", AttrValue::Ints(ws[2..].iter().map(|&d| d as i64).collect()));
+            }
+            attrs.retain(|(k, _)| k != "output_shape" && k != "auto_pad");
+            match n.attr_str("auto_pad").unwrap_or("NOTSET") {
+                "NOTSET" | "VALID" => {}
+                ap @ ("SAME_UPPER" | "SAME_LOWER") => {
+                    let get = |k: &str, d: i64| -> Vec<i64> { n.attr_ints(k).map(|v| v.to_vec()).unwrap_or_else(|| vec![d; r]) };
+                    let (st, dl, op) = (get("strides", 1), get("dilations", 1), get("output_padding", 0));
+                    let mut pads = vec![0i64; 2 * r];
+                    for i in 0..r {
+                        let ext = (ws[2 + i] as i64 - 1) * dl[i] + 1;
+                        let full = st[i] * (xs[2 + i] as i64 - 1) + op[i] + ext;
+                        let total = (full - ys[2 + i] as i64).max(0);
+                        let begin = if ap == "SAME_UPPER" { total / 2 } else { total - total / 2 };
+                        pads[i] = begin;
+                        pads[i + r] = total - begin;
+                    }
+                    set(&mut attrs, "pads", AttrValue::Ints(pads));
+                }
+                other => return Err(format!("auto_pad {other}")),
+            }
+        }
         "Transpose" => {
             // ONNX default: reverse the axes.
             if !n.attrs.contains_key("perm") {
@@ -447,6 +479,21 @@ fn mapping(cx: &Ctx<'_>, n: &LNode, a: usize) -> Option<Vec<Slice>> {
                 v.push(bcast(ish(2), os, a)?);
             }
             Some(v)
+        }
+        // W is [C, M/group, k...]: a split of the output channels slices its axis 1.
+        "ConvTranspose" => {
+            let rest = n.inputs.len();
+            match a {
+                0 => Some([Slice::Same(0)].into_iter().chain(std::iter::repeat_n(Slice::Whole, rest - 1)).collect()),
+                1 if int("group", 1) == 1 => {
+                    let mut v = vec![Slice::Whole, Slice::Same(1)];
+                    if rest > 2 {
+                        v.push(Slice::Same(0));
+                    }
+                    Some(v)
+                }
+                _ => None,
+            }
         }
         "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" if a <= 1 => Some(vec![Slice::Same(a)]),
         "BatchNormalization" if a <= 1 => {

@@ -133,7 +133,7 @@ fn binary_of(name: &str) -> Option<BinaryOp> {
 
 /// Ops this simulator executes (codegen checks against this list).
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Conv", "MatMul", "Gemm", "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal",
+    "Conv", "ConvTranspose", "MatMul", "Gemm", "Relu", "Sigmoid", "Tanh", "Erf", "Exp", "Log", "Sqrt", "Neg", "Abs", "Reciprocal",
     "Floor", "Ceil", "Softplus", "Gelu", "HardSwish", "HardSigmoid", "LeakyRelu", "Elu", "Clip", "Add", "Sum", "Sub",
     "Mul", "Div", "Pow", "Max", "Min", "PRelu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
     "Softmax", "LogSoftmax", "LayerNormalization", "BatchNormalization", "ReduceMean", "ReduceSum", "ReduceMax",
@@ -531,6 +531,17 @@ fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32], act: Optio
             let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
             let p = conv_params(op, xs.len().saturating_sub(2), ws.get(2..).unwrap_or(&[]))?;
             k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), act.unwrap_or_else(|| conv_activation(op)), out).map_err(kerr)?;
+        }
+        "ConvTranspose" => {
+            // Output spatial size is the output tile's (codegen resolves pads and
+            // output_padding; `output_shape` and auto_pad are refused there).
+            need(2)?;
+            let (x, w) = (fin(0)?, fin(1)?);
+            let b = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
+            let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
+            let p = conv_params(op, xs.len().saturating_sub(2), ws.get(2..).unwrap_or(&[]))?;
+            let os = oshape.get(2..).unwrap_or(&[]).to_vec();
+            k.conv_transpose(&p, &x, &xs, &w, &ws, b.as_deref(), &os, out).map_err(kerr)?;
         }
         "MatMul" => {
             need(2)?;
