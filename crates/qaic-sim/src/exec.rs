@@ -648,14 +648,28 @@ fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32], act: Optio
             }
             let istr = qaic_tensor::strides(&xs);
             let r = xs.len();
-            let mut idx = vec![0usize; r];
-            for o in out.iter_mut() {
-                let mut off = 0;
-                for d in 0..r {
-                    off += idx[d] / (oshape[d] / xs[d]) * istr[d];
+            if r == 0 {
+                out.copy_from_slice(&x[..on]);
+                return Ok(());
+            }
+            // Row by row: the source row is found once (divisions per row, not per element),
+            // then each input value fills `f` consecutive outputs.
+            let last = r - 1;
+            let (ow, iw) = (oshape[last], xs[last]);
+            let f = ow / iw;
+            let rows: usize = oshape[..last].iter().product();
+            let mut idx = vec![0usize; last];
+            for row in 0..rows {
+                let off: usize = (0..last).map(|d| idx[d] / (oshape[d] / xs[d]) * istr[d]).sum();
+                let (src, dst) = (&x[off..off + iw], &mut out[row * ow..(row + 1) * ow]);
+                if f == 1 {
+                    dst.copy_from_slice(src);
+                } else {
+                    for (d, &v) in dst.chunks_exact_mut(f).zip(src) {
+                        d.fill(v);
+                    }
                 }
-                *o = x[off];
-                for d in (0..r).rev() {
+                for d in (0..last).rev() {
                     idx[d] += 1;
                     if idx[d] < oshape[d] {
                         break;
