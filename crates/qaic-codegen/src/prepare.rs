@@ -23,6 +23,9 @@ pub(crate) fn prepare(graph: &Graph, bindings: &Bindings) -> Result<Graph, Codeg
         }
         qaic_ir::infer_shapes(&mut g, bindings).map_err(|e| CodegenError::Graph(e.to_string()))?;
     }
+    // The interpreter's Conv → Mul/Add folding and HardSwish recognition, so the device runs
+    // the same arithmetic (and fewer element-wise layers).
+    qaic_interp::simplify_graph(&mut g);
     fold_batch_norms(&mut g)?;
     // Drop nodes whose outputs are all constants now.
     let keep: Vec<bool> = g.nodes.iter().map(|n| !n.outputs.iter().flatten().all(|o| g.value(*o).constant.is_some())).collect();

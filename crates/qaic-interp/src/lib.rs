@@ -18,3 +18,17 @@ mod registry;
 pub use error::{InterpError, OpError, Unsupported};
 pub use plan::{Observer, Plan, PlanOptions};
 pub use registry::{BuildCtx, Builder, Kernel, NoScope, OpDef, Registry, RunCtx, Scope};
+
+/// Applies the interpreter's rewrites that leave plain ONNX ops — a `Mul`/`Add` of a scalar or
+/// per-channel constant after a `Conv` folded into its weights and bias, written-out
+/// HardSwish (`x * Clip(x + 3, 0, 6) / 6`) recognised as `HardSwish` — so that another
+/// executor of the graph computes what the interpreter computes. Graph outputs are kept.
+///
+/// ```
+/// let mut g = qaic_ir::Graph::new("empty");
+/// qaic_interp::simplify_graph(&mut g);
+/// assert!(g.nodes.is_empty());
+/// ```
+pub fn simplify_graph(graph: &mut qaic_ir::Graph) {
+    optimize::simplify(graph, &PlanOptions::default());
+}

@@ -110,6 +110,15 @@ fn retain_nodes(graph: &mut Graph, remove: &[bool]) {
     });
 }
 
+/// The standard-ONNX subset of [`fuse`] (Conv → Mul/Add constants folded into the Conv,
+/// written-out HardSwish recognised): rewrites whose results are plain ONNX ops, so another
+/// consumer of the graph (the device code generator) can apply them and compute what the
+/// interpreter computes.
+pub(crate) fn simplify(graph: &mut Graph, options: &PlanOptions) {
+    fuse_conv_affine(graph, options);
+    recognise_hard_swish(graph, options);
+}
+
 /// Rewrites 2–4 of the module documentation.
 pub(crate) fn fuse(graph: &mut Graph, options: &PlanOptions) {
     fuse_conv_affine(graph, options);
