@@ -274,11 +274,21 @@ fn cached(op: &Op, inputs: &[&[u8]], make: impl FnOnce() -> Result<Prepared, Str
     Ok(p)
 }
 
-/// The integer convolution of a `QConvGlow` op with its constant operands given as bytes
-/// (weights `[M, C/g, k...]` of `w_shape`, int32 bias, f32 multipliers, weight zero points):
-/// per-call (cached) for single ops, once per loaded program for merged ones (plan.rs).
-pub(crate) fn qconv_kernel(op: &Op, w: &[u8], w_shape: &[usize], bias: &[u8], mult: &[u8], wz: &[u8]) -> Result<qaic_kernels::quant::QConvGlow, String> {
-    use qaic_kernels::quant::{IntPath, QConvGlow, Q8};
+/// The decoded parameters of a `QConvGlow` / `QMatMulGlow` op: element types of x, w and y,
+/// int32 bias, f32 multipliers, weight zero points, and the scalar x / y zero points.
+struct QParams {
+    xt: qaic_kernels::quant::Q8,
+    wt: qaic_kernels::quant::Q8,
+    yt: qaic_kernels::quant::Q8,
+    bias: Vec<i32>,
+    mult: Vec<f32>,
+    wz: Vec<i32>,
+    xz: i32,
+    yz: i32,
+}
+
+fn q_params(op: &Op, bias: &[u8], mult: &[u8], wz: &[u8]) -> Result<QParams, String> {
+    use qaic_kernels::quant::Q8;
     if op.inputs.len() != 5 || op.outputs.is_empty() {
         return Err(format!("needs 5 inputs, has {}", op.inputs.len()));
     }
@@ -291,14 +301,28 @@ pub(crate) fn qconv_kernel(op: &Op, w: &[u8], w_shape: &[usize], bias: &[u8], mu
     if op.inputs[2].dtype != DType::I32 || op.inputs[3].dtype != DType::F32 || op.inputs[4].dtype != op.inputs[1].dtype {
         return Err("bias must be int32, multiplier float32, weight zero points of the weights' type".into());
     }
-    let bias: Vec<i32> = bias.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let mult: Vec<f32> = mult.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let wz: Vec<i32> = wz.iter().map(|&b| if wt == Q8::I8 { b as i8 as i32 } else { b as i32 }).collect();
     let int = |n: &str| match op.attr(n) {
         Some(AttrValue::Int(v)) => Ok(*v as i32),
         _ => Err(format!("missing attribute {n}")),
     };
-    let (xz, yz) = (int("x_zero_point")?, int("y_zero_point")?);
+    Ok(QParams {
+        xt,
+        wt,
+        yt,
+        bias: bias.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        mult: mult.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        wz: wz.iter().map(|&b| if wt == Q8::I8 { b as i8 as i32 } else { b as i32 }).collect(),
+        xz: int("x_zero_point")?,
+        yz: int("y_zero_point")?,
+    })
+}
+
+/// The integer convolution of a `QConvGlow` op with its constant operands given as bytes
+/// (weights `[M, C/g, k...]` of `w_shape`, int32 bias, f32 multipliers, weight zero points):
+/// per-call (cached) for single ops, once per loaded program for merged ones (plan.rs).
+pub(crate) fn qconv_kernel(op: &Op, w: &[u8], w_shape: &[usize], bias: &[u8], mult: &[u8], wz: &[u8]) -> Result<qaic_kernels::quant::QConvGlow, String> {
+    use qaic_kernels::quant::{IntPath, QConvGlow};
+    let QParams { xt, wt, yt, bias, mult, wz, xz, yz } = q_params(op, bias, mult, wz)?;
     let r = w_shape.len().saturating_sub(2);
     let list = |n: &str, d: usize, len: usize| -> Vec<usize> { ints(op, n).map(|v| v.iter().map(|&x| x.max(0) as usize).collect()).unwrap_or_else(|| vec![d; len]) };
     let params = ConvParams {
@@ -316,27 +340,10 @@ pub(crate) fn qconv_kernel(op: &Op, w: &[u8], w_shape: &[usize], bias: &[u8], mu
 /// Inputs: x, w, bias (i32), multiplier (f32), w_zero_point; attributes `x_zero_point`,
 /// `y_zero_point` and, for the convolution, Conv's.
 fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
-    use qaic_kernels::quant::{IntPath, QMatMulGlow, Q8};
+    use qaic_kernels::quant::{IntPath, QMatMulGlow};
     if inputs.len() != 5 || op.inputs.len() != 5 {
         return Err(format!("needs 5 inputs, has {}", inputs.len()));
     }
-    let q8 = |d: DType| match d {
-        DType::I8 => Ok(Q8::I8),
-        DType::U8 => Ok(Q8::U8),
-        d => Err(format!("element type {d:?} (int8 and uint8 are supported)")),
-    };
-    let (xt, wt, yt) = (q8(op.inputs[0].dtype)?, q8(op.inputs[1].dtype)?, q8(op.outputs[0].dtype)?);
-    if op.inputs[2].dtype != DType::I32 || op.inputs[3].dtype != DType::F32 || op.inputs[4].dtype != op.inputs[1].dtype {
-        return Err("bias must be int32, multiplier float32, weight zero points of the weights' type".into());
-    }
-    let bias: Vec<i32> = inputs[2].chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let mult: Vec<f32> = inputs[3].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let wz: Vec<i32> = inputs[4].iter().map(|&b| if wt == Q8::I8 { b as i8 as i32 } else { b as i32 }).collect();
-    let int = |n: &str| match op.attr(n) {
-        Some(AttrValue::Int(v)) => Ok(*v as i32),
-        _ => Err(format!("missing attribute {n}")),
-    };
-    let (xz, yz) = (int("x_zero_point")?, int("y_zero_point")?);
     let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
     let e = |e: qaic_kernels::KernelError| e.to_string();
     if op.op == "QConvGlow" {
@@ -351,7 +358,10 @@ fn run_qlinear(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> 
         if ws.len() != 2 {
             return Err(format!("weights {ws:?} are not a matrix"));
         }
-        let m = cached(op, inputs, || QMatMulGlow::new(IntPath::current(), xt, xz, wt, inputs[1], ws[0], ws[1], &wz, &bias, &mult, yt, yz).map(Prepared::MatMul).map_err(e))?;
+        let m = cached(op, inputs, || {
+            let QParams { xt, wt, yt, bias, mult, wz, xz, yz } = q_params(op, inputs[2], inputs[3], inputs[4])?;
+            QMatMulGlow::new(IntPath::current(), xt, xz, wt, inputs[1], ws[0], ws[1], &wz, &bias, &mult, yt, yz).map(Prepared::MatMul).map_err(e)
+        })?;
         let Prepared::MatMul(m) = &*m else { return Err("prepared op of another kind".into()) };
         let shape = m.output_shape(&xs).map_err(e)?;
         if shape.iter().product::<usize>() != out.len() {
