@@ -224,13 +224,7 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
         // -dump-profile alone: the float run.
         return execute(cfg, float_model, events);
     }
-    let result = qaic_quant::apply_precision(&graph, profile.as_ref(), &qcfg)?;
-    let (nq, nf, nh) = result.counts();
-    events(RunEvent::Precision(format!(
-        "Precision: {nq} node(s) quantized ({}), {nf} float32, {nh} fp16; {} matrix op(s) on integer kernels (-v lists each node and why)",
-        if qcfg.precision == Precision::Int16 { "Int16" } else { "Int8" },
-        result.integer_ops
-    )));
+    let result = apply_and_report(&graph, profile.as_ref(), &qcfg, events)?;
     // The dequantizes the integer ops bypass stay for the report; the run drops them.
     let mut run_graph = result.graph.clone();
     let extra: Vec<_> = cfg.load.extra_outputs.iter().filter_map(|n| run_graph.find_value(n)).collect();
@@ -246,6 +240,24 @@ pub fn run(cfg: &ExecConfig, events: &mut dyn FnMut(RunEvent)) -> Result<RunRepo
         events(RunEvent::WroteFile(path.display().to_string()));
     }
     Ok(report)
+}
+
+/// The precision pass, and the one-line summary of what it did (the interpreter run and the
+/// device's compilation report it alike).
+fn apply_and_report(
+    graph: &qaic_ir::Graph,
+    profile: Option<&qaic_quant::Profile>,
+    qcfg: &QuantConfig,
+    events: &mut dyn FnMut(RunEvent),
+) -> Result<qaic_quant::PrecisionResult, RunError> {
+    let result = qaic_quant::apply_precision(graph, profile, qcfg)?;
+    let (nq, nf, nh) = result.counts();
+    events(RunEvent::Precision(format!(
+        "Precision: {nq} node(s) quantized ({}), {nf} float32, {nh} fp16; {} matrix op(s) on integer kernels (-v lists each node and why)",
+        if qcfg.precision == Precision::Int16 { "Int16" } else { "Int8" },
+        result.integer_ops
+    )));
+    Ok(result)
 }
 
 /// The profile of this run: `-load-profile`, or measured on the input list (`-dump-profile`,
@@ -325,13 +337,7 @@ pub fn device_graph(cfg: &ExecConfig, graph: qaic_ir::Graph, events: &mut dyn Fn
     if !quantizing && !fp16_rules && q.keep_original_precision_op_kinds.is_empty() {
         return Ok(graph);
     }
-    let result = qaic_quant::apply_precision(&graph, profile.as_ref(), &qcfg)?;
-    let (nq, nf, nh) = result.counts();
-    events(RunEvent::Precision(format!(
-        "Precision: {nq} node(s) quantized ({}), {nf} float32, {nh} fp16; {} matrix op(s) on integer kernels (-v lists each node and why)",
-        if qcfg.precision == Precision::Int16 { "Int16" } else { "Int8" },
-        result.integer_ops
-    )));
+    let result = apply_and_report(&graph, profile.as_ref(), &qcfg, events)?;
     let mut g = result.graph;
     g.prune(&[]);
     g.remove_unused_values();
