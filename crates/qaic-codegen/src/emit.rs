@@ -674,10 +674,12 @@ fn preload_candidates(cx: &Ctx<'_>, plans: &[Plan], ncores: u32) -> (Vec<Vec<(Pr
 /// multicast layers (on all their participants, or not at all, so the multicast stays
 /// consistent), then each core's own, the smallest first (each saves a DMA and its setup per
 /// inference; the bytes saved are the same whichever fill the room), in a deterministic order.
-/// Returns per core the chosen keys with offsets from the region start, and the region size.
-fn choose_preloads(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>), room: u64) -> (Vec<Vec<(PreKey, u64)>>, u64) {
+/// Returns per core the chosen keys with offsets from the region start, the region size, and
+/// whether every candidate found room.
+fn choose_preloads(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>), room: u64) -> (Vec<Vec<(PreKey, u64)>>, u64, bool) {
     let n = c.0.len();
     let mut off = vec![0u64; n];
+    let mut all_fit = true;
     let mut chosen: Vec<Vec<(PreKey, u64)>> = vec![Vec::new(); n];
     let has = |chosen: &Vec<Vec<(PreKey, u64)>>, p: usize, k: &PreKey| chosen[p].iter().any(|(x, _)| x == k);
     let mut shared: Vec<&(PreKey, u64, Vec<u32>)> = c.1.iter().collect();
@@ -689,6 +691,8 @@ fn choose_preloads(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>), 
                 chosen[p].push((*k, off[p]));
                 off[p] = align(off[p] + b, SLOT_ALIGN);
             }
+        } else {
+            all_fit = false;
         }
     }
     // A constant some multicast layer shares is decided above only: were its first
@@ -698,14 +702,19 @@ fn choose_preloads(c: &(Vec<Vec<(PreKey, u64)>>, Vec<(PreKey, u64, Vec<u32>)>), 
         let mut l: Vec<&(PreKey, u64)> = list.iter().collect();
         l.sort_by_key(|(k, b)| (*b, *k));
         for (k, b) in l {
-            if !in_shared(k) && !has(&chosen, p, k) && off[p] + b <= room {
+            if in_shared(k) || has(&chosen, p, k) {
+                continue;
+            }
+            if off[p] + b <= room {
                 chosen[p].push((*k, off[p]));
                 off[p] = align(off[p] + b, SLOT_ALIGN);
+            } else {
+                all_fit = false;
             }
         }
     }
     let used = off.into_iter().max().unwrap_or(0);
-    (chosen, align(used, 4096))
+    (chosen, align(used, 4096), all_fit)
 }
 
 /// Whole operands a multicast layer's first participant still multicasts (those it has not
@@ -763,7 +772,7 @@ fn contiguous_slices(cx: &Ctx<'_>, v: ValueId, ia: usize) -> bool {
 /// after its last reader is safe because a layer starts only when every core has finished
 /// the earlier layers (barrier, or with `-use-producer-dma` the count of landed outputs,
 /// which includes these multicasts).
-fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId], base: u64, room: u64) -> (BTreeMap<ValueId, u64>, std::collections::BTreeSet<ValueId>, u64) {
+fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId], base: u64, room: u64) -> (BTreeMap<ValueId, u64>, std::collections::BTreeSet<ValueId>, u64, bool) {
     let mut prod: BTreeMap<ValueId, usize> = BTreeMap::new();
     for (gi, p) in plans.iter().enumerate() {
         for (k, &m) in p.members.iter().enumerate() {
@@ -798,6 +807,7 @@ fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId]
     let mut act = BTreeMap::new();
     let mut live: Vec<(u64, u64, usize)> = Vec::new();
     let mut size = 0u64;
+    let mut all_placed = true;
     for (gi, p) in plans.iter().enumerate() {
         live.retain(|&(_, _, f)| f >= gi);
         for (k, &m) in p.members.iter().enumerate() {
@@ -809,6 +819,7 @@ fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId]
             let bytes = align(cx.bytes(v).max(1), 4096);
             let off = first_fit(&mut live.iter().map(|&(o, s, _)| (o, s)).collect::<Vec<_>>(), bytes);
             if off + bytes > room {
+                all_placed = false;
                 continue;
             }
             live.push((off, bytes, f));
@@ -817,7 +828,7 @@ fn plan_activations(cx: &Ctx<'_>, ln: &[LNode], plans: &[Plan], outs: &[ValueId]
         }
     }
     ddr.retain(|v| act.contains_key(v));
-    (act, ddr, size)
+    (act, ddr, size, all_placed)
 }
 
 struct Layout {
@@ -1193,21 +1204,18 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
     let top = |ps: &[Plan]| align(ps.iter().map(|p| p.vtcm).max().unwrap_or(0).max(4096), 4096);
     let decide = |plans: &[Plan]| -> (Keep, bool) {
         let a0 = top(plans);
-        let (act, act_ddr, act_bytes) = if o.keep_activations {
+        let (act, act_ddr, act_bytes, mut complete) = if o.keep_activations {
             plan_activations(&cx, &lnodes, plans, &outputs_root, a0, budget.saturating_sub(a0))
         } else {
-            (BTreeMap::new(), Default::default(), 0)
+            (BTreeMap::new(), Default::default(), 0, true)
         };
         let vtcm_top = align(a0 + act_bytes, 4096);
-        let mut complete = !o.keep_activations || act.len() == plan_activations(&cx, &lnodes, plans, &outputs_root, 0, u64::MAX).0.len();
         let mut pre = vec![Preloaded::new(); ncores as usize];
         let mut pre_bytes = 0;
         if o.preload_weights {
-            let cands = preload_candidates(&cx, plans, ncores);
-            let (chosen, used) = choose_preloads(&cands, budget.saturating_sub(vtcm_top));
+            let (chosen, used, all_fit) = choose_preloads(&preload_candidates(&cx, plans, ncores), budget.saturating_sub(vtcm_top));
             pre_bytes = used;
-            let all = choose_preloads(&cands, u64::MAX).0;
-            complete &= chosen.iter().map(|l| l.len()).sum::<usize>() == all.iter().map(|l| l.len()).sum::<usize>();
+            complete &= all_fit;
             pre = chosen.iter().map(|l| l.iter().map(|&(k, off)| (k, vtcm_top + off)).collect()).collect();
         }
         (Keep { pre, act, act_ddr, top: vtcm_top, pre_bytes }, complete)

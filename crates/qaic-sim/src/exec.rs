@@ -379,7 +379,7 @@ fn run_qtable(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
     if !matches!(x_t.dtype, DType::I8 | DType::U8) || !matches!(out_t.dtype, DType::I8 | DType::U8) {
         return Err(format!("QTable maps 8-bit tiles, not {:?} -> {:?}", x_t.dtype, out_t.dtype));
     }
-    let table = ints(op, "table").ok_or("QTable without `table`")?;
+    let Some(AttrValue::Ints(table)) = op.attr("table") else { return Err("QTable without `table`".into()) };
     if table.len() != 256 {
         return Err(format!("QTable `table` has {} entries, not 256", table.len()));
     }
@@ -388,7 +388,7 @@ fn run_qtable(op: &Op, inputs: &[&[u8]], out: &mut [u8]) -> Result<(), String> {
         return Err(format!("QTable entry {v} is outside {:?}", out_t.dtype));
     }
     let mut t = [0u8; 256];
-    t.iter_mut().zip(&table).for_each(|(d, &v)| *d = v as u8);
+    t.iter_mut().zip(table).for_each(|(d, &v)| *d = v as u8);
     if inputs[0].len() != out.len() {
         return Err(format!("QTable of {} codes into {}", inputs[0].len(), out.len()));
     }
