@@ -281,17 +281,9 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
             match n.attr_str("auto_pad").unwrap_or("NOTSET") {
                 "NOTSET" | "VALID" => {}
                 ap @ ("SAME_UPPER" | "SAME_LOWER") => {
-                    let get = |k: &str, d: i64| -> Vec<i64> { n.attr_ints(k).map(|v| v.to_vec()).unwrap_or_else(|| vec![d; r]) };
-                    let (st, dl, op) = (get("strides", 1), get("dilations", 1), get("output_padding", 0));
-                    let mut pads = vec![0i64; 2 * r];
-                    for i in 0..r {
-                        let ext = (ws[2 + i] as i64 - 1) * dl[i] + 1;
-                        let full = st[i] * (xs[2 + i] as i64 - 1) + op[i] + ext;
-                        let total = (full - ys[2 + i] as i64).max(0);
-                        let begin = if ap == "SAME_UPPER" { total / 2 } else { total - total / 2 };
-                        pads[i] = begin;
-                        pads[i + r] = total - begin;
-                    }
+                    let get = |k: &str, d: usize| -> Vec<usize> { n.attr_ints(k).map(|v| v.iter().map(|&x| x.max(0) as usize).collect()).unwrap_or_else(|| vec![d; r]) };
+                    let p = qaic_kernels::conv::conv_transpose_same_pads(&xs[2..], &ws[2..], &get("strides", 1), &get("dilations", 1), &get("output_padding", 0), &ys[2..], ap == "SAME_UPPER");
+                    let pads: Vec<i64> = p.iter().map(|x| x.0).chain(p.iter().map(|x| x.1)).collect();
                     set(&mut attrs, "pads", AttrValue::Ints(pads));
                 }
                 other => return Err(format!("auto_pad {other}")),

@@ -30,6 +30,29 @@ pub struct ConvParams {
     pub group: usize,
 }
 
+/// `ConvTranspose` with `auto_pad = SAME_UPPER / SAME_LOWER`: the (begin, end) padding per
+/// spatial axis that gives `output` from `input` (ONNX: the full transposed extent
+/// `stride·(in−1) + output_padding + (k−1)·dilation + 1` less the output, split with the extra
+/// element at the end for SAME_UPPER, at the beginning for SAME_LOWER).
+///
+/// ```
+/// // 3 → 6 with stride 2, kernel 3: full extent 7, one pad, at the end for SAME_UPPER.
+/// let p = qaic_kernels::conv::conv_transpose_same_pads(&[3], &[3], &[2], &[1], &[0], &[6], true);
+/// assert_eq!(p, vec![(0, 1)]);
+/// ```
+pub fn conv_transpose_same_pads(input: &[usize], kernel: &[usize], strides: &[usize], dilations: &[usize], output_padding: &[usize], output: &[usize], upper: bool) -> Vec<(i64, i64)> {
+    (0..input.len())
+        .map(|i| {
+            let at = |v: &[usize], d: usize| v.get(i).copied().unwrap_or(d) as i64;
+            let ext = (at(kernel, 1) - 1) * at(dilations, 1) + 1;
+            let full = at(strides, 1) * (at(input, 1) - 1) + at(output_padding, 0) + ext;
+            let total = full - at(output, 0);
+            let begin = if upper { total / 2 } else { total - total / 2 };
+            (begin, total - begin)
+        })
+        .collect()
+}
+
 impl ConvParams {
     /// Unit strides and dilations, no padding, one group.
     pub fn new(kernel: &[usize]) -> ConvParams {

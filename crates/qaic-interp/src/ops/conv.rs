@@ -347,11 +347,9 @@ impl Kernel for ConvTransposeOp {
                     Some(o) => o[o.len() - r..].to_vec(),
                     None => (0..r).map(|i| sp[i] * strides[i]).collect(),
                 };
-                let pb = (0..r)
-                    .map(|i| {
-                        let total = full(i) as i64 - os[i] as i64;
-                        if self.geo.auto_pad == "SAME_UPPER" { total / 2 } else { total - total / 2 }
-                    })
+                let pb = qaic_kernels::conv::conv_transpose_same_pads(sp, &kshape, &strides, &dil, &opad, &os, self.geo.auto_pad == "SAME_UPPER")
+                    .into_iter()
+                    .map(|p| p.0)
                     .collect();
                 (pb, os)
             }
