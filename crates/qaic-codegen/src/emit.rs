@@ -1623,7 +1623,9 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
     let base = |t: usize| if p.single { p.half_base } else { p.half_base + (t % 2) as u64 * p.half };
     let shared_base = p.half_base + if p.single || p.tiles.iter().map(|t| t.len()).max().unwrap_or(1) <= 1 { p.half } else { 2 * p.half };
     let slot = |t: usize, k: usize| if p.out_shared[k] { shared_base + p.out_slot[k] } else { base(t) + p.out_slot[k] };
-    let issue_in = |v: &mut Vec<Instr>, t: usize| {
+    // Input DMAs of tile `t`; true if any was issued.
+    let issue_in = |v: &mut Vec<Instr>, t: usize| -> bool {
+        let mut any = false;
         for &(val, ia, slot) in &p.sliced {
             if pre_slice(val, ia).is_some() || act_slice(val, ia).is_some() {
                 continue;
@@ -1631,26 +1633,34 @@ fn emit(cx: &Ctx<'_>, ln: &[LNode], p: &Plan, lay: &Layout, c: u32, ncores: u32,
             let (b, o) = loc(val);
             if let Some(d) = slice_dma(b, o, cx.shape(val), es(cx.dtype(val)), Some(ia), tiles[t], base(t) + slot, true, (t % 2) as u8) {
                 v.push(Instr::Dma(d));
+                any = true;
             }
         }
+        any
     };
+    // Before a tile reuses a buffer, the store DMAs of the tile that used it last must have
+    // read it. A core's DMAs run in issue order (§4.2), so an input DMA into that buffer,
+    // issued after those stores and waited for before computing, already orders them: the
+    // explicit wait is only needed when the tile loads nothing into the buffer.
     let n = tiles.len();
+    let mut loaded = vec![false; n];
     if !p.single {
-        issue_in(&mut v, 0);
+        loaded[0] = issue_in(&mut v, 0);
     }
     for t in 0..n {
         if p.single {
-            // One buffer: the previous tile's outputs must have left before loading this one.
-            if t >= 1 {
+            // One buffer, reused by every tile.
+            if !issue_in(&mut v, t) && t >= 1 {
                 v.push(Instr::DmaWait { tag: 2 + ((t - 1) % 2) as u8 });
             }
-            issue_in(&mut v, t);
-        } else if t + 1 < n {
-            if t >= 1 {
-                // The other half's outputs must have left before its inputs are overwritten.
-                v.push(Instr::DmaWait { tag: 2 + ((t + 1) % 2) as u8 });
+        } else {
+            if t + 1 < n {
+                loaded[t + 1] = issue_in(&mut v, t + 1);
             }
-            issue_in(&mut v, t + 1);
+            if t >= 2 && !loaded[t] {
+                // Nothing loaded into tile t's half: wait for tile t-2's stores out of it.
+                v.push(Instr::DmaWait { tag: 2 + (t % 2) as u8 });
+            }
         }
         v.push(Instr::DmaWait { tag: (t % 2) as u8 });
         let r = tiles[t];

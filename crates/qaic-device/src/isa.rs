@@ -2,7 +2,8 @@
 //!
 //! A [`Program`] holds one [`CoreProgram`] per core plus the DDR buffer table. Each core runs
 //! its instructions in order; DMA instructions are asynchronous (they start on the core's DMA
-//! engine and complete later), everything else completes before the next instruction issues,
+//! engine and complete later; the engine runs one core's DMAs one at a time in issue order),
+//! everything else completes before the next instruction issues,
 //! except that the matrix and vector units are separate resources the simulator may overlap
 //! when consecutive ops have no data dependence (same rule as the hardware's HMX/HVX threads).
 //!
