@@ -264,3 +264,36 @@ fn stores_written_in_place_only_when_nothing_else_sees_the_difference() {
         assert_eq!(y, want, "run {seed}");
     }
 }
+
+#[test]
+fn a_cores_dmas_run_in_issue_order() {
+    // Code generation double-buffers tiles without waiting for a store before the next load
+    // into the same VTCM bytes (docs/virtual-aic100.md §4.2): the store, issued first, must
+    // read the old bytes even though no `dma.wait` separates it from the load. Different tags
+    // so that only the engine's order, not a wait, can order them.
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let mut p = Program::new("fifo", "2.0", 1, 1 << 16);
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: 128, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: 128, binding: Some(1) });
+    let t = |o| Tile::vtcm(o, DType::F32, vec![16]);
+    p.cores[0].instrs = vec![
+        dma(Space::Ddr(0), 0, Space::Vtcm, 0, 64, 0),
+        Instr::DmaWait { tag: 0 },
+        Instr::Op(Op::new("Neg", DType::F32, vec![t(0)], vec![t(256)])),
+        // Store tile 0's result, then load tile 1's input over it, then compute into it.
+        dma(Space::Vtcm, 256, Space::Ddr(1), 0, 64, 2),
+        dma(Space::Ddr(0), 64, Space::Vtcm, 256, 64, 1),
+        Instr::DmaWait { tag: 1 },
+        Instr::Op(Op::new("Relu", DType::F32, vec![t(256)], vec![t(512)])),
+        dma(Space::Vtcm, 512, Space::Ddr(1), 64, 64, 3),
+        Instr::DmaWait { tag: 2 },
+        Instr::DmaWait { tag: 3 },
+        Instr::End,
+    ];
+    let sim = Simulator::new(p, Vec::new(), dev).unwrap();
+    let x: Vec<f32> = (0..32).map(|i| (i % 9) as f32 - 4.0).collect();
+    let y = f32s(&sim.run(&[bytes(&x)]).unwrap().outputs[0]);
+    let mut want: Vec<f32> = x[..16].iter().map(|v| -v).collect();
+    want.extend(x[16..].iter().map(|v| v.max(0.0)));
+    assert_eq!(y, want);
+}
