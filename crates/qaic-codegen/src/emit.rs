@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use qaic_device::{AttrValue, Buffer, BufferKind, CoreMask, DeviceModel, Dma, DmaDim, DmaShape, Instr, Op, Program, SemSignal, Space, Tile};
-use qaic_ir::{Attr, Graph, Node, ValueId};
+use qaic_ir::{Attr, Graph, Node, ValueId, ValueType};
 use qaic_tensor::DType;
 
 use crate::prepare::{concrete_shape, dtype_of};
-use crate::{CodegenError, CodegenOptions, Compiled, CoreMetrics, IoBinding, LayerPlacement, Report, UnsupportedOp};
+use crate::{CodegenError, CodegenOptions, Compiled, CoreMetrics, IoBinding, LayerPlacement, Report, UnsupportedIo, UnsupportedOp};
 
 /// ONNX op types the code generator lowers (compute ops plus reshape-like aliases).
 pub const SUPPORTED_OPS: &[&str] = &[
@@ -849,6 +849,29 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             reason: if n.domain.is_empty() || n.domain == "ai.onnx" { String::new() } else { format!("domain `{}`", n.domain) },
         })
         .collect();
+    // Graph inputs and outputs the network descriptor cannot describe (after the operators,
+    // which are listed first, all of them, below).
+    let bad_io: Vec<UnsupportedIo> = g
+        .inputs
+        .iter()
+        .filter(|&&v| g.value(v).constant.is_none())
+        .map(|&v| (true, v))
+        .chain(g.outputs.iter().map(|&v| (false, v)))
+        .filter_map(|(is_input, v)| {
+            let reason = match g.value(v).ty.as_ref() {
+                Some(ValueType::Sequence(_) | ValueType::Optional(_) | ValueType::Map(..)) => "a sequence, optional or map value: the device takes tensors only".to_string(),
+                _ => match (dtype_of(g, v), concrete_shape(g, v)) {
+                    (Some(d), _) if !crate::IO_DTYPES.contains(&d) => format!("element type {}: the network descriptor has no such data type", d.name()),
+                    (_, Some(s)) if s.contains(&0) => format!("empty tensor of shape {s:?}: the network descriptor counts a 0 dimension as 1, so it cannot describe an empty buffer"),
+                    _ => return None,
+                },
+            };
+            Some(UnsupportedIo { is_input, name: g.value(v).name.clone(), reason })
+        })
+        .collect();
+    if by_type.is_empty() && !bad_io.is_empty() {
+        return Err(CodegenError::UnsupportedIo(bad_io));
+    }
     // With every graph input's shape known, a value without a static shape comes from a node
     // whose output shape depends on run-time data (a Reshape/Expand shape, Resize sizes, Reduce
     // axes... fed by an input or a computed value): the device needs static shapes, so those

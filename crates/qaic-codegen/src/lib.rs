@@ -64,6 +64,10 @@ pub enum CodegenError {
     /// Operators the device cannot run (all of them, not just the first).
     #[error("{} operator(s) not supported by the AIC100 code generator: {}", .0.len(), .0.iter().map(|u| format!("{} (node `{}`{})", u.op_type, u.node, if u.reason.is_empty() { String::new() } else { format!(": {}", u.reason) })).collect::<Vec<_>>().join(", "))]
     Unsupported(Vec<UnsupportedOp>),
+    /// Graph inputs/outputs a QPC cannot carry (all of them): element types without a network
+    /// descriptor data type ([`IO_DTYPES`]), empty tensors, sequences and optionals.
+    #[error("{} graph input/output(s) not supported by the AIC100 code generator: {}", .0.len(), .0.iter().map(|u| format!("{} `{}` ({})", if u.is_input { "input" } else { "output" }, u.name, u.reason)).collect::<Vec<_>>().join(", "))]
+    UnsupportedIo(Vec<UnsupportedIo>),
     /// A layer that does not fit the VTCM budget even in its smallest tile.
     #[error("node `{node}` ({op}): cannot be tiled into the VTCM budget of {budget} bytes per core (smallest tile needs {needed} bytes); raise -vtcm-working-set-limit-ratio or lower the batch size")]
     Tiling { node: String, op: String, budget: u64, needed: u64 },
@@ -88,6 +92,19 @@ pub struct UnsupportedOp {
     pub node: String,
     pub reason: String,
 }
+
+/// One graph input or output a QPC cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedIo {
+    pub is_input: bool,
+    pub name: String,
+    pub reason: String,
+}
+
+/// Element types a QPC's inputs and outputs can have: those with a `networkdesc.bin` data type
+/// (`FloatTy`, `Float16Ty`, `Int8Ty`, `UInt8QTy`, `Int16QTy`, `Int32ITy`, `Int64ITy`; the
+/// vendor enum has no bool, unsigned 16/32/64-bit, bf16 or f64).
+pub const IO_DTYPES: &[DType] = &[DType::F32, DType::F16, DType::I8, DType::U8, DType::I16, DType::I32, DType::I64];
 
 /// Code generation options (the `-aic-*` / `-mos` / `-ols` ... compiler options).
 #[derive(Debug, Clone, PartialEq)]

@@ -257,6 +257,25 @@ fn unsupported_ops_are_all_listed() {
 }
 
 #[test]
+fn inputs_and_outputs_without_a_descriptor_type_are_all_listed() {
+    // A bool input, an empty input and a u16 output: each named with its reason, none dropped.
+    let mut b = B::new("io");
+    let x = b.input("x", &[2, 3]);
+    let m = b.g.add_input("mask", ValueType::tensor(DType::Bool, Shape::known(&[2, 3])));
+    let e = b.input("empty", &[0, 3]);
+    let y = b.node("Relu", &[x], &[]);
+    let z = b.node("Cast", &[y], &[("to", Attr::Int(4))]);
+    let g = b.finish(&[y, z]);
+    let _ = (m, e);
+    let err = compile(&g, &dev(), &opts(1)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, CodegenError::UnsupportedIo(ref v) if v.len() == 3), "{msg}");
+    assert!(msg.contains("input `mask` (element type bool"), "{msg}");
+    assert!(msg.contains("input `empty` (empty tensor of shape [0, 3]"), "{msg}");
+    assert!(msg.contains("output `v2` (element type u16"), "{msg}");
+}
+
+#[test]
 fn bad_options_and_untileable_layers_are_refused() {
     let g = conv_net(1, 8);
     for o in [opts(0), opts(17), CodegenOptions { vtcm_working_set_limit_ratio: 0.0, ..opts(1) }, CodegenOptions { size_split_granularity_kib: 100, ..opts(1) }] {

@@ -292,3 +292,16 @@ pub fn run_qpc(cfg: &ExecConfig, out: &CompileOutput, events: &mut dyn FnMut(Run
     })?;
     Ok(DeviceRunReport { run, summary })
 }
+
+#[cfg(test)]
+mod tests {
+    use qaic_tensor::DType;
+
+    #[test]
+    fn codegen_io_types_are_the_descriptor_types() {
+        // Code generation refuses I/O the QPC assembler cannot describe, by the same list.
+        for d in DType::ALL {
+            assert_eq!(qaic_codegen::IO_DTYPES.contains(&d), qaic_runtime::data_type(d).is_some(), "{}", d.name());
+        }
+    }
+}
