@@ -142,6 +142,14 @@ impl Simulator {
         Ok(t)
     }
 
+    /// How many convolution ops the replay runs merged into single convolutions (module
+    /// `plan`; prepares the program if no run has yet). A diagnostic of the simulator's own
+    /// speed: results and timing do not depend on it.
+    pub fn merged_convolutions(&self) -> Result<usize, SimError> {
+        let plan = self.plan.get_or_init(|| plan::Plan::build(&self.program, &self.device, &self.constants, self.kernels)).as_ref().map_err(Clone::clone)?;
+        Ok(plan.merged_convolutions())
+    }
+
     /// Names and sizes of the input buffers, in the order [`Simulator::run`] takes them.
     pub fn inputs(&self) -> Vec<(&str, u64)> {
         self.program.buffers.iter().filter(|b| b.kind == BufferKind::Input).map(|b| (b.name.as_str(), b.size)).collect()

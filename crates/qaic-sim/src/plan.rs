@@ -155,6 +155,10 @@ struct LoadKey {
     version: u64,
 }
 
+/// Most runs of a strided VTCM landing tracked one by one (beyond, the landing only
+/// invalidates its whole extent).
+const MAX_TRACKED_RUNS: u64 = 4096;
+
 /// VTCM bytes `[start, end)` of a core hold the dense destination image of `key`.
 #[derive(Debug, Clone)]
 struct Record {
@@ -316,6 +320,11 @@ fn usizes(v: &[u64]) -> Vec<usize> {
 }
 
 impl Plan {
+    /// Convolution ops run as members of merged groups.
+    pub(crate) fn merged_convolutions(&self) -> usize {
+        self.groups.iter().filter(|g| g.members.len() > 1).map(|g| g.members.len()).sum()
+    }
+
     /// Runs the timing model once and prepares the replay. Errors are the engine's (deadlock).
     pub(crate) fn build(p: &Program, dev: &DeviceModel, constants: &[u8], k: &Kernels) -> Result<Plan, SimError> {
         let mut actions = Vec::new();
@@ -398,13 +407,26 @@ impl Plan {
                             Vec::new()
                         }
                     };
-                    for &c in &receivers {
-                        invalidate(&mut records[c], d.dst_offset, d.dst_offset + ext);
-                        invalidate_landed(&mut landed[c], d.dst_offset, d.dst_offset + ext);
+                    // The bytes written: one range for a dense destination, else each run (a
+                    // row band multicast into every core lands as strided runs that, with the
+                    // other cores' bands, cover the whole tile).
+                    let dense = dense_dst(&d.shape);
+                    let mut runs: Vec<(u64, u64)> = Vec::new();
+                    if dense || d.shape.dims.iter().map(|x| x.count as u64).product::<u64>() > MAX_TRACKED_RUNS {
+                        runs.push((d.dst_offset, d.dst_offset + ext));
+                    } else {
+                        let run = d.shape.run_bytes;
+                        for_each_run_of(&d.shape, 0, d.dst_offset as usize, &mut |_, o| runs.push((o as u64, o as u64 + run)));
                     }
-                    if matches!(d.src, Space::Vtcm) && dense_dst(&d.shape) && ext > 0 {
+                    for &c in &receivers {
+                        for &(s, e) in &runs {
+                            invalidate(&mut records[c], s, e);
+                            invalidate_landed(&mut landed[c], s, e);
+                        }
+                    }
+                    if matches!(d.src, Space::Vtcm) && ext > 0 && (dense || runs.len() > 1) {
                         for &c in &receivers {
-                            landed[c].push(Landed { start: d.dst_offset, end: d.dst_offset + ext, core, pc });
+                            landed[c].extend(runs.iter().map(|&(start, end)| Landed { start, end, core, pc }));
                         }
                     }
                     if let Space::Ddr(b) = d.src

@@ -297,3 +297,80 @@ fn a_cores_dmas_run_in_issue_order() {
     want.extend(x[16..].iter().map(|v| v.max(0.0)));
     assert_eq!(y, want);
 }
+
+#[test]
+fn split_convolution_over_multicast_row_bands_equals_the_reference() {
+    // Each core loads a band of input rows (all channels), multicasts it into the same window
+    // of every core (strided: one run per channel), and after both bands have landed runs its
+    // output-channel slice of a 3x3 conv over the whole window: the layout codegen emits for
+    // activations kept in VTCM. The simulator may merge the slices into one convolution over
+    // the landed bands; the result must be the reference either way.
+    let dev = DeviceModel::aic100(Variant::Pro16);
+    let (c, h, w, per, cores) = (4usize, 6usize, 6usize, 2usize, 2usize);
+    let m = per * cores;
+    let wt: Vec<f32> = (0..m * c * 9).map(|i| ((i * 5 % 11) as f32 - 5.0) * 0.07).collect();
+    let b: Vec<f32> = (0..m).map(|i| i as f32 * 0.2 - 0.3).collect();
+    let mut constants = bytes(&wt);
+    let b_off = constants.len() as u64;
+    constants.extend(bytes(&b));
+    let (xb, yb) = ((c * h * w * 4) as u64, (m * h * w * 4) as u64);
+    let mut p = Program::new("bands", "2.0", cores, 1 << 16);
+    p.num_semaphores = 1;
+    p.buffers.push(Buffer { name: "x".into(), kind: BufferKind::Input, size: xb, binding: Some(0) });
+    p.buffers.push(Buffer { name: "y".into(), kind: BufferKind::Output, size: yb, binding: Some(1) });
+    p.buffers.push(Buffer { name: "constants".into(), kind: BufferKind::Constants, size: constants.len() as u64, binding: None });
+    let (band, plane) = ((h / cores * w * 4) as u64, (h * w * 4) as u64);
+    let (stage, window, wo, bo, oo) = (0u64, 8192u64, 16384u64, 20480u64, 24576u64);
+    let wslice = (per * c * 9 * 4) as u64;
+    let strided = |src_stride: u64, dst_stride: u64| DmaShape { run_bytes: band, dims: vec![DmaDim { count: c as u64, src_stride, dst_stride }] };
+    for core in 0..cores {
+        let k = core as u64;
+        p.cores[core].instrs = vec![
+            Instr::Dma(Dma { src: Space::Ddr(0), src_offset: k * band, dst: Space::Vtcm, dst_offset: stage, shape: strided(plane, band), multicast: None, tag: 0, signal: None }),
+            Instr::DmaWait { tag: 0 },
+            Instr::Dma(Dma {
+                src: Space::Vtcm,
+                src_offset: stage,
+                dst: Space::Vtcm,
+                dst_offset: window + k * band,
+                shape: strided(band, plane),
+                multicast: Some(CoreMask::first(cores as u32)),
+                tag: 1,
+                signal: Some(SemSignal { sem: 0, add: 1 }),
+            }),
+            dma(Space::Ddr(2), k * wslice, Space::Vtcm, wo, wslice, 2),
+            dma(Space::Ddr(2), b_off + k * (per * 4) as u64, Space::Vtcm, bo, (per * 4) as u64, 2),
+            Instr::DmaWait { tag: 2 },
+            Instr::SemWait { sem: 0, at_least: cores as u32 },
+            Instr::Op({
+                let mut op = Op::new(
+                    "Conv",
+                    DType::F32,
+                    vec![
+                        Tile::vtcm(window, DType::F32, vec![1, c as u64, h as u64, w as u64]),
+                        Tile::vtcm(wo, DType::F32, vec![per as u64, c as u64, 3, 3]),
+                        Tile::vtcm(bo, DType::F32, vec![per as u64]),
+                    ],
+                    vec![Tile::vtcm(oo, DType::F32, vec![1, per as u64, h as u64, w as u64])],
+                );
+                op.set_attr("kernel_shape", AttrValue::Ints(vec![3, 3]));
+                op.set_attr("pads", AttrValue::Ints(vec![1, 1, 1, 1]));
+                op
+            }),
+            dma(Space::Vtcm, oo, Space::Ddr(1), k * (per * h * w * 4) as u64, (per * h * w * 4) as u64, 3),
+            Instr::DmaWait { tag: 1 },
+            Instr::DmaWait { tag: 3 },
+            Instr::End,
+        ];
+    }
+    let sim = Simulator::new(p, constants, dev).unwrap();
+    assert_eq!(sim.merged_convolutions().unwrap(), cores, "the slices read the same landed bands");
+    for seed in 0..3 {
+        let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 29 + seed * 13) % 19) as f32 * 0.1 - 0.9).collect();
+        let got = f32s(&sim.run(&[bytes(&x)]).unwrap().outputs[0]);
+        let want = conv_ref(&x, c, h, w, &wt, &b, m);
+        for (g, r) in got.iter().zip(&want) {
+            assert!((g - r).abs() <= 1e-5 * r.abs().max(1.0), "run {seed}: {g} vs {r}");
+        }
+    }
+}
