@@ -5,8 +5,10 @@
 //! Per model: interpreter, simulator at each `--sim-cores` value, interpreter again; the
 //! interpreter figure is the mean of its two medians, so load drift during the model's
 //! measurements affects both sides alike. Models codegen refuses (unsupported operators) are
-//! listed as refused. Symbolic input dimensions are bound from the zoo manifest's reference
-//! shapes (the device compiles static shapes), else `-batchsize` from the input's first axis.
+//! listed as refused. light_resnet50_rand is measured twice: float32, and int8 (a profile
+//! dumped from the same inputs, `-load-profile -enable-channelwise` on both sides). Symbolic
+//! input dimensions are bound from the zoo manifest's reference shapes (the device compiles
+//! static shapes), else `-batchsize` from the input's first axis.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -110,61 +112,84 @@ fn run_exec(c: &mut Command) -> Result<String> {
     Ok(stdout)
 }
 
-/// Measures every model of `ort` (its prepared inputs) on the interpreter and the simulator.
+/// Models also measured quantized (int8, per-channel, profiled on the benchmark inputs): the
+/// device issue's calibration model, so the simulator's speed on integer programs is measured
+/// too.
+const INT8_MODELS: &[&str] = &["light_resnet50_rand"];
+
+/// Measures every model of `ort` (its prepared inputs) on the interpreter and the simulator,
+/// and the models of [`INT8_MODELS`] once more quantized.
 pub fn measure(exec: &Path, shared: Option<&Path>, ort: &[OrtResult], num_iter: u32, cores: &[u32], work: &Path) -> Result<Vec<SimRow>> {
     let mut rows = Vec::new();
     for r in ort {
-        println!("bench: simulator vs interpreter on {} ...", r.model);
         let list = work.join(format!("{}.sim-inputs.txt", r.model));
         write_input_list(&list, &r.inputs)?;
-        let base = |c: &mut Command| {
-            c.arg(format!("-m={}", r.model_path.display()))
-                .arg(format!("-input-list-file={}", list.display()))
-                .arg(format!("-num-iter={num_iter}"));
-        };
         let symbols = symbol_args(shared, &r.model, &r.inputs)?;
-        let interp = || -> Option<f64> {
+        let mut variants: Vec<(String, Result<Vec<String>>)> = vec![(r.model.clone(), Ok(Vec::new()))];
+        if INT8_MODELS.contains(&r.model.as_str()) {
+            let profile = work.join(format!("{}.profile.yaml", r.model));
             let mut c = Command::new(exec);
-            base(&mut c);
-            c.arg("-run-on-interpreter");
-            run_exec(&mut c).ok().and_then(|o| parse_host_median_ms(&o))
-        };
-        let before = interp();
-        let mut sims = Vec::new();
-        for &n in cores {
-            let mut c = Command::new(exec);
-            base(&mut c);
-            c.args(&symbols).arg(format!("-aic-num-cores={n}"));
-            sims.push((n, run_exec(&mut c)));
+            c.arg(format!("-m={}", r.model_path.display())).arg(format!("-input-list-file={}", list.display())).arg("-run-on-interpreter").arg(format!("-dump-profile={}", profile.display()));
+            let args = run_exec(&mut c).map(|_| vec![format!("-load-profile={}", profile.display()), "-enable-channelwise".to_string()]);
+            variants.push((format!("{} (int8)", r.model), args));
         }
-        let after = interp();
-        let interp_ms = match (before, after) {
-            (Some(a), Some(b)) => Some((a + b) / 2.0),
-            (a, b) => a.or(b),
-        };
-        for (n, s) in sims {
-            let (sim_ms, predicted_us, error) = match s {
-                Ok(o) => (parse_sim_median_ms(&o), parse_predicted_us(&o), None),
-                Err(e) => (None, None, Some(format!("{e:#}"))),
+        for (name, extra) in variants {
+            println!("bench: simulator vs interpreter on {name} ...");
+            let extra = match extra {
+                Ok(e) => e,
+                Err(e) => {
+                    rows.extend(cores.iter().map(|&n| SimRow { model: name.clone(), cores: n, interp_ms: None, sim_ms: None, ratio_sim_over_interp: None, predicted_us: None, error: Some(format!("profiling: {e:#}")) }));
+                    continue;
+                }
             };
-            rows.push(SimRow {
-                model: r.model.clone(),
-                cores: n,
-                interp_ms,
-                sim_ms,
-                ratio_sim_over_interp: match (sim_ms, interp_ms) {
-                    (Some(a), Some(b)) if b > 0.0 => Some(a / b),
-                    _ => None,
-                },
-                predicted_us,
-                error,
-            });
+            let base = |c: &mut Command| {
+                c.arg(format!("-m={}", r.model_path.display()))
+                    .arg(format!("-input-list-file={}", list.display()))
+                    .arg(format!("-num-iter={num_iter}"))
+                    .args(&extra);
+            };
+            let interp = || -> Option<f64> {
+                let mut c = Command::new(exec);
+                base(&mut c);
+                c.arg("-run-on-interpreter");
+                run_exec(&mut c).ok().and_then(|o| parse_host_median_ms(&o))
+            };
+            let before = interp();
+            let mut sims = Vec::new();
+            for &n in cores {
+                let mut c = Command::new(exec);
+                base(&mut c);
+                c.args(&symbols).arg(format!("-aic-num-cores={n}"));
+                sims.push((n, run_exec(&mut c)));
+            }
+            let after = interp();
+            let interp_ms = match (before, after) {
+                (Some(a), Some(b)) => Some((a + b) / 2.0),
+                (a, b) => a.or(b),
+            };
+            for (n, s) in sims {
+                let (sim_ms, predicted_us, error) = match s {
+                    Ok(o) => (parse_sim_median_ms(&o), parse_predicted_us(&o), None),
+                    Err(e) => (None, None, Some(format!("{e:#}"))),
+                };
+                rows.push(SimRow {
+                    model: name.clone(),
+                    cores: n,
+                    interp_ms,
+                    sim_ms,
+                    ratio_sim_over_interp: match (sim_ms, interp_ms) {
+                        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                        _ => None,
+                    },
+                    predicted_us,
+                    error,
+                });
+            }
         }
     }
     Ok(rows)
 }
 
-/// The printed table.
 pub fn table(rows: &[SimRow]) -> String {
     let f = |v: Option<f64>, d: usize| v.map_or_else(|| "-".into(), |v| format!("{v:.d$}"));
     let mut s = String::new();
