@@ -849,8 +849,8 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             reason: if n.domain.is_empty() || n.domain == "ai.onnx" { String::new() } else { format!("domain `{}`", n.domain) },
         })
         .collect();
-    // Graph inputs and outputs the network descriptor cannot describe (after the operators,
-    // which are listed first, all of them, below).
+    // Graph inputs and outputs the network descriptor cannot describe; every refusal below
+    // lists them along with the operators.
     let bad_io: Vec<UnsupportedIo> = g
         .inputs
         .iter()
@@ -869,9 +869,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             Some(UnsupportedIo { is_input, name: g.value(v).name.clone(), reason })
         })
         .collect();
-    if by_type.is_empty() && !bad_io.is_empty() {
-        return Err(CodegenError::UnsupportedIo(bad_io));
-    }
+    let refuse = |ops: Vec<UnsupportedOp>| if bad_io.is_empty() { CodegenError::Unsupported(ops) } else { CodegenError::UnsupportedIo { io: bad_io.clone(), ops } };
     // With every graph input's shape known, a value without a static shape comes from a node
     // whose output shape depends on run-time data (a Reshape/Expand shape, Resize sizes, Reduce
     // axes... fed by an input or a computed value): the device needs static shapes, so those
@@ -895,7 +893,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             })
             .collect();
         if !dynamic.is_empty() {
-            return Err(CodegenError::Unsupported(dynamic));
+            return Err(refuse(dynamic));
         }
     }
     for &v in &used {
@@ -908,10 +906,11 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                 cx.shapes.insert(v, s);
                 cx.dtypes.insert(v, d);
             }
-            Err(e) if !by_type.is_empty() => {
-                // The unsupported operators are the error; the shape is logged for -vv.
+            Err(e) if !by_type.is_empty() || !bad_io.is_empty() => {
+                // The unsupported operators and I/O are the error (a sequence input has no
+                // shape); the shape is logged for -vv.
                 tracing::debug!("{e}");
-                return Err(CodegenError::Unsupported(by_type));
+                return Err(refuse(by_type));
             }
             Err(e) => return Err(e),
         }
@@ -930,8 +929,8 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
             Err(reason) => unsupported.push(UnsupportedOp { op_type: n.op_type.clone(), node: n.display_name(g), reason }),
         }
     }
-    if !unsupported.is_empty() {
-        return Err(CodegenError::Unsupported(unsupported));
+    if !unsupported.is_empty() || !bad_io.is_empty() {
+        return Err(refuse(unsupported));
     }
     // Inputs keep the alias values (their shapes are the ones the ops see); identity (readers,
     // DDR locations, constants, group membership) goes through the alias root `cx.r`.

@@ -62,12 +62,13 @@ pub enum CodegenError {
     #[error("option {option}: {msg}")]
     Option { option: &'static str, msg: String },
     /// Operators the device cannot run (all of them, not just the first).
-    #[error("{} operator(s) not supported by the AIC100 code generator: {}", .0.len(), .0.iter().map(|u| format!("{} (node `{}`{})", u.op_type, u.node, if u.reason.is_empty() { String::new() } else { format!(": {}", u.reason) })).collect::<Vec<_>>().join(", "))]
+    #[error("{} operator(s) not supported by the AIC100 code generator: {}", .0.len(), list_ops(.0))]
     Unsupported(Vec<UnsupportedOp>),
     /// Graph inputs/outputs a QPC cannot carry (all of them): element types without a network
     /// descriptor data type ([`IO_DTYPES`]), empty tensors, sequences and optionals.
-    #[error("{} graph input/output(s) not supported by the AIC100 code generator: {}", .0.len(), .0.iter().map(|u| format!("{} `{}` ({})", if u.is_input { "input" } else { "output" }, u.name, u.reason)).collect::<Vec<_>>().join(", "))]
-    UnsupportedIo(Vec<UnsupportedIo>),
+    /// Operators the device cannot run are listed too (`ops`, possibly empty).
+    #[error("{} graph input/output(s) not supported by the AIC100 code generator: {}{}", .io.len(), .io.iter().map(|u| format!("{} `{}` ({})", if u.is_input { "input" } else { "output" }, u.name, u.reason)).collect::<Vec<_>>().join(", "), if .ops.is_empty() { String::new() } else { format!("; and {} operator(s): {}", .ops.len(), list_ops(.ops)) })]
+    UnsupportedIo { io: Vec<UnsupportedIo>, ops: Vec<UnsupportedOp> },
     /// A layer that does not fit the VTCM budget even in its smallest tile.
     #[error("node `{node}` ({op}): cannot be tiled into the VTCM budget of {budget} bytes per core (smallest tile needs {needed} bytes); raise -vtcm-working-set-limit-ratio or lower the batch size")]
     Tiling { node: String, op: String, budget: u64, needed: u64 },
@@ -91,6 +92,10 @@ pub struct UnsupportedOp {
     pub op_type: String,
     pub node: String,
     pub reason: String,
+}
+
+fn list_ops(ops: &[UnsupportedOp]) -> String {
+    ops.iter().map(|u| format!("{} (node `{}`{})", u.op_type, u.node, if u.reason.is_empty() { String::new() } else { format!(": {}", u.reason) })).collect::<Vec<_>>().join(", ")
 }
 
 /// One graph input or output a QPC cannot carry.
