@@ -266,8 +266,6 @@ fn lower(cx: &Ctx<'_>, n: &Node) -> Result<Option<LNode>, String> {
             inputs.extend(ins.iter().skip(1).flatten());
         }
         "ConvTranspose" => {
-            // The output tile's shape carries the output size; explicit pads and
-            // output_padding are what shape inference used.
             // The output tile carries the output size, so `output_shape` needs nothing more;
             // SAME_* padding is resolved here as the interpreter resolves it.
             inputs.extend(ins.iter().skip(1).flatten());
@@ -980,7 +978,7 @@ pub(crate) fn generate(g: &Graph, dev: &DeviceModel, o: &CodegenOptions) -> Resu
                         if !axes.is_empty() {
                             let trial: Vec<usize> = gr.members.iter().copied().chain([i]).collect();
                             // A small margin: the plan's first-fit layout may fragment a little more.
-                        if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget / 32 * 31 {
+                            if min_footprint(&cx, &lnodes, &trial, &axes, &readers, &outputs_root) <= df_budget / 32 * 31 {
                                 gr.members.push(i);
                                 gr.axes = axes;
                                 continue;

@@ -121,8 +121,7 @@ pub(crate) fn simplify(graph: &mut Graph, options: &PlanOptions) {
 
 /// Rewrites 2–4 of the module documentation.
 pub(crate) fn fuse(graph: &mut Graph, options: &PlanOptions) {
-    fuse_conv_affine(graph, options);
-    recognise_hard_swish(graph, options);
+    simplify(graph, options);
     fold_batch_norms(graph, options);
     fuse_activations(graph, options);
     fuse_matmul_bias(graph, options);

@@ -323,15 +323,7 @@ fn q_params(op: &Op, bias: &[u8], mult: &[u8], wz: &[u8]) -> Result<QParams, Str
 pub(crate) fn qconv_kernel(op: &Op, w: &[u8], w_shape: &[usize], bias: &[u8], mult: &[u8], wz: &[u8]) -> Result<qaic_kernels::quant::QConvGlow, String> {
     use qaic_kernels::quant::{IntPath, QConvGlow};
     let QParams { xt, wt, yt, bias, mult, wz, xz, yz } = q_params(op, bias, mult, wz)?;
-    let r = w_shape.len().saturating_sub(2);
-    let list = |n: &str, d: usize, len: usize| -> Vec<usize> { ints(op, n).map(|v| v.iter().map(|&x| x.max(0) as usize).collect()).unwrap_or_else(|| vec![d; len]) };
-    let params = ConvParams {
-        kernel: list("kernel_shape", 1, r),
-        strides: list("strides", 1, r),
-        dilations: list("dilations", 1, r),
-        pads: list("pads", 0, 2 * r),
-        group: op.attr_int("group", 1).max(1) as usize,
-    };
+    let params = conv_params(op, w_shape.len().saturating_sub(2), w_shape.get(2..).unwrap_or(&[]))?;
     QConvGlow::new(IntPath::current(), params, xt, xz, wt, w, w_shape, &wz, &bias, &mult, yt, yz).map_err(|e| e.to_string())
 }
 
@@ -534,24 +526,20 @@ fn run_float(k: &Kernels, op: &Op, inputs: &[&[u8]], out: &mut [f32], act: Optio
             }
             out.copy_from_slice(&x);
         }
-        "Conv" => {
+        "Conv" | "ConvTranspose" => {
             need(2)?;
             let (x, w) = (fin(0)?, fin(1)?);
             let b = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
             let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
             let p = conv_params(op, xs.len().saturating_sub(2), ws.get(2..).unwrap_or(&[]))?;
-            k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), act.unwrap_or_else(|| conv_activation(op)), out).map_err(kerr)?;
-        }
-        "ConvTranspose" => {
-            // Output spatial size is the output tile's (codegen resolves pads and
-            // output_padding; `output_shape` and auto_pad are refused there).
-            need(2)?;
-            let (x, w) = (fin(0)?, fin(1)?);
-            let b = if op.inputs.len() > 2 { Some(fin(2)?) } else { None };
-            let (xs, ws) = (dims(&op.inputs[0]), dims(&op.inputs[1]));
-            let p = conv_params(op, xs.len().saturating_sub(2), ws.get(2..).unwrap_or(&[]))?;
-            let os = oshape.get(2..).unwrap_or(&[]).to_vec();
-            k.conv_transpose(&p, &x, &xs, &w, &ws, b.as_deref(), &os, out).map_err(kerr)?;
+            if op.op == "Conv" {
+                k.conv(&p, &x, &xs, &w, &ws, b.as_deref(), act.unwrap_or_else(|| conv_activation(op)), out).map_err(kerr)?;
+            } else {
+                // The output spatial size is the output tile's (codegen resolved pads,
+                // output_padding, `output_shape` and auto_pad).
+                let os = oshape.get(2..).unwrap_or(&[]).to_vec();
+                k.conv_transpose(&p, &x, &xs, &w, &ws, b.as_deref(), &os, out).map_err(kerr)?;
+            }
         }
         "MatMul" => {
             need(2)?;

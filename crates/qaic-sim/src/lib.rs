@@ -146,8 +146,12 @@ impl Simulator {
     /// `plan`; prepares the program if no run has yet). A diagnostic of the simulator's own
     /// speed: results and timing do not depend on it.
     pub fn merged_convolutions(&self) -> Result<usize, SimError> {
-        let plan = self.plan.get_or_init(|| plan::Plan::build(&self.program, &self.device, &self.constants, self.kernels)).as_ref().map_err(Clone::clone)?;
-        Ok(plan.merged_convolutions())
+        Ok(self.plan()?.merged_convolutions())
+    }
+
+    /// The prepared replay, built on first use.
+    fn plan(&self) -> Result<&plan::Plan, SimError> {
+        self.plan.get_or_init(|| plan::Plan::build(&self.program, &self.device, &self.constants, self.kernels)).as_ref().map_err(Clone::clone)
     }
 
     /// Names and sizes of the input buffers, in the order [`Simulator::run`] takes them.
@@ -182,7 +186,7 @@ impl Simulator {
                 return Err(SimError::Input { index, name: name.to_string(), msg: format!("{} bytes given, buffer holds {size}", v.len()) });
             }
         }
-        let plan = self.plan.get_or_init(|| plan::Plan::build(&self.program, &self.device, &self.constants, self.kernels)).as_ref().map_err(Clone::clone)?;
+        let plan = self.plan()?;
         // One workspace is kept; a concurrent run (rare) works in a fresh one. The replay runs
         // on a kernel thread so each kernel's split is an in-pool fork, not a hand-off.
         let outputs = qaic_kernels::run_in_pool(|| match self.workspace.try_lock() {

@@ -1082,35 +1082,34 @@ impl Plan {
                 let xb = unsafe { mem_ref(mems, xm, xo as usize, tile_len(x) as usize) }.map_err(err)?;
                 let overlap = xm == om && xo < oo + tile_len(o) && oo < xo + tile_len(x);
                 let n: usize = g.out_shape.iter().product();
-                match &g.kernel {
-                    GroupKernel::Q(q) => {
-                        if g.members.len() == 1 && !overlap {
-                            let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
-                            q.run(xb, &g.x_shape, ob).map_err(|e| err(e.to_string()))?;
-                            return Ok(());
+                let xf = match g.kernel {
+                    GroupKernel::F32 { .. } => Some(exec::to_f32(DType::F32, xb).map_err(err)?),
+                    GroupKernel::Q(_) => None,
+                };
+                // The merged convolution into `out` (elements of the group's type); false when
+                // `out` is not aligned for them.
+                let run = |out: &mut [u8]| -> Result<bool, SimError> {
+                    match &g.kernel {
+                        GroupKernel::Q(q) => q.run(xb, &g.x_shape, out).map(|_| true).map_err(|e| err(e.to_string())),
+                        GroupKernel::F32 { weights, bias } => {
+                            let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(out) else { return Ok(false) };
+                            k.conv_packed(&g.params, xf.as_deref().unwrap_or_default(), &g.x_shape, weights, bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
+                            Ok(true)
                         }
-                        // SAFETY: the group's result buffer is written by this step alone in its level.
-                        let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
-                        let bytes: &mut [u8] = bytemuck::cast_slice_mut(slot);
-                        q.run(xb, &g.x_shape, &mut bytes[..n]).map_err(|e| err(e.to_string()))?;
-                        scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
                     }
-                    GroupKernel::F32 { weights, bias } => {
-                        let xf = exec::to_f32(DType::F32, xb).map_err(err)?;
-                        if g.members.len() == 1 && !overlap {
-                            let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
-                            if let Ok(of) = bytemuck::try_cast_slice_mut::<u8, f32>(ob) {
-                                k.conv_packed(&g.params, &xf, &g.x_shape, weights, bias.as_deref(), g.act, of).map_err(|e| err(e.to_string()))?;
-                                return Ok(());
-                            }
-                        }
-                        // SAFETY: the group's result buffer is written by this step alone in its level.
-                        let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
-                        k.conv_packed(&g.params, &xf, &g.x_shape, weights, bias.as_deref(), g.act, slot).map_err(|e| err(e.to_string()))?;
-                        drop(xf);
-                        scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
+                };
+                if g.members.len() == 1 && !overlap {
+                    let ob = unsafe { mem_mut(mems, om, oo as usize, tile_len(o) as usize) }.map_err(err)?;
+                    if run(ob)? {
+                        return Ok(());
                     }
                 }
+                // SAFETY: the group's result buffer is written by this step alone in its level.
+                let slot = unsafe { mem.slot_mut(g.slot, n) }.map_err(err)?;
+                let bytes: &mut [u8] = bytemuck::cast_slice_mut(slot);
+                run(&mut bytes[..n * g.elem()])?;
+                drop(xf);
+                scatter(mems, nbuf, p, g, 0, slot, &self.redirect).map_err(err)?;
             }
             Step::Scatter { group, member } => {
                 let g = &self.groups[group as usize];
