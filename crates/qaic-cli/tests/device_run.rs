@@ -210,18 +210,18 @@ fn bad_qpcs_inputs_and_options_are_refused() {
     assert!(e.contains("short.bin") && e.contains("input `x`") && e.contains("needs 576"), "{e}");
     assert!(!f.dir.path().join("none").exists());
     // Wrong number of inputs.
-    let e = err(&f.runner(&["-t", "qpc", "-i", "x.bin", "-i", "x.bin"]));
+    let e = err(&f.runner(&["-t", "qpc", "-i", "x.bin", "-i", "x.bin", "--write-output-dir", "none"]));
     assert!(e.contains("1 input(s)") && e.contains("2 -i file(s)"), "{e}");
     // Device id.
-    let e = err(&f.runner(&["-t", "qpc", "-d", "3"]));
+    let e = err(&f.runner(&["-t", "qpc", "-d", "3", "--write-output-dir", "none"]));
     assert!(e.contains("invalid device id 3"), "{e}");
     // Missing and corrupt QPCs.
-    let e = err(&f.runner(&["-t", "nowhere"]));
+    let e = err(&f.runner(&["-t", "nowhere", "--write-output-dir", "none"]));
     assert!(e.contains("nowhere"), "{e}");
     let good = std::fs::read(f.dir.path().join("qpc/programqpc.bin")).unwrap();
     std::fs::create_dir_all(f.dir.path().join("bad")).unwrap();
     std::fs::write(f.dir.path().join("bad/programqpc.bin"), &good[..good.len() / 2]).unwrap();
-    let e = err(&f.runner(&["-t", "bad"]));
+    let e = err(&f.runner(&["-t", "bad", "--write-output-dir", "none"]));
     assert!(e.contains("bad/programqpc.bin"), "{e}");
     // A vendor (Hexagon) network.elf without our note.
     let mut elf = vec![0u8; 64];
@@ -239,18 +239,25 @@ fn bad_qpcs_inputs_and_options_are_refused() {
     w.static_size("constants.bin", q.segment_info("constants.bin").unwrap().static_size());
     std::fs::create_dir_all(f.dir.path().join("vendor")).unwrap();
     w.write(f.dir.path().join("vendor/programqpc.bin")).unwrap();
-    let e = err(&f.runner(&["-t", "vendor"]));
+    let e = err(&f.runner(&["-t", "vendor", "--write-output-dir", "none"]));
     assert!(e.contains("vendor program the simulator cannot run"), "{e}");
     // Options.
-    let e = err(&f.exec(&["-aic-num-cores=17"]));
+    let e = err(&f.exec(&["-aic-num-cores=17", "-aic-binary-dir=none"]));
     assert!(e.contains("allowed 1 to 16"), "{e}");
-    let e = err(&f.exec(&["-compile-only", "-run-on-interpreter"]));
+    let e = err(&f.exec(&["-compile-only", "-run-on-interpreter", "-aic-binary-dir=none"]));
     assert!(e.contains("cannot be used together"), "{e}");
-    let e = err(&f.exec(&["-aic-num-cores=2", "-mos=2", "-vtcm-working-set-limit-ratio=0", "-compile-only"]));
+    let e = err(&f.exec(&["-aic-num-cores=2", "-mos=2", "-vtcm-working-set-limit-ratio=0", "-compile-only", "-aic-binary-dir=none"]));
     assert!(e.contains("-vtcm-working-set-limit-ratio"), "{e}");
     // Quantized and fp16 programs compile (exec_quant tests them); the report does not.
-    let e = err(&f.exec(&["-convert-to-quantize", "-quantization-report=r.csv", "-compile-only"]));
+    let e = err(&f.exec(&["-convert-to-quantize", "-quantization-report=r.csv", "-compile-only", "-aic-binary-dir=none"]));
     assert!(e.contains("-quantization-report") && e.contains("-run-on-interpreter"), "{e}");
+    // No refusal left an output folder, a report or a temporary file behind.
+    let mut left: Vec<String> = std::fs::read_dir(f.dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["bad", "list.txt", "net.onnxtxt", "qpc", "short.bin", "vendor", "x.bin"]);
+    let mut qpc: Vec<String> = std::fs::read_dir(f.dir.path().join("qpc")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    qpc.retain(|n| n.contains("tmp"));
+    assert!(qpc.is_empty(), "{qpc:?}");
 }
 
 #[test]
